@@ -1,0 +1,103 @@
+"""Account database: one small interface (``AccountStore``) over MariaDB/MySQL
+(asyncmy pool) or SQLite (aiosqlite), chosen by URL.
+
+    async with open_store("mysql://root@127.0.0.1:3306/accountdb") as store:
+        record = await store.get_account(1)
+
+The engine modules are imported on first use, so a SQLite deployment never loads
+the MySQL driver and vice versa.
+"""
+
+from __future__ import annotations
+
+from serverlink.store.base import (
+    DEFAULT_TIMEOUT,
+    AccountRecord,
+    AccountStore,
+    AdminStore,
+    RetryPolicy,
+    SeedAccount,
+    StoreError,
+    StoreUnavailable,
+)
+from serverlink.store.passwords import hash_password, verify_password
+from serverlink.store.url import (
+    DEFAULT_DB_URL,
+    DatabaseUrlError,
+    MysqlTarget,
+    SqliteTarget,
+    parse_db_url,
+)
+
+__all__ = [
+    "DEFAULT_DB_URL",
+    "DEFAULT_TIMEOUT",
+    "AccountRecord",
+    "AccountStore",
+    "AdminStore",
+    "DatabaseUrlError",
+    "RetryPolicy",
+    "SeedAccount",
+    "StoreError",
+    "StoreUnavailable",
+    "hash_password",
+    "open_admin_store",
+    "open_store",
+    "parse_db_url",
+    "verify_password",
+]
+
+
+def open_store(
+    url: str,
+    *,
+    timeout: float = DEFAULT_TIMEOUT,
+    pool_min: int = 1,
+    pool_max: int = 10,
+    pool_recycle: float = 600.0,
+    retry: RetryPolicy | None = None,
+) -> AccountStore:
+    """The store for ``url`` (see ``store.url``), not yet connected: use it with
+    ``async with`` (connects and checks the schema) or ``await store.connect()``.
+
+    ``timeout`` bounds every call, retry included (then ``StoreUnavailable``).
+    ``pool_*`` apply to MySQL only (SQLite uses one connection). ``retry`` defaults to
+    one retry after a connection-level error. A bad URL raises ``DatabaseUrlError``
+    (a ``ValueError``) whose message says what to fix.
+    """
+    return open_admin_store(
+        url,
+        timeout=timeout,
+        pool_min=pool_min,
+        pool_max=pool_max,
+        pool_recycle=pool_recycle,
+        retry=retry,
+    )
+
+
+def open_admin_store(
+    url: str,
+    *,
+    timeout: float = DEFAULT_TIMEOUT,
+    pool_min: int = 1,
+    pool_max: int = 10,
+    pool_recycle: float = 600.0,
+    retry: RetryPolicy | None = None,
+) -> AdminStore:
+    """``open_store`` with the admin operations (schema, seeding, whiteip) exposed."""
+    target = parse_db_url(url)
+    if isinstance(target, SqliteTarget):
+        from serverlink.store.sqlite import SqliteStore
+
+        return SqliteStore(target, timeout=timeout, retry=retry)
+    assert isinstance(target, MysqlTarget)
+    from serverlink.store.mysql import MySqlStore
+
+    return MySqlStore(
+        target,
+        timeout=timeout,
+        pool_min=pool_min,
+        pool_max=pool_max,
+        pool_recycle=pool_recycle,
+        retry=retry,
+    )

@@ -1,0 +1,181 @@
+"""The account store interface: one record type, two exceptions, one ABC.
+
+Servers see only ``AccountStore`` (get_account / set_status / set_status_if /
+reset_statuses / trusted_ips / close). The engines (``store.mysql``,
+``store.sqlite``) also implement ``AdminStore``, the few extra operations the
+``serverlink db`` commands need (schema, seeding, whiteip).
+
+Failure contract: every call either returns within the store's timeout or raises.
+``StoreUnavailable`` means the database is down, unreachable or too slow (the
+call was retried once on a connection-level error first); any other problem
+(schema missing, access denied, ...) is a plain ``StoreError`` whose message says
+what to fix.
+"""
+
+from __future__ import annotations
+
+import abc
+import random
+from collections.abc import Sequence
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Self
+
+DEFAULT_TIMEOUT = 5.0
+"""Seconds one store call may take, retry included, before ``StoreUnavailable``."""
+
+
+@dataclass(frozen=True, slots=True)
+class AccountRecord:
+    """One row of ``v_account``."""
+
+    account_no: int
+    user_id: str
+    nickname: str
+    session_key: bytes | None  # None = no sessionkey row (or NULL)
+    status: int | None  # None = no status row
+
+
+@dataclass(frozen=True, slots=True)
+class SeedAccount:
+    """One account written by ``AdminStore.upsert_accounts``."""
+
+    account_no: int
+    user_id: str
+    nickname: str
+    session_key: str
+    userpass: str | None = None  # None = keep an existing account's password ('' if new)
+
+
+class StoreError(Exception):
+    """Base of every store failure; the message is one line meant for a log or a CLI."""
+
+
+class StoreUnavailable(StoreError):
+    """The database is down, unreachable or did not answer within the timeout.
+
+    Callers answer their client (e.g. a login failure) and log one line; the store
+    reconnects by itself on a later call.
+    """
+
+
+@dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    """When and how long to wait before retrying a call that failed at the
+    connection level (in the style of redis-py's asyncio ``Retry`` with an
+    exponential, jittered, capped backoff).
+
+    ``retries`` is the number of extra attempts after the first one. Errors that are
+    not connection-level (bad SQL, missing table, access denied) are never retried.
+    The store's timeout bounds the whole call, retries and backoff included.
+    """
+
+    retries: int = 1
+    backoff_base: float = 0.05  # seconds before the first retry (before jitter)
+    backoff_cap: float = 0.5  # no single wait is longer than this
+
+    def __post_init__(self) -> None:
+        if self.retries < 0:
+            raise ValueError("RetryPolicy.retries must be >= 0")
+        if self.backoff_base < 0 or self.backoff_cap < 0:
+            raise ValueError("RetryPolicy backoff times must be >= 0")
+
+    def backoff(self, failures: int) -> float:
+        """Seconds to wait after the ``failures``-th consecutive failure (1-based):
+        base * 2**(failures-1), capped, with "equal jitter" (half fixed, half random)
+        so that many clients reconnecting together do not stampede."""
+        delay = min(self.backoff_cap, self.backoff_base * 2.0 ** max(failures - 1, 0))
+        return delay / 2 + random.uniform(0.0, delay / 2)
+
+
+NO_RETRY = RetryPolicy(retries=0)
+
+
+class AccountStore(abc.ABC):
+    """Account data as the servers need it. Use as ``async with open_store(url) as store``
+    (which connects and checks the schema), or call ``connect()`` yourself; a call made
+    before ``connect()`` connects lazily."""
+
+    #: engine name, "mysql" or "sqlite"
+    engine: str = ""
+
+    @property
+    @abc.abstractmethod
+    def display_url(self) -> str:
+        """The database URL with any password masked, for logs."""
+
+    @abc.abstractmethod
+    async def connect(self) -> None:
+        """Connect now and check that the schema exists.
+
+        Raises ``StoreUnavailable`` if the database cannot be reached, ``StoreError``
+        if it can but the schema is missing (run ``serverlink db init``)."""
+
+    @abc.abstractmethod
+    async def get_account(self, account_no: int) -> AccountRecord | None:
+        """The account's ``v_account`` row (one SELECT), or None if no such account."""
+
+    @abc.abstractmethod
+    async def set_status(self, account_no: int, status: int) -> None:
+        """Set the account's status. An account without a status row keeps having none
+        (the login server reports that as STATUS_MISS; it is not created here)."""
+
+    @abc.abstractmethod
+    async def set_status_if(self, account_no: int, expected: int, status: int) -> bool:
+        """Compare-and-set: set ``status`` only if the current status is ``expected``.
+
+        Returns True if the row matched (also when ``expected == status``), False if the
+        status was something else or there is no status row. If a first attempt was cut
+        off by a lost connection, the retry also counts a row that already holds
+        ``status`` as a match (the first attempt may have been applied)."""
+
+    @abc.abstractmethod
+    async def reset_statuses(self, only: int | None = None) -> int:
+        """Set every non-zero status to 0 (``only=None``, as the login server does at
+        start), or only the rows whose status is ``only`` (a game server clearing its
+        own accounts). Returns the number of rows changed."""
+
+    @abc.abstractmethod
+    async def trusted_ips(self) -> list[str]:
+        """The ``whiteip`` table, in insertion order."""
+
+    @abc.abstractmethod
+    async def close(self) -> None:
+        """Close the connections. Idempotent; later calls raise ``StoreError``."""
+
+    async def __aenter__(self) -> Self:
+        try:
+            await self.connect()
+        except BaseException:
+            await self.close()
+            raise
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.display_url}>"
+
+
+class AdminStore(AccountStore):
+    """The extra operations of ``serverlink db`` (not used on the servers' hot path)."""
+
+    @abc.abstractmethod
+    async def create_schema(self) -> None:
+        """Create the tables and the ``v_account`` view if missing (and, for MySQL, the
+        database named in the URL). Idempotent; existing rows are kept."""
+
+    @abc.abstractmethod
+    async def upsert_accounts(self, accounts: Sequence[SeedAccount]) -> None:
+        """Insert or update the accounts, their session keys and a status row of 0 each,
+        in one transaction."""
+
+    @abc.abstractmethod
+    async def add_trusted_ip(self, ip: str) -> bool:
+        """Add ``ip`` to ``whiteip``; False if it was already there."""
