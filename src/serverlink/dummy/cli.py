@@ -1,0 +1,215 @@
+"""``serverlink dummy``: the load-testing client's command line.
+
+Every option has a default (a config file may supply others through click's
+``default_map``); bad values stop with a one-line click error, not a traceback.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import click
+
+from serverlink.dummy.config import MODES, DummyConfig
+from serverlink.protocol.codec import DEFAULT_CODE, DEFAULT_KEY1, DEFAULT_KEY2, NetCodec
+
+if TYPE_CHECKING:
+    _HostPortBase = click.ParamType[tuple[str, int]]
+else:  # click < 8.2 has no generic ParamType at run time
+    _HostPortBase = click.ParamType
+
+
+class HostPort(_HostPortBase):
+    """``HOST:PORT`` (``[v6addr]:PORT`` for IPv6) -> (host, port)."""
+
+    name = "HOST:PORT"
+
+    def convert(
+        self, value: object, param: click.Parameter | None, ctx: click.Context | None
+    ) -> tuple[str, int]:
+        if isinstance(value, tuple):
+            host, port = value
+            return str(host), int(port)
+        text = str(value).strip()
+        host, sep, port_text = text.rpartition(":")
+        if not sep or not host or not port_text:
+            self.fail(f"{text!r} is not HOST:PORT", param, ctx)
+        if host.startswith("[") and host.endswith("]"):
+            host = host[1:-1]
+        elif ":" in host:
+            self.fail(f"{text!r}: write an IPv6 address as [ADDR]:PORT", param, ctx)
+        try:
+            port = int(port_text)
+        except ValueError:
+            self.fail(f"{text!r}: port {port_text!r} is not a number", param, ctx)
+        if not 0 < port < 65536:
+            self.fail(f"{text!r}: port {port} is not in 1-65535", param, ctx)
+        return host, port
+
+
+BYTE = click.IntRange(0, 255)
+
+
+@click.command("dummy")
+@click.option(
+    "--mode",
+    type=click.Choice(MODES),
+    default="echo",
+    show_default=True,
+    help="What each virtual client does. echo: log in to the game server, then echo.",
+)
+@click.option(
+    "--game",
+    type=HostPort(),
+    default="127.0.0.1:12211",
+    show_default=True,
+    help="Game server address.",
+)
+@click.option(
+    "--clients",
+    type=click.IntRange(min=1),
+    default=100,
+    show_default=True,
+    help="Virtual clients (AccountNo 1..N).",
+)
+@click.option(
+    "--echo-depth",
+    type=click.IntRange(0, 4096),
+    default=1,
+    show_default=True,
+    help="Echo requests kept in flight per client (the original's ECHO_OVERLAP); "
+    "0 = log in and send only heartbeats.",
+)
+@click.option(
+    "--seconds",
+    type=click.FloatRange(min=0),
+    default=10.0,
+    show_default=True,
+    help="Run length; 0 = until Ctrl-C.",
+)
+@click.option(
+    "--report",
+    type=click.Path(dir_okay=False, writable=True, path_type=Path),
+    default=None,
+    help="Write every counter and the latency percentiles to this JSON file.",
+)
+@click.option(
+    "--processes",
+    type=click.IntRange(min=0),
+    default=0,
+    show_default=True,
+    help="Worker processes the clients are split across; 0 = auto "
+    "(1 below 100 clients, else up to min(CPU count, 4)).",
+)
+@click.option(
+    "--quiet", is_flag=True, help="One plain status line per second instead of the dashboard."
+)
+@click.option(
+    "--login-delay",
+    "login_delay_ms",
+    type=click.IntRange(min=0),
+    default=0,
+    show_default=True,
+    metavar="MS",
+    help="Delay between a client's connect and its login request, in ms.",
+)
+@click.option(
+    "--disconnect-rate",
+    type=click.FloatRange(0.0, 1.0),
+    default=0.0,
+    show_default=True,
+    metavar="P",
+    help="Each second, each logged-in client leaves with probability P, "
+    "then reconnects and logs in again.",
+)
+@click.option(
+    "--ramp-up",
+    type=click.FloatRange(min=0),
+    default=0.0,
+    show_default=True,
+    metavar="S",
+    help="Spread the initial connects evenly over S seconds.",
+)
+@click.option(
+    "--version",
+    "client_version",
+    type=click.IntRange(-(2**31), 2**31 - 1),
+    default=1,
+    show_default=True,
+    help="Client version sent in CS_GAME_REQ_LOGIN.",
+)
+@click.option(
+    "--code", type=BYTE, default=DEFAULT_CODE, show_default=True, help="Net frame code byte."
+)
+@click.option("--key1", type=BYTE, default=DEFAULT_KEY1, show_default=True, help="Net frame key 1.")
+@click.option("--key2", type=BYTE, default=DEFAULT_KEY2, show_default=True, help="Net frame key 2.")
+@click.option(
+    "--late-ms",
+    type=click.FloatRange(min=0, min_open=True),
+    default=500.0,
+    show_default=True,
+    help="An echo reply slower than this counts as an error.",
+)
+@click.option(
+    "--reply-timeout",
+    type=click.FloatRange(min=0, min_open=True),
+    default=5.0,
+    show_default=True,
+    help="Seconds without a login or echo reply before a client counts a timeout and reconnects.",
+)
+def dummy_command(
+    mode: str,
+    game: tuple[str, int],
+    clients: int,
+    echo_depth: int,
+    seconds: float,
+    report: Path | None,
+    processes: int,
+    quiet: bool,
+    login_delay_ms: int,
+    disconnect_rate: float,
+    ramp_up: float,
+    client_version: int,
+    code: int,
+    key1: int,
+    key2: int,
+    late_ms: float,
+    reply_timeout: float,
+) -> None:
+    """Load-testing client: N virtual clients log in and keep echo requests in
+    flight, checking every reply. Exit status 0 when no error was counted."""
+    # Imported here so that `--help` and option errors stay fast.
+    from serverlink.dummy.dashboard import run_with_display
+
+    try:
+        config = DummyConfig(
+            mode=mode,
+            game_host=game[0],
+            game_port=game[1],
+            clients=clients,
+            echo_depth=echo_depth,
+            seconds=seconds,
+            processes=processes,
+            login_delay_ms=login_delay_ms,
+            disconnect_rate=disconnect_rate,
+            ramp_up=ramp_up,
+            version=client_version,
+            codec=NetCodec(code=code, key1=key1, key2=key2),
+            late_ms=late_ms,
+            reply_timeout=reply_timeout,
+        )
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from None
+    result = run_with_display(config, quiet=quiet)
+    if report is not None:
+        try:
+            report.write_text(json.dumps(result.report(), indent=2) + "\n")
+        except OSError as exc:
+            raise click.ClickException(f"cannot write the report {report}: {exc}") from None
+    raise SystemExit(result.exit_code)
+
+
+if __name__ == "__main__":
+    dummy_command()

@@ -1,0 +1,89 @@
+"""Settings of one dummy run: what the virtual clients do and how hard.
+
+Plain data, picklable, so the parent process hands the same object to every
+worker process.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+
+from serverlink.protocol.codec import NetCodec
+
+#: Modes the engine can run; each names a scenario (see engine.load_scenario).
+MODES = ("echo",)
+
+
+@dataclass(frozen=True, slots=True)
+class DummyConfig:
+    mode: str = "echo"
+    game_host: str = "127.0.0.1"
+    game_port: int = 12211
+    clients: int = 100
+    #: CS_GAME_REQ_ECHO kept in flight per client (the original's ECHO_OVERLAP);
+    #: 0 = log in and only send heartbeats.
+    echo_depth: int = 1
+    #: Run length from the first connect; 0 = until stopped (Ctrl-C / stop event).
+    seconds: float = 10.0
+    #: Worker processes; 0 = auto (see resolve_processes).
+    processes: int = 0
+    #: Delay between a client's connect and its login request.
+    login_delay_ms: int = 0
+    #: Each second, each logged-in client leaves with this probability and then
+    #: reconnects and logs in again.
+    disconnect_rate: float = 0.0
+    #: The initial connects are spread evenly over this many seconds.
+    ramp_up: float = 0.0
+    #: CS_GAME_REQ_LOGIN.Version
+    version: int = 1
+    codec: NetCodec = field(default_factory=NetCodec)
+    #: An echo reply slower than this is an error (the original's 500 ms).
+    late_ms: float = 500.0
+    #: A login or echo reply missing for this long is an error; the client drops
+    #: the connection and reconnects.
+    reply_timeout: float = 5.0
+    connect_timeout: float = 5.0
+    #: Pause before reconnecting after a failure (connect refused, server closed
+    #: the connection, protocol error), so a broken server is not hammered.
+    reconnect_backoff: float = 1.0
+    #: Heartbeat period of a logged-in client (the original's 30 s).
+    heartbeat_interval: float = 30.0
+
+    def __post_init__(self) -> None:
+        if self.mode not in MODES:
+            raise ValueError(f"mode must be one of {', '.join(MODES)}, got {self.mode!r}")
+        if self.clients < 1:
+            raise ValueError(f"clients must be at least 1, got {self.clients}")
+        if self.echo_depth < 0:
+            raise ValueError(f"echo_depth must be 0 or more, got {self.echo_depth}")
+        if not 0.0 <= self.disconnect_rate <= 1.0:
+            raise ValueError(f"disconnect_rate must be 0-1, got {self.disconnect_rate}")
+        if self.seconds < 0 or self.ramp_up < 0 or self.login_delay_ms < 0:
+            raise ValueError("seconds, ramp_up and login_delay_ms must not be negative")
+        if not 0 < self.game_port < 65536:
+            raise ValueError(f"game_port must be 1-65535, got {self.game_port}")
+        if self.processes < 0:
+            raise ValueError(f"processes must be 0 (auto) or more, got {self.processes}")
+
+    @property
+    def game_address(self) -> str:
+        return f"{self.game_host}:{self.game_port}"
+
+
+#: Below this many clients one process generates the load comfortably.
+AUTO_PROCESSES_MIN_CLIENTS = 100
+
+
+def resolve_processes(config: DummyConfig) -> int:
+    """Worker processes for a run: the configured number, or with 0 (auto) one
+    process for small runs and up to min(cpu count, 4) for large ones; never more
+    processes than clients. One Python process tops out near one core's worth of
+    echoes, so a large run against a fast server needs more than one."""
+    n = config.processes
+    if n == 0:
+        if config.clients < AUTO_PROCESSES_MIN_CLIENTS:
+            n = 1
+        else:
+            n = min(os.cpu_count() or 1, 4, config.clients // (AUTO_PROCESSES_MIN_CLIENTS // 2))
+    return max(1, min(n, config.clients))

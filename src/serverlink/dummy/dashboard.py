@@ -1,0 +1,171 @@
+"""What the dummy shows while it runs and at the end.
+
+``LiveDashboard``: a rich Live table redrawn once a second. ``QuietPrinter``: one
+plain line per second (CI, services, logs). ``summary_table``: the final table.
+All of them read an ``Aggregate`` / ``DummyResult``; none touches the engine.
+"""
+
+from __future__ import annotations
+
+import sys
+from types import TracebackType
+from typing import TextIO
+
+from rich.console import Console, Group
+from rich.live import Live
+from rich.table import Table
+from rich.text import Text
+
+from serverlink.dummy.config import DummyConfig
+from serverlink.dummy.engine import DummyResult, run_dummy
+from serverlink.dummy.metrics import COUNTERS, ERROR_COUNTERS, Aggregate
+
+_ERRORS = frozenset(ERROR_COUNTERS)
+
+
+def _ms(value: float) -> str:
+    return f"{value:.2f} ms"
+
+
+def status_line(agg: Aggregate, elapsed: float) -> str:
+    """One line of the live counters, e.g. for --quiet."""
+    p50, p99, lat_max = agg.latency_now_ms()
+    errors = agg.errors()
+    named = " ".join(f"{k}={v}" for k, v in errors.items() if v)
+    return (
+        f"t={elapsed:.0f}s connected={agg.gauge('connected')} "
+        f"logged_in={agg.gauge('logged_in')} echo/s={agg.echo_rate_now:.0f} "
+        f"reply_wait={agg.gauge('reply_wait')} p50={p50:.2f}ms p99={p99:.2f}ms "
+        f"max={lat_max:.2f}ms errors={agg.errors_total}" + (f" {named}" if named else "")
+    )
+
+
+class QuietPrinter:
+    """``on_tick`` that prints ``status_line`` once a second."""
+
+    def __init__(self, out: TextIO | None = None) -> None:
+        self.out = out or sys.stdout
+
+    def __call__(self, agg: Aggregate, elapsed: float) -> None:
+        print(status_line(agg, elapsed), file=self.out, flush=True)
+
+
+class LiveDashboard:
+    """``on_tick`` that redraws a rich table; use as a context manager."""
+
+    def __init__(self, config: DummyConfig, console: Console | None = None) -> None:
+        self.config = config
+        self.console = console or Console()
+        self.live = Live(
+            self._render(None, 0.0), console=self.console, auto_refresh=False, transient=False
+        )
+
+    def __enter__(self) -> LiveDashboard:
+        self.live.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.live.stop()
+
+    def __call__(self, agg: Aggregate, elapsed: float) -> None:
+        self.live.update(self._render(agg, elapsed), refresh=True)
+
+    def _render(self, agg: Aggregate | None, elapsed: float) -> Table:
+        cfg = self.config
+        length = f"{cfg.seconds:.0f} s" if cfg.seconds else "until Ctrl-C"
+        table = Table(
+            title=(
+                f"serverlink dummy — {cfg.mode} → {cfg.game_address}, {cfg.clients} clients, "
+                f"depth {cfg.echo_depth}, {elapsed:.0f} s of {length}"
+            ),
+            show_header=False,
+            expand=False,
+        )
+        table.add_column("", style="bold")
+        table.add_column("", justify="right")
+        table.add_column("", style="bold")
+        table.add_column("", justify="right")
+        if agg is None:
+            table.add_row("starting", "", "", "")
+            return table
+        p50, p99, lat_max = agg.latency_now_ms()
+        run = agg.latency_ms()
+        left = [
+            ("connected", f"{agg.gauge('connected')}"),
+            ("logged in", f"{agg.gauge('logged_in')}"),
+            ("echo/s now", f"{agg.echo_rate_now:,.0f}"),
+            ("reply wait", f"{agg.gauge('reply_wait')}"),
+            ("latency p50 / p99 (1 s)", f"{_ms(p50)} / {_ms(p99)}"),
+            ("latency max (1 s)", _ms(lat_max)),
+            ("latency p50 / p99 (run)", f"{_ms(run['p50'])} / {_ms(run['p99'])}"),
+            ("latency max (run)", _ms(run["max"])),
+        ]
+        right: list[tuple[str, Text]] = []
+        for name in COUNTERS:
+            value = agg.totals[name]
+            style = "red" if name in _ERRORS and value else ""
+            right.append((name, Text(f"{value:,}", style=style)))
+        failed = agg.workers_failed
+        right.append(("worker_failed", Text(str(failed), style="red" if failed else "")))
+        total = agg.errors_total
+        right.append(("errors total", Text(f"{total:,}", style="bold red" if total else "green")))
+        for i in range(max(len(left), len(right))):
+            a, b = left[i] if i < len(left) else ("", "")
+            c, d = right[i] if i < len(right) else ("", Text(""))
+            table.add_row(a, b, c, d)
+        return table
+
+
+def summary_table(result: DummyResult) -> Group:
+    """The end-of-run table (and the error reasons, when there are any)."""
+    table = Table(title=f"serverlink dummy — {result.config.mode} summary", show_header=True)
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    lat = result.latency_ms
+    rows: list[tuple[str, str]] = [
+        ("target", result.config.game_address),
+        ("clients × depth", f"{result.config.clients} × {result.config.echo_depth}"),
+        ("processes", str(result.processes)),
+        ("seconds", f"{result.duration:.2f}"),
+        ("echo/s", f"{result.echo_per_s:,.0f}"),
+        ("latency p50 / p99", f"{_ms(lat['p50'])} / {_ms(lat['p99'])}"),
+        ("latency p99.9 / max", f"{_ms(lat['p99.9'])} / {_ms(lat['max'])}"),
+    ]
+    for name, value in rows:
+        table.add_row(name, value)
+    for name, count in result.counters.items():
+        bad = name in _ERRORS and count
+        table.add_row(name, Text(f"{count:,}", style="red" if bad else ""))
+    failed = result.errors.get("worker_failed", 0)
+    if failed:
+        table.add_row("worker_failed", Text(str(failed), style="red"))
+    total = result.errors_total
+    table.add_row(
+        Text("errors total", style="bold"),
+        Text(f"{total:,}", style="bold red" if total else "bold green"),
+    )
+    parts: list[Table | Text] = [table]
+    if result.error_details:
+        details = ", ".join(f"{k}: {v:,}" for k, v in result.error_details.items())
+        parts.append(Text(f"error reasons: {details}", style="red"))
+    return Group(*parts)
+
+
+def run_with_display(
+    config: DummyConfig, quiet: bool = False, console: Console | None = None
+) -> DummyResult:
+    """``run_dummy`` with the live dashboard (or, quiet, one line a second),
+    then the summary table. For the CLI and the demo command."""
+    console = console or Console()
+    if quiet:
+        result = run_dummy(config, QuietPrinter())
+    else:
+        with LiveDashboard(config, console) as dash:
+            result = run_dummy(config, dash)
+    console.print(summary_table(result))
+    return result

@@ -1,0 +1,285 @@
+"""Counters and latency histogram of the dummy client.
+
+Three layers:
+
+- ``Meter``: one per worker process, bumped on the hot path. Plain int slots
+  and a sparse histogram dict; the echo path touches it once per read, not
+  once per packet.
+- ``Snapshot``: what a worker sends its parent once a second: counter deltas,
+  gauges, the histogram of the interval. Small and picklable.
+- ``Aggregate``: the parent's merge of every worker's snapshots, which the
+  dashboard and the final report read.
+
+Latency buckets are 10 µs wide (bucket b holds [b*10, (b+1)*10) µs); the dict is
+sparse, so there is no upper limit and merging is adding counts per key.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+BUCKET_NS = 10_000
+
+#: Monotonic counters, in the order a Snapshot carries their deltas.
+COUNTERS = (
+    "connect_total",  # connection attempts
+    "connect_fail",  # attempts that failed (refused, timeout, unreachable)
+    "login_ok",
+    "login_fail",  # CS_GAME_RES_LOGIN with Status != 1
+    "login_timeout",  # no login reply within reply_timeout
+    "disconnect_server",  # the server closed or reset a connection we were using
+    "disconnect_planned",  # clients that left on purpose (--disconnect-rate)
+    "echo_sent",
+    "echo_recv",  # replies received and verified
+    "echo_late",  # replies (or requests still unanswered at the end) over late_ms
+    "echo_timeout",  # a reply missing for reply_timeout: connection dropped
+    "packet_error",  # bad frame or a reply that is not the expected one
+    "heartbeat_sent",
+)
+
+#: Counters that make a run fail (exit status 1).
+ERROR_COUNTERS = (
+    "connect_fail",
+    "login_fail",
+    "login_timeout",
+    "disconnect_server",
+    "echo_late",
+    "echo_timeout",
+    "packet_error",
+)
+
+GAUGES = ("connected", "logged_in", "reply_wait")
+
+
+class Meter:
+    """A worker's live counters. Attribute names match COUNTERS."""
+
+    __slots__ = (
+        "connect_fail",
+        "connect_total",
+        "connected",
+        "details",
+        "disconnect_planned",
+        "disconnect_server",
+        "echo_late",
+        "echo_recv",
+        "echo_sent",
+        "echo_timeout",
+        "heartbeat_sent",
+        "hist",
+        "lat_max_ns",
+        "login_fail",
+        "login_ok",
+        "login_timeout",
+        "packet_error",
+    )
+
+    def __init__(self) -> None:
+        self.connect_total = 0
+        self.connect_fail = 0
+        self.login_ok = 0
+        self.login_fail = 0
+        self.login_timeout = 0
+        self.disconnect_server = 0
+        self.disconnect_planned = 0
+        self.echo_sent = 0
+        self.echo_recv = 0
+        self.echo_late = 0
+        self.echo_timeout = 0
+        self.packet_error = 0
+        self.heartbeat_sent = 0
+        #: Open connections (a gauge, kept by the worker as session owner).
+        self.connected = 0
+        #: Why errors happened: "packet:wrong_tick", "login:status_3", ...
+        self.details: Counter[str] = Counter()
+        #: Latency histogram of the current interval: bucket -> count.
+        self.hist: dict[int, int] = {}
+        #: Largest latency of the current interval, ns.
+        self.lat_max_ns = 0
+
+    def values(self) -> tuple[int, ...]:
+        return tuple(getattr(self, name) for name in COUNTERS)
+
+    def error(self, counter: str, detail: str) -> None:
+        """Count an error (off the hot path) with its reason."""
+        setattr(self, counter, getattr(self, counter) + 1)
+        self.details[detail] += 1
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    """One worker's interval, sent to the parent once a second."""
+
+    worker: int
+    seq: int  # interval number, from 1
+    dt: float  # interval length, seconds
+    counters: tuple[int, ...]  # deltas, COUNTERS order
+    details: dict[str, int]  # deltas
+    gauges: tuple[int, int, int]  # GAUGES order, values now
+    hist: dict[int, int]  # the interval's latencies
+    lat_max_ns: int  # the interval's largest latency
+    final: bool = False
+
+
+class SnapshotMaker:
+    """Turns a Meter into interval deltas."""
+
+    def __init__(self, worker: int, meter: Meter) -> None:
+        self.worker = worker
+        self.meter = meter
+        self.seq = 0
+        self._last = meter.values()
+        self._last_details: Counter[str] = Counter()
+
+    def take(self, dt: float, gauges: tuple[int, int, int], final: bool = False) -> Snapshot:
+        m = self.meter
+        now = m.values()
+        deltas = tuple(a - b for a, b in zip(now, self._last, strict=True))
+        self._last = now
+        details = {k: v - self._last_details[k] for k, v in m.details.items()}
+        details = {k: v for k, v in details.items() if v}
+        self._last_details = Counter(m.details)
+        # Swap rather than copy: the hot path looks the dict up on the meter
+        # once per read, so the next read already fills the new one.
+        hist, m.hist = m.hist, {}
+        lat_max, m.lat_max_ns = m.lat_max_ns, 0
+        self.seq += 1
+        return Snapshot(self.worker, self.seq, dt, deltas, details, gauges, hist, lat_max, final)
+
+
+def merge_hist(into: dict[int, int], other: Mapping[int, int]) -> None:
+    for bucket, count in other.items():
+        into[bucket] = into.get(bucket, 0) + count
+
+
+def percentiles(hist: Mapping[int, int], qs: Iterable[float]) -> list[float]:
+    """Latency percentiles in ms from a bucket histogram: the upper edge of the
+    bucket holding the q-th sample, so a percentile is never understated.
+    0.0 for an empty histogram."""
+    qs = list(qs)
+    total = sum(hist.values())
+    if not total:
+        return [0.0 for _ in qs]
+    items = sorted(hist.items())
+    out: list[float] = []
+    for q in qs:
+        rank = q * total
+        seen = 0
+        edge = items[-1][0]
+        for bucket, count in items:
+            seen += count
+            if seen >= rank:
+                edge = bucket
+                break
+        out.append((edge + 1) * BUCKET_NS / 1e6)
+    return out
+
+
+def mean_ms(hist: Mapping[int, int]) -> float:
+    total = sum(hist.values())
+    if not total:
+        return 0.0
+    return sum((b + 0.5) * c for b, c in hist.items()) * BUCKET_NS / total / 1e6
+
+
+@dataclass(slots=True)
+class WorkerView:
+    gauges: tuple[int, int, int] = (0, 0, 0)
+    echo_rate: float = 0.0
+    hist: dict[int, int] | None = None
+    lat_max_ns: int = 0
+    done: bool = False
+    failed: bool = False
+
+
+class Aggregate:
+    """The parent's merge of all workers' snapshots."""
+
+    def __init__(self, workers: int) -> None:
+        self.totals = dict.fromkeys(COUNTERS, 0)
+        self.details: Counter[str] = Counter()
+        self.hist: dict[int, int] = {}
+        self.lat_max_ns = 0
+        self.workers = [WorkerView() for _ in range(workers)]
+        #: Verified echoes per interval number, summed over workers.
+        self.series: list[int] = []
+        self._echo_index = COUNTERS.index("echo_recv")
+
+    def add(self, snap: Snapshot) -> None:
+        totals = self.totals
+        for name, delta in zip(COUNTERS, snap.counters, strict=True):
+            totals[name] += delta
+        self.details.update(snap.details)
+        merge_hist(self.hist, snap.hist)
+        if snap.lat_max_ns > self.lat_max_ns:
+            self.lat_max_ns = snap.lat_max_ns
+        view = self.workers[snap.worker]
+        view.gauges = snap.gauges
+        echoes = snap.counters[self._echo_index]
+        view.echo_rate = echoes / snap.dt if snap.dt > 0 else 0.0
+        view.hist = snap.hist
+        view.lat_max_ns = snap.lat_max_ns
+        if snap.final:
+            view.done = True
+            view.gauges = (0, 0, 0)
+        if not snap.final:
+            while len(self.series) < snap.seq:
+                self.series.append(0)
+            self.series[snap.seq - 1] += echoes
+
+    def worker_failed(self, worker: int, reason: str) -> None:
+        """A worker process that died without its final snapshot."""
+        view = self.workers[worker]
+        view.failed = view.done = True
+        view.gauges = (0, 0, 0)
+        self.details[f"worker:{reason}"] += 1
+
+    # --- views for the dashboard and the report -------------------------------------
+    def gauge(self, name: str) -> int:
+        i = GAUGES.index(name)
+        return sum(w.gauges[i] for w in self.workers)
+
+    @property
+    def echo_rate_now(self) -> float:
+        return sum(w.echo_rate for w in self.workers if not w.done)
+
+    def latency_now_ms(self) -> tuple[float, float, float]:
+        """p50, p99, max of the workers' last intervals."""
+        hist: dict[int, int] = {}
+        lat_max = 0
+        for w in self.workers:
+            if w.hist:
+                merge_hist(hist, w.hist)
+            lat_max = max(lat_max, w.lat_max_ns)
+        p50, p99 = percentiles(hist, (0.5, 0.99))
+        return p50, p99, lat_max / 1e6
+
+    def latency_ms(self) -> dict[str, float]:
+        p50, p90, p99, p999 = percentiles(self.hist, (0.5, 0.9, 0.99, 0.999))
+        return {
+            "p50": p50,
+            "p90": p90,
+            "p99": p99,
+            "p99.9": p999,
+            "max": self.lat_max_ns / 1e6,
+            "mean": mean_ms(self.hist),
+        }
+
+    @property
+    def workers_failed(self) -> int:
+        return sum(w.failed for w in self.workers)
+
+    @property
+    def errors_total(self) -> int:
+        return sum(self.totals[name] for name in ERROR_COUNTERS) + self.workers_failed
+
+    def errors(self) -> dict[str, int]:
+        out = {name: self.totals[name] for name in ERROR_COUNTERS}
+        out["worker_failed"] = self.workers_failed
+        return out
+
+    def state(self) -> dict[str, Any]:
+        return {name: self.gauge(name) for name in GAUGES}
