@@ -1,0 +1,161 @@
+"""Shared fixtures.
+
+Account database
+----------------
+``db_url`` is parametrised over both engines: a SQLite file under ``tmp_path``, and
+a fresh database on the MariaDB server at ``SERVERLINK_TEST_MARIADB`` (default
+``mysql://root@127.0.0.1:3306``; the ``mariadb`` marker). Each MariaDB test gets its
+own database ``serverlink_test_<pid>_<random>``, which is *not* created (``init``
+does that) and is dropped afterwards, so parallel runs never share one and
+``accountdb`` is never touched. When the server cannot be reached the MariaDB
+variants are skipped with the reason, unless ``SERVERLINK_REQUIRE_MARIADB=1`` (then
+they fail). CI runs ``.ci/services.sh`` first.
+
+``store`` is an ``AdminStore`` on ``db_url`` with the schema created; ``raw_sql``
+runs SQL straight through the driver (``%s`` placeholders on both engines) to build
+rows the store API cannot make.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import secrets
+import sqlite3
+import threading
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterator, Sequence
+from pathlib import Path
+from typing import Any, TypeVar
+
+import asyncmy
+import pytest
+
+from serverlink.store import AdminStore, open_admin_store
+from serverlink.store.admin import init_db
+from serverlink.store.url import MysqlTarget, SqliteTarget, parse_db_url
+
+T = TypeVar("T")
+
+MARIADB_SERVER = os.environ.get("SERVERLINK_TEST_MARIADB", "mysql://root@127.0.0.1:3306")
+
+RawSql = Callable[[str, str, Sequence[object]], Awaitable[list[tuple[Any, ...]]]]
+
+
+def run_sync(coro: Coroutine[Any, Any, T]) -> T:
+    """Run ``coro`` to completion on a private event loop in a helper thread, so that
+    sync fixtures and tests can use async drivers whether or not a loop is running."""
+    result: list[T] = []
+    error: list[BaseException] = []
+
+    def target() -> None:
+        try:
+            result.append(asyncio.run(coro))
+        except BaseException as exc:
+            error.append(exc)
+
+    thread = threading.Thread(target=target, name="run_sync")
+    thread.start()
+    thread.join()
+    if error:
+        raise error[0]
+    return result[0]
+
+
+def mysql_connect_kwargs(target: MysqlTarget, database: str | None = None) -> dict[str, Any]:
+    return {
+        "host": target.host,
+        "port": target.port,
+        "user": target.user,
+        "password": target.password,
+        "db": database,
+        "autocommit": True,
+        "connect_timeout": 5,
+    }
+
+
+async def mysql_query(
+    target: MysqlTarget, sql: str, params: Sequence[object] = (), database: str | None = None
+) -> list[tuple[Any, ...]]:
+    conn = await asyncmy.connect(**mysql_connect_kwargs(target, database))
+    try:
+        async with conn.cursor() as cur:
+            await cur.execute(sql, tuple(params))
+            return [tuple(r) for r in await cur.fetchall()]
+    finally:
+        conn.close()
+
+
+def _server_target() -> MysqlTarget:
+    target = parse_db_url(MARIADB_SERVER.rstrip("/") + "/mysql")
+    assert isinstance(target, MysqlTarget)
+    return target
+
+
+@pytest.fixture(scope="session")
+def mariadb_server() -> MysqlTarget:
+    """The shared MariaDB server, checked once per session (skips if unreachable)."""
+    target = _server_target()
+    try:
+        run_sync(mysql_query(target, "SELECT 1"))
+    except Exception as exc:
+        reason = (
+            f"MariaDB not usable at {target.host}:{target.port} as {target.user!r} "
+            f"({' '.join(str(exc).split())}); run .ci/services.sh"
+        )
+        if os.environ.get("SERVERLINK_REQUIRE_MARIADB") == "1":
+            pytest.fail(reason)
+        pytest.skip(reason)
+    return target
+
+
+@pytest.fixture
+def mariadb_url(mariadb_server: MysqlTarget) -> Iterator[str]:
+    """URL of a fresh, not yet created, database on the shared server; dropped after."""
+    name = f"serverlink_test_{os.getpid()}_{secrets.token_hex(4)}"
+    t = mariadb_server
+    auth = t.user + (f":{t.password}" if t.password else "")
+    yield f"mysql://{auth}@{t.host}:{t.port}/{name}"
+    run_sync(mysql_query(t, f"DROP DATABASE IF EXISTS `{name}`"))
+
+
+@pytest.fixture
+def sqlite_url(tmp_path: Path) -> str:
+    return f"sqlite:///{tmp_path / 'accounts.db'}"  # absolute path: sqlite:////...
+
+
+@pytest.fixture(
+    params=[
+        pytest.param("sqlite", id="sqlite"),
+        pytest.param("mariadb", id="mariadb", marks=pytest.mark.mariadb),
+    ]
+)
+def db_url(request: pytest.FixtureRequest) -> str:
+    """A database URL for each engine (see the module docstring)."""
+    url: str = request.getfixturevalue(f"{request.param}_url")
+    return url
+
+
+@pytest.fixture
+async def store(db_url: str) -> AsyncIterator[AdminStore]:
+    """A connected store on ``db_url`` with the schema created."""
+    await init_db(db_url)
+    async with open_admin_store(db_url, timeout=5.0) as s:
+        yield s
+
+
+async def raw_sql_exec(url: str, sql: str, params: Sequence[object] = ()) -> list[tuple[Any, ...]]:
+    """Run one statement on ``url`` through the bare driver; rows (if any)."""
+    target = parse_db_url(url)
+    if isinstance(target, SqliteTarget):
+        conn = sqlite3.connect(target.path, isolation_level=None)
+        try:
+            return [tuple(r) for r in conn.execute(sql.replace("%s", "?"), tuple(params))]
+        finally:
+            conn.close()
+    return await mysql_query(target, sql, params, database=target.database)
+
+
+@pytest.fixture
+def raw_sql() -> RawSql:
+    """``await raw_sql(url, sql, params)``: see ``raw_sql_exec``."""
+    return raw_sql_exec

@@ -1,0 +1,744 @@
+"""Account store: both engines (SQLite file, real MariaDB), the URL rules, the
+``serverlink db`` commands, passwords, and a MariaDB that dies, hangs and restarts
+under a live store (a private throwaway ``mariadbd``)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import shutil
+import signal
+import socket
+import sqlite3
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import click
+import pytest
+from click.testing import CliRunner
+
+from conftest import RawSql, run_sync
+from serverlink.store import (
+    DEFAULT_DB_URL,
+    AccountRecord,
+    AccountStore,
+    AdminStore,
+    DatabaseUrlError,
+    RetryPolicy,
+    SeedAccount,
+    StoreError,
+    StoreUnavailable,
+    hash_password,
+    open_admin_store,
+    open_store,
+    parse_db_url,
+    verify_password,
+)
+from serverlink.store.admin import init_db, new_session_key, seed_db
+from serverlink.store.cli import db_group
+from serverlink.store.url import MysqlTarget, SqliteTarget
+
+KEY_RE = re.compile(r"^[A-Za-z0-9_-]{64}$")
+
+
+def key(n: int) -> str:
+    return f"{n:064d}"
+
+
+async def add_accounts(store: AdminStore, *numbers: int) -> None:
+    await store.upsert_accounts([SeedAccount(n, f"ID_{n}", f"NICK_{n}", key(n)) for n in numbers])
+
+
+# --- get_account -------------------------------------------------------------------
+
+
+async def test_get_account_returns_full_account(store: AdminStore) -> None:
+    await add_accounts(store, 1, 2, 3)
+    assert await store.get_account(2) == AccountRecord(2, "ID_2", "NICK_2", key(2).encode(), 0)
+
+
+async def test_get_account_unknown_account_is_none(store: AdminStore) -> None:
+    await add_accounts(store, 1)
+    assert await store.get_account(999) is None
+
+
+async def test_get_account_without_sessionkey_row(
+    store: AdminStore, db_url: str, raw_sql: RawSql
+) -> None:
+    await add_accounts(store, 1)
+    await raw_sql(db_url, "DELETE FROM sessionkey WHERE accountno = %s", (1,))
+    assert await store.get_account(1) == AccountRecord(1, "ID_1", "NICK_1", None, 0)
+
+
+async def test_get_account_without_status_row(
+    store: AdminStore, db_url: str, raw_sql: RawSql
+) -> None:
+    await add_accounts(store, 1)
+    await raw_sql(db_url, "DELETE FROM status WHERE accountno = %s", (1,))
+    assert await store.get_account(1) == AccountRecord(1, "ID_1", "NICK_1", key(1).encode(), None)
+
+
+async def test_get_account_null_sessionkey(store: AdminStore, db_url: str, raw_sql: RawSql) -> None:
+    await add_accounts(store, 1)
+    await raw_sql(db_url, "UPDATE sessionkey SET sessionkey = NULL WHERE accountno = %s", (1,))
+    assert await raw_sql(db_url, "SELECT COUNT(*) FROM sessionkey WHERE accountno = %s", (1,)) == [
+        (1,)
+    ]
+    assert await store.get_account(1) == AccountRecord(1, "ID_1", "NICK_1", None, 0)
+
+
+# --- statuses ----------------------------------------------------------------------
+
+
+async def status_of(store: AccountStore, account_no: int) -> int | None:
+    record = await store.get_account(account_no)
+    assert record is not None
+    return record.status
+
+
+async def test_set_status_changes_only_that_account(store: AdminStore) -> None:
+    await add_accounts(store, 1, 2)
+    await store.set_status(1, 7)
+    assert await status_of(store, 1) == 7
+    assert await status_of(store, 2) == 0
+
+
+async def test_set_status_does_not_create_a_missing_status_row(
+    store: AdminStore, db_url: str, raw_sql: RawSql
+) -> None:
+    await add_accounts(store, 1)
+    await raw_sql(db_url, "DELETE FROM status WHERE accountno = %s", (1,))
+    await store.set_status(1, 7)
+    assert await status_of(store, 1) is None
+
+
+async def test_set_status_if_matching_sets_and_returns_true(store: AdminStore) -> None:
+    await add_accounts(store, 1)
+    await store.set_status(1, 7)
+    assert await store.set_status_if(1, 7, 0) is True
+    assert await status_of(store, 1) == 0
+
+
+async def test_set_status_if_mismatch_returns_false_and_keeps_status(store: AdminStore) -> None:
+    await add_accounts(store, 1)
+    await store.set_status(1, 8)  # another server took the account
+    assert await store.set_status_if(1, 7, 0) is False
+    assert await status_of(store, 1) == 8
+
+
+async def test_set_status_if_same_value_counts_as_match(store: AdminStore) -> None:
+    await add_accounts(store, 1)
+    assert await store.set_status_if(1, 0, 0) is True
+    assert await status_of(store, 1) == 0
+
+
+async def test_set_status_if_without_status_row_is_false(
+    store: AdminStore, db_url: str, raw_sql: RawSql
+) -> None:
+    await add_accounts(store, 1)
+    await raw_sql(db_url, "DELETE FROM status WHERE accountno = %s", (1,))
+    assert await store.set_status_if(1, 0, 7) is False
+    assert await status_of(store, 1) is None
+
+
+async def test_reset_statuses_all_clears_every_nonzero_and_counts_them(store: AdminStore) -> None:
+    await add_accounts(store, 1, 2, 3, 4)
+    await store.set_status(1, 7)
+    await store.set_status(2, 8)
+    await store.set_status(3, 7)
+    assert await store.reset_statuses() == 3
+    assert [await status_of(store, n) for n in (1, 2, 3, 4)] == [0, 0, 0, 0]
+    assert await store.reset_statuses() == 0
+
+
+async def test_reset_statuses_only_clears_that_server_id(store: AdminStore) -> None:
+    await add_accounts(store, 1, 2, 3)
+    await store.set_status(1, 7)
+    await store.set_status(2, 8)
+    await store.set_status(3, 7)
+    assert await store.reset_statuses(only=7) == 2
+    assert [await status_of(store, n) for n in (1, 2, 3)] == [0, 8, 0]
+    assert await store.reset_statuses(only=0) == 0
+
+
+# --- whiteip -----------------------------------------------------------------------
+
+
+async def test_trusted_ips_lists_whiteip_in_insertion_order(store: AdminStore) -> None:
+    assert await store.trusted_ips() == []
+    assert await store.add_trusted_ip("10.0.0.2") is True
+    assert await store.add_trusted_ip("127.0.0.1") is True
+    assert await store.add_trusted_ip("10.0.0.2") is False  # already there
+    assert await store.trusted_ips() == ["10.0.0.2", "127.0.0.1"]
+
+
+# --- seed / init -------------------------------------------------------------------
+
+
+def read_keys(path: Path) -> dict[int, str]:
+    keys: dict[int, str] = {}
+    for line in path.read_text(encoding="ascii").splitlines():
+        number, k = line.split(" ")
+        keys[int(number)] = k
+    return keys
+
+
+async def test_seed_creates_accounts_and_writes_keys_file(db_url: str, tmp_path: Path) -> None:
+    keys_out = tmp_path / "keys.txt"
+    result = await seed_db(db_url, 5, keys_out=keys_out)
+    assert (result.count, result.first, result.last) == (5, 1, 5)
+    keys = read_keys(keys_out)
+    assert sorted(keys) == [1, 2, 3, 4, 5]
+    assert all(KEY_RE.match(k) for k in keys.values())
+    assert len(set(keys.values())) == 5
+    async with open_store(db_url) as store:
+        for n, k in keys.items():
+            assert await store.get_account(n) == AccountRecord(
+                n, f"ID_{n}", f"NICK_{n}", k.encode("ascii"), 0
+            )
+        assert await store.get_account(6) is None
+
+
+async def test_reseed_replaces_keys_and_clears_statuses(
+    db_url: str, tmp_path: Path, raw_sql: RawSql
+) -> None:
+    await seed_db(db_url, 3, keys_out=tmp_path / "a.txt")
+    first = read_keys(tmp_path / "a.txt")
+    async with open_store(db_url) as store:
+        await store.set_status(2, 7)
+    second_path = tmp_path / "b.txt"
+    await seed_db(db_url, 3, keys_out=second_path)
+    second = read_keys(second_path)
+    assert all(first[n] != second[n] for n in (1, 2, 3))
+    assert await raw_sql(db_url, "SELECT COUNT(*) FROM account", ()) == [(3,)]
+    async with open_store(db_url) as store:
+        for n in (1, 2, 3):
+            assert await store.get_account(n) == AccountRecord(
+                n, f"ID_{n}", f"NICK_{n}", second[n].encode("ascii"), 0
+            )
+
+
+async def test_seed_with_password_stores_a_verifiable_hash_never_clear_text(
+    db_url: str, raw_sql: RawSql
+) -> None:
+    await seed_db(db_url, 2, password="s3cret")
+    rows = await raw_sql(db_url, "SELECT userpass FROM account ORDER BY accountno", ())
+    assert len(rows) == 2
+    for (stored,) in rows:
+        assert len(stored) == 64 and "s3cret" not in stored
+        assert verify_password("s3cret", stored)
+        assert not verify_password("wrong", stored)
+    # re-seeding without --password keeps the password
+    await seed_db(db_url, 2)
+    assert await raw_sql(db_url, "SELECT userpass FROM account ORDER BY accountno", ()) == rows
+
+
+async def test_seed_without_password_stores_empty_userpass(db_url: str, raw_sql: RawSql) -> None:
+    await seed_db(db_url, 2)
+    assert await raw_sql(db_url, "SELECT userpass FROM account ORDER BY accountno", ()) == [
+        ("",),
+        ("",),
+    ]
+
+
+async def test_init_is_idempotent_and_keeps_data(db_url: str) -> None:
+    await init_db(db_url)
+    await seed_db(db_url, 2)
+    await init_db(db_url)
+    async with open_store(db_url) as store:
+        record = await store.get_account(2)
+        assert record is not None and record.user_id == "ID_2"
+
+
+async def test_connect_without_schema_says_to_run_init(db_url: str) -> None:
+    with pytest.raises(StoreError) as info:
+        async with open_store(db_url):
+            pass
+    assert not isinstance(info.value, StoreUnavailable)
+    assert "serverlink db init" in str(info.value)
+    assert "\n" not in str(info.value)
+
+
+async def test_closed_store_raises_store_error(store: AdminStore) -> None:
+    await store.close()
+    with pytest.raises(StoreError, match="closed"):
+        await store.get_account(1)
+
+
+# --- MariaDB specifics -------------------------------------------------------------
+
+
+@pytest.mark.mariadb
+async def test_mysql_init_creates_the_database_named_in_the_url(
+    mariadb_url: str, mariadb_server: MysqlTarget
+) -> None:
+    from conftest import mysql_query
+
+    name = mariadb_url.rsplit("/", 1)[1]
+    query = "SELECT COUNT(*) FROM information_schema.schemata WHERE schema_name = %s"
+    assert await mysql_query(mariadb_server, query, (name,)) == [(0,)]
+    await init_db(mariadb_url)
+    assert await mysql_query(mariadb_server, query, (name,)) == [(1,)]
+    tables = await mysql_query(
+        mariadb_server,
+        "SELECT table_name, table_type FROM information_schema.tables "
+        "WHERE table_schema = %s ORDER BY table_name",
+        (name,),
+    )
+    assert tables == [
+        ("account", "BASE TABLE"),
+        ("sessionkey", "BASE TABLE"),
+        ("status", "BASE TABLE"),
+        ("v_account", "VIEW"),
+        ("whiteip", "BASE TABLE"),
+    ]
+
+
+@pytest.mark.mariadb
+async def test_mysql_seed_4000_accounts_in_a_couple_of_seconds(mariadb_url: str) -> None:
+    result = await seed_db(mariadb_url, 4000)
+    assert result.seconds < 3.0, f"seeding 4000 accounts took {result.seconds:.2f} s"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+async def test_unreachable_mysql_raises_store_unavailable_quickly() -> None:
+    store = open_store(f"mysql://root@127.0.0.1:{free_port()}/nothing", timeout=3.0)
+    started = time.monotonic()
+    with pytest.raises(StoreUnavailable, match="unavailable"):
+        await store.get_account(1)
+    assert time.monotonic() - started < 3.0
+    await store.close()
+
+
+# --- SQLite specifics --------------------------------------------------------------
+
+
+async def test_sqlite_uses_wal_journal(sqlite_url: str, raw_sql: RawSql) -> None:
+    await init_db(sqlite_url)
+    assert await raw_sql(sqlite_url, "PRAGMA journal_mode", ()) == [("wal",)]
+
+
+async def test_sqlite_locked_database_raises_store_unavailable_within_timeout(
+    sqlite_url: str,
+) -> None:
+    await seed_db(sqlite_url, 1)
+    target = parse_db_url(sqlite_url)
+    assert isinstance(target, SqliteTarget)
+    async with open_store(sqlite_url, timeout=1.0) as store:
+        locker = sqlite3.connect(target.path, isolation_level=None)
+        try:
+            locker.execute("BEGIN EXCLUSIVE")  # another process holding the write lock
+            started = time.monotonic()
+            with pytest.raises(StoreUnavailable):
+                await store.set_status(1, 7)
+            assert time.monotonic() - started < 1.5
+        finally:
+            locker.execute("ROLLBACK")
+            locker.close()
+        await store.set_status(1, 7)  # usable again once the lock is gone
+        assert await status_of(store, 1) == 7
+
+
+async def test_sqlite_memory_url_works() -> None:
+    store = open_admin_store("sqlite:///:memory:")
+    await store.create_schema()
+    await store.connect()
+    await add_accounts(store, 1)
+    assert await store.get_account(1) == AccountRecord(1, "ID_1", "NICK_1", key(1).encode(), 0)
+    await store.close()
+
+
+async def test_sqlite_unopenable_file_raises_store_unavailable(tmp_path: Path) -> None:
+    store = open_store(f"sqlite:///{tmp_path}/no/such/dir/x.db")
+    with pytest.raises(StoreUnavailable, match="unable to open"):
+        await store.get_account(1)
+    await store.close()
+
+
+# --- URLs --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("url", "expected"),
+    [
+        ("sqlite:///accounts.db", SqliteTarget("accounts.db")),
+        ("sqlite:////var/lib/x.db", SqliteTarget("/var/lib/x.db")),
+        ("sqlite:///:memory:", SqliteTarget(":memory:")),
+        ("mysql://root@127.0.0.1/accountdb", MysqlTarget("root", "127.0.0.1", 3306, "accountdb")),
+        (
+            "mariadb://u:p%40ss@db.example:3307/acc_1",
+            MysqlTarget("u", "db.example", 3307, "acc_1", "p@ss"),
+        ),
+    ],
+)
+def test_parse_good_urls(url: str, expected: object) -> None:
+    assert parse_db_url(url) == expected
+
+
+@pytest.mark.parametrize(
+    ("url", "fix"),
+    [
+        ("", "use sqlite:///path.db or mysql://"),
+        ("accounts.db", "has no scheme"),
+        ("postgres://u@h/db", "unsupported database URL scheme 'postgres'"),
+        ("sqlite://accounts.db", "write sqlite:///relative/path.db"),
+        ("sqlite:///", "has no file name"),
+        ("sqlite:///x.db?mode=ro", "give only the file path"),
+        ("mysql://127.0.0.1/accountdb", "has no user name"),
+        ("mysql://root:pw@/accountdb", "has no host"),
+        ("mysql://root:pw@h:99999/accountdb", "is not a number from 1 to 65535"),
+        ("mysql://root:pw@h:abc/accountdb", "is not a number from 1 to 65535"),
+        ("mysql://root:pw@h:3306", "has no database name"),
+        ("mysql://root:pw@h/acc-db", "must be 1 to 64 characters"),
+        ("mysql://root:pw@h/accountdb?ssl=1", "options after '?'"),
+    ],
+)
+def test_bad_url_raises_value_error_saying_what_to_fix(url: str, fix: str) -> None:
+    with pytest.raises(ValueError) as info:
+        parse_db_url(url)
+    assert isinstance(info.value, DatabaseUrlError)
+    message = str(info.value)
+    assert fix in message
+    assert "\n" not in message
+    assert ":pw@" not in message  # the password is masked
+
+
+def test_default_db_url_is_a_sqlite_file_in_the_working_directory() -> None:
+    assert DEFAULT_DB_URL == "sqlite:///serverlink-accounts.db"
+    assert parse_db_url(DEFAULT_DB_URL) == SqliteTarget("serverlink-accounts.db")
+
+
+def test_open_store_rejects_a_bad_url_before_connecting() -> None:
+    with pytest.raises(DatabaseUrlError, match="unsupported database URL scheme"):
+        open_store("redis://localhost/0")
+
+
+# --- passwords ---------------------------------------------------------------------
+
+
+def test_hash_password_is_64_chars_salted_and_verifies() -> None:
+    h1, h2 = hash_password("pw"), hash_password("pw")
+    assert len(h1) == len(h2) == 64
+    assert h1 != h2  # fresh salt each time
+    assert verify_password("pw", h1) and verify_password("pw", h2)
+    assert not verify_password("pW", h1)
+    assert not verify_password("", h1)
+
+
+def test_new_session_key_is_64_urlsafe_characters_and_fresh() -> None:
+    keys = {new_session_key() for _ in range(100)}
+    assert len(keys) == 100
+    assert all(KEY_RE.match(k) for k in keys)
+
+
+@pytest.mark.parametrize("stored", ["", "x" * 64, "!" * 64, hash_password("pw")[:-4]])
+def test_verify_password_rejects_empty_or_malformed_stored_value(stored: str) -> None:
+    assert verify_password("pw", stored) is False
+
+
+def test_retry_policy_backoff_is_exponential_jittered_and_capped() -> None:
+    policy = RetryPolicy(retries=3, backoff_base=0.1, backoff_cap=0.3)
+    for _ in range(50):
+        assert 0.05 <= policy.backoff(1) <= 0.1
+        assert 0.1 <= policy.backoff(2) <= 0.2
+        assert 0.15 <= policy.backoff(5) <= 0.3
+
+
+# --- CLI ---------------------------------------------------------------------------
+
+
+def invoke(*args: str, env: dict[str, str] | None = None) -> click.testing.Result:
+    return CliRunner().invoke(db_group, list(args), env=env, prog_name="serverlink db")
+
+
+def test_cli_db_option_reads_serverlink_db_and_defaults_to_sqlite_file() -> None:
+    for name in ("init", "seed", "reset-status", "add-whiteip"):
+        command = db_group.commands[name]
+        (option,) = [p for p in command.params if p.name == "db_url"]
+        assert isinstance(option, click.Option)
+        assert option.envvar == "SERVERLINK_DB"
+        assert option.default == DEFAULT_DB_URL
+
+
+def assert_one_line_error(result: click.testing.Result, fragment: str) -> None:
+    assert result.exit_code == 2, result.output
+    assert result.stdout == ""
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("Error: ") and fragment in lines[0]
+    assert "Traceback" not in result.output
+
+
+def test_cli_bad_url_prints_one_line_and_exits_2() -> None:
+    assert_one_line_error(invoke("init", "--db", "foo://x"), "unsupported database URL scheme")
+
+
+def test_cli_unreachable_database_prints_one_line_and_exits_2() -> None:
+    result = invoke(
+        "reset-status", env={"SERVERLINK_DB": f"mysql://root@127.0.0.1:{free_port()}/x"}
+    )
+    assert_one_line_error(result, "unavailable")
+
+
+def test_cli_bad_ip_prints_one_line_and_exits_2(sqlite_url: str) -> None:
+    assert_one_line_error(invoke("add-whiteip", "nope", "--db", sqlite_url), "not an IPv4 or IPv6")
+
+
+def test_cli_init_seed_reset_whiteip(db_url: str, tmp_path: Path) -> None:
+    env = {"SERVERLINK_DB": db_url}
+    result = invoke("init", env=env)
+    assert result.exit_code == 0 and "schema ready" in result.stdout
+    assert invoke("init", env=env).exit_code == 0  # idempotent
+    keys_out = tmp_path / "keys.txt"
+    result = invoke("seed", "--accounts", "4", "--keys-out", str(keys_out), env=env)
+    assert result.exit_code == 0, result.output
+    assert "seeded 4 accounts (1..4)" in result.stdout
+    keys = read_keys(keys_out)
+    assert sorted(keys) == [1, 2, 3, 4] and all(KEY_RE.match(k) for k in keys.values())
+
+    async def set_some() -> None:
+        async with open_store(db_url) as store:
+            await store.set_status(1, 5)
+            await store.set_status(3, 6)
+
+    run_sync(set_some())
+    result = invoke("reset-status", env=env)
+    assert result.exit_code == 0 and result.stdout.strip() == "reset 2 status rows to 0"
+    assert invoke("add-whiteip", "10.1.2.3", env=env).stdout.strip() == "added 10.1.2.3 to whiteip"
+    assert invoke("add-whiteip", "10.1.2.3", env=env).stdout.strip() == (
+        "10.1.2.3 is already in whiteip"
+    )
+
+
+# --- a private MariaDB that dies, hangs and restarts --------------------------------
+
+
+class PrivateMariaDB:
+    """A throwaway ``mariadbd`` on a free port with its own datadir (no grant tables:
+    root without a password). Started and stopped only through its Popen object."""
+
+    def __init__(self, base: Path) -> None:
+        self.base = base
+        self.datadir = base / "data"
+        self.port = free_port()
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.mariadbd = shutil.which("mariadbd") or "/usr/sbin/mariadbd"
+
+    @property
+    def log(self) -> Path:
+        return self.base / "error.log"
+
+    def log_tail(self) -> str:
+        try:
+            return " | ".join(self.log.read_text(errors="replace").strip().splitlines()[-3:])
+        except OSError:
+            return "(no log)"
+
+    def url(self, database: str) -> str:
+        return f"mysql://root@127.0.0.1:{self.port}/{database}"
+
+    def server_options(self) -> list[str]:
+        options = [
+            f"--datadir={self.datadir}",
+            "--innodb-buffer-pool-size=32M",
+            "--innodb-log-file-size=16M",
+            "--skip-log-bin",
+        ]
+        if os.geteuid() == 0:
+            options.append("--user=root")
+        return options
+
+    def install(self) -> None:
+        install_db = shutil.which("mariadb-install-db")
+        if install_db is None or not os.path.exists(self.mariadbd):
+            pytest.skip("mariadbd / mariadb-install-db not installed")
+        self.datadir.mkdir(parents=True)
+        done = subprocess.run(
+            [
+                install_db,
+                "--no-defaults",
+                *self.server_options(),
+                "--auth-root-authentication-method=normal",
+                "--skip-test-db",
+            ],
+            capture_output=True,
+            timeout=120,
+            check=False,
+        )
+        if done.returncode != 0:
+            tail = " | ".join(done.stderr.decode(errors="replace").strip().splitlines()[-3:])
+            pytest.skip(f"mariadb-install-db failed ({done.returncode}): {tail}")
+
+    def start(self) -> None:
+        assert self.proc is None or self.proc.poll() is not None
+        self.proc = subprocess.Popen(
+            [
+                self.mariadbd,
+                "--no-defaults",
+                *self.server_options(),
+                f"--port={self.port}",
+                "--bind-address=127.0.0.1",
+                f"--socket={self.base / 'mysqld.sock'}",
+                f"--pid-file={self.base / 'mysqld.pid'}",
+                f"--log-error={self.log}",
+                "--skip-grant-tables",
+                "--skip-name-resolve",
+            ],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+
+    def answers(self) -> bool:
+        """One poll: does the port accept a connection and send a MySQL handshake?"""
+        try:
+            with socket.create_connection(("127.0.0.1", self.port), timeout=1.0) as s:
+                greeting = s.recv(5)
+                return len(greeting) == 5 and greeting[4] == 10  # protocol version 10
+        except OSError:
+            return False
+
+    def wait_ready(self, timeout: float = 60.0) -> bool:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc is None or self.proc.poll() is not None:
+                return False
+            if self.answers():
+                return True
+            time.sleep(0.05)
+        return False
+
+    def kill(self) -> None:
+        assert self.proc is not None
+        self.proc.kill()
+        self.proc.wait(timeout=30)
+
+    def pause(self) -> None:
+        """SIGSTOP, and wait until every thread of the server is really stopped."""
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGSTOP)
+        tasks = Path(f"/proc/{self.proc.pid}/task")
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            states = []
+            for stat in tasks.glob("*/stat"):
+                try:
+                    states.append(stat.read_text().rpartition(")")[2].split()[0])
+                except OSError:
+                    continue  # a thread that just exited
+            if states and all(state in ("T", "t") for state in states):
+                return
+            time.sleep(0.01)
+        raise AssertionError(f"mariadbd did not stop after SIGSTOP: thread states {states}")
+
+    def resume(self) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGCONT)
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGCONT)
+            self.proc.kill()
+            self.proc.wait(timeout=30)
+
+
+@pytest.fixture(scope="module")
+def private_mariadb(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PrivateMariaDB]:
+    server = PrivateMariaDB(tmp_path_factory.mktemp("mariadb"))
+    server.install()
+    server.start()
+    try:
+        if not server.wait_ready():
+            pytest.skip(f"private mariadbd did not start: {server.log_tail()}")
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def running_mariadb(private_mariadb: PrivateMariaDB) -> PrivateMariaDB:
+    """The private server, (re)started if an earlier test left it down."""
+    if private_mariadb.proc is None or private_mariadb.proc.poll() is not None:
+        private_mariadb.start()
+    assert private_mariadb.wait_ready(), private_mariadb.log_tail()
+    return private_mariadb
+
+
+TIMEOUT = 2.0
+
+
+@pytest.mark.mariadb
+async def test_mariadb_killed_raises_unavailable_then_same_store_recovers_after_restart(
+    running_mariadb: PrivateMariaDB,
+) -> None:
+    url = running_mariadb.url("restart_a")
+    await seed_db(url, 3)
+    store = open_store(url, timeout=TIMEOUT, pool_min=2, pool_max=4)
+    await store.connect()
+    before = await store.get_account(1)
+    assert before is not None
+
+    running_mariadb.kill()
+    started = time.monotonic()
+    with pytest.raises(StoreUnavailable):
+        await store.get_account(1)
+    assert time.monotonic() - started < TIMEOUT + 0.5
+
+    running_mariadb.start()
+    assert running_mariadb.wait_ready(), running_mariadb.log_tail()
+    assert await store.get_account(1) == before  # same store object, no restart
+    await store.set_status(1, 9)
+    assert await store.set_status_if(1, 9, 0) is True
+    await store.close()
+
+
+@pytest.mark.mariadb
+async def test_mariadb_restart_unnoticed_next_call_succeeds(
+    running_mariadb: PrivateMariaDB,
+) -> None:
+    url = running_mariadb.url("restart_b")
+    await seed_db(url, 3)
+    store = open_store(url, timeout=TIMEOUT, pool_min=3, pool_max=4)
+    await store.connect()
+    # several idle pooled connections, all of which the restart breaks
+    assert len(await asyncio.gather(*(store.get_account(n) for n in (1, 2, 3)))) == 3
+
+    running_mariadb.kill()
+    running_mariadb.start()
+    assert running_mariadb.wait_ready(), running_mariadb.log_tail()
+
+    for n in (1, 2, 3):  # every call succeeds: dead connections are discarded, not used
+        record = await store.get_account(n)
+        assert record is not None and record.user_id == f"ID_{n}"
+    await store.close()
+
+
+@pytest.mark.mariadb
+async def test_mariadb_hung_server_times_out_then_recovers(
+    running_mariadb: PrivateMariaDB,
+) -> None:
+    url = running_mariadb.url("hang")
+    await seed_db(url, 1)
+    store = open_store(url, timeout=TIMEOUT)
+    await store.connect()
+    running_mariadb.pause()  # SIGSTOP: the socket stays open, nothing answers
+    try:
+        started = time.monotonic()
+        with pytest.raises(StoreUnavailable, match="within"):
+            await store.get_account(1)
+        elapsed = time.monotonic() - started
+        assert TIMEOUT - 0.1 <= elapsed < TIMEOUT + 0.5
+    finally:
+        running_mariadb.resume()
+    record = await store.get_account(1)
+    assert record is not None and record.user_id == "ID_1"
+    await store.close()
