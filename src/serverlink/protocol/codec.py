@@ -17,6 +17,8 @@ LAN frame (server <-> server)::
 from __future__ import annotations
 
 import os
+import struct
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -31,6 +33,23 @@ LAN_HEADER_SIZE = 2
 #: XOR_TABLES[x] maps every byte b to b ^ x: ``data.translate(XOR_TABLES[x])``
 #: XORs a whole buffer with x in one C call.
 XOR_TABLES: tuple[bytes, ...] = tuple(bytes(b ^ x for b in range(256)) for x in range(256))
+
+_NET_HEADER = struct.Struct("<BHBB")
+_pack_net_header = _NET_HEADER.pack
+_unpack_net_header = _NET_HEADER.unpack_from
+_adler32 = zlib.adler32
+
+#: Up to this payload size the byte sum is taken from zlib.adler32, whose low
+#: half is 1 + sum(bytes) while that sum stays below 65521 (255 * 256 < 65520):
+#: one C call instead of iterating bytes in the interpreter (3x faster for an echo).
+ADLER_SUM_LIMIT = 256
+
+
+def byte_sum(data: bytes) -> int:
+    """Sum of the bytes mod 256: the frame checksum."""
+    if len(data) <= ADLER_SUM_LIMIT:
+        return (_adler32(data) - 1) & 0xFF
+    return sum(data) & 0xFF
 
 
 class FrameError(ValueError):
@@ -112,10 +131,9 @@ class NetCodec:
 def encode_net_frame(payload: bytes, code: int, randkey_field: int) -> bytes:
     """Encode with the header's randkey byte given directly (``R ^ K``)."""
     n = len(payload)
-    checksum = sum(payload) & 0xFF
-    return (
-        bytes((code, n & 0xFF, n >> 8, randkey_field, checksum ^ randkey_field))
-        + payload.translate(XOR_TABLES[randkey_field])
+    checksum = ((_adler32(payload) - 1) if n <= ADLER_SUM_LIMIT else sum(payload)) & 0xFF
+    return _pack_net_header(code, n, randkey_field, checksum ^ randkey_field) + payload.translate(
+        XOR_TABLES[randkey_field]
     )
 
 
@@ -126,20 +144,23 @@ def split_net_frames(
     out: list[bytes] = []
     append = out.append
     tables = XOR_TABLES
+    unpack = _unpack_net_header
+    adler = _adler32
     n = len(data)
     off = offset
     while n - off >= NET_HEADER_SIZE:
-        if data[off] != code:
-            raise BadCodeError(f"frame code {data[off]} where {code} was expected")
-        length = data[off + 1] | (data[off + 2] << 8)
+        frame_code, length, rk, checksum = unpack(data, off)
+        if frame_code != code:
+            raise BadCodeError(f"frame code {frame_code} where {code} was expected")
         if length > max_payload:
             raise FrameTooLongError(f"payload length {length} over the limit {max_payload}")
         end = off + NET_HEADER_SIZE + length
         if end > n:
             break
-        rk = data[off + 3]
         payload = data[off + NET_HEADER_SIZE : end].translate(tables[rk])
-        if sum(payload) & 0xFF != data[off + 4] ^ rk:
+        if ((adler(payload) - 1) if length <= ADLER_SUM_LIMIT else sum(payload)) & 0xFF != (
+            checksum ^ rk
+        ):
             raise BadChecksumError("checksum mismatch")
         append(payload)
         off = end

@@ -112,7 +112,9 @@ class PacketDef:
         object.__setattr__(self, "has_message", has_message)
         object.__setattr__(self, "type_bytes", self.type.to_bytes(2, "little"))
         object.__setattr__(
-            self, "tuple_type", namedtuple(self.name, [f.name for f in self.fields])  # noqa: PYI024
+            self,
+            "tuple_type",
+            namedtuple(self.name, [f.name for f in self.fields]),
         )
 
     @property
@@ -187,7 +189,11 @@ BY_TYPE: dict[int, PacketDef] = {}
 
 # --- chat server (client <-> chat, Net frame) -----------------------------------
 CS_CHAT_REQ_LOGIN = _define(
-    1, "CS_CHAT_REQ_LOGIN", i64("AccountNo"), wstr("ID", 20), wstr("Nickname", 20),
+    1,
+    "CS_CHAT_REQ_LOGIN",
+    i64("AccountNo"),
+    wstr("ID", 20),
+    wstr("Nickname", 20),
     raw("SessionKey", 64),
 )
 CS_CHAT_RES_LOGIN = _define(2, "CS_CHAT_RES_LOGIN", u8("Status"), i64("AccountNo"))
@@ -199,7 +205,11 @@ CS_CHAT_RES_SECTOR_MOVE = _define(
 )
 CS_CHAT_REQ_MESSAGE = _define(5, "CS_CHAT_REQ_MESSAGE", i64("AccountNo"), message("Message"))
 CS_CHAT_RES_MESSAGE = _define(
-    6, "CS_CHAT_RES_MESSAGE", i64("AccountNo"), wstr("ID", 20), wstr("Nickname", 20),
+    6,
+    "CS_CHAT_RES_MESSAGE",
+    i64("AccountNo"),
+    wstr("ID", 20),
+    wstr("Nickname", 20),
     message("Message"),
 )
 CS_CHAT_REQ_HEARTBEAT = _define(7, "CS_CHAT_REQ_HEARTBEAT")
@@ -207,9 +217,16 @@ CS_CHAT_REQ_HEARTBEAT = _define(7, "CS_CHAT_REQ_HEARTBEAT")
 # --- login server (client <-> login, Net frame) ---------------------------------
 CS_LOGIN_REQ_LOGIN = _define(101, "CS_LOGIN_REQ_LOGIN", i64("AccountNo"), raw("SessionKey", 64))
 CS_LOGIN_RES_LOGIN = _define(
-    102, "CS_LOGIN_RES_LOGIN", i64("AccountNo"), u8("Status"), wstr("ID", 20),
-    wstr("Nickname", 20), wstr("GameServerIP", 16), u16("GameServerPort"),
-    wstr("ChatServerIP", 16), u16("ChatServerPort"),
+    102,
+    "CS_LOGIN_RES_LOGIN",
+    i64("AccountNo"),
+    u8("Status"),
+    wstr("ID", 20),
+    wstr("Nickname", 20),
+    wstr("GameServerIP", 16),
+    u16("GameServerPort"),
+    wstr("ChatServerIP", 16),
+    u16("ChatServerPort"),
 )
 
 # --- game (echo) server (client <-> game, Net frame) ----------------------------
