@@ -143,6 +143,23 @@ async def test_disconnect_rate_ramp_and_login_delay(game_server: GameServer) -> 
     assert result.counters["connect_total"] - 4 <= result.counters["login_ok"]
 
 
+async def test_depth_zero_logs_in_and_sends_heartbeats(game_server: GameServer) -> None:
+    config = DummyConfig(
+        game_port=game_server.port,
+        clients=3,
+        echo_depth=0,
+        seconds=2.3,
+        processes=1,
+        heartbeat_interval=0.2,
+    )
+    result = await run_dummy_async(config)
+    assert result.exit_code == 0, result.error_details
+    assert result.counters["login_ok"] == 3
+    assert result.counters["echo_sent"] == 0
+    assert result.counters["heartbeat_sent"] >= 3
+    assert game_server.stats.errors.total() == 0
+
+
 async def test_stop_event_ends_an_open_ended_run(game_server: GameServer) -> None:
     config = DummyConfig(game_port=game_server.port, clients=2, seconds=0, processes=1)
     stop = asyncio.Event()

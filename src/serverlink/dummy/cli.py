@@ -159,7 +159,9 @@ BYTE = click.IntRange(0, 255)
     show_default=True,
     help="Seconds without a login or echo reply before a client counts a timeout and reconnects.",
 )
+@click.pass_context
 def dummy_command(
+    ctx: click.Context,
     mode: str,
     game: tuple[str, int],
     clients: int,
@@ -208,7 +210,9 @@ def dummy_command(
             report.write_text(json.dumps(result.report(), indent=2) + "\n")
         except OSError as exc:
             raise click.ClickException(f"cannot write the report {report}: {exc}") from None
-    raise SystemExit(result.exit_code)
+    # click.exceptions.Exit: sys.exit in standalone mode, the return value of
+    # main() for a caller that runs click with standalone_mode=False.
+    ctx.exit(result.exit_code)
 
 
 if __name__ == "__main__":

@@ -11,8 +11,11 @@ from dataclasses import dataclass, field
 
 from serverlink.protocol.codec import NetCodec
 
-#: Modes the engine can run; each names a scenario (see engine.load_scenario).
-MODES = ("echo",)
+#: --mode -> "module:class" of the scenario that a virtual client runs in that
+#: mode (see engine.Scenario); imported on first use, so a worker process loads
+#: only the scenario it runs.
+SCENARIOS = {"echo": "serverlink.dummy.scenario_echo:EchoScenario"}
+MODES = tuple(SCENARIOS)
 
 
 @dataclass(frozen=True, slots=True)

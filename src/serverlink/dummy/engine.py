@@ -32,7 +32,7 @@ from dataclasses import asdict, dataclass, field
 from multiprocessing.connection import Connection
 from typing import Any, Protocol, TypeVar
 
-from serverlink.dummy.config import DummyConfig, resolve_processes
+from serverlink.dummy.config import SCENARIOS, DummyConfig, resolve_processes
 from serverlink.dummy.metrics import (
     COUNTERS,
     ERROR_COUNTERS,
@@ -47,10 +47,6 @@ from serverlink.net.stats import NetStats
 
 T = TypeVar("T")
 S = TypeVar("S", bound=Session)
-
-#: mode -> "module:class" of its scenario, imported on first use so a worker
-#: process loads only the scenario it runs.
-SCENARIOS = {"echo": "serverlink.dummy.scenario_echo:EchoScenario"}
 
 #: How long the parent waits for spawned workers to import and report ready.
 WORKER_START_TIMEOUT = 60.0
@@ -318,8 +314,6 @@ class DummyResult:
         return 1 if self.errors_total else 0
 
     def report(self) -> dict[str, Any]:
-        cfg = asdict(self.config)
-        cfg["codec"] = asdict(self.config.codec)
         return {
             "mode": self.config.mode,
             "echo_per_s": self.echo_per_s,
@@ -334,7 +328,7 @@ class DummyResult:
             "errors": self.errors,
             "error_details": self.error_details,
             "echo_per_s_series": self.series,
-            "config": cfg,
+            "config": asdict(self.config),
         }
 
 
