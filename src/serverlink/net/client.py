@@ -5,14 +5,15 @@ server-to-server LAN link). Knows nothing of logins or games."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import random
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import ClassVar, TypeVar
 
 from serverlink.net.framing import Framing
-from serverlink.net.session import Session
+from serverlink.net.session import Handler, Session
 from serverlink.net.stats import NetStats
 
 log = logging.getLogger("serverlink.net")
@@ -45,7 +46,7 @@ class FrameClient(Session):
     """A session whose received payloads are awaited one by one (tools and tests;
     not a hot path: one queue operation per packet)."""
 
-    handlers = {}
+    handlers: ClassVar[dict[int, Handler]] = {}
 
     def __init__(self) -> None:
         super().__init__()
@@ -132,10 +133,8 @@ class ReconnectingLink:
     async def stop(self) -> None:
         if self._task is not None:
             self._task.cancel()
-            try:
+            with contextlib.suppress(asyncio.CancelledError):
                 await self._task
-            except asyncio.CancelledError:
-                pass
         if self.session is not None:
             self.session.close("link_stopped")
 
