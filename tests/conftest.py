@@ -13,7 +13,10 @@ they fail). CI runs ``.ci/services.sh`` first.
 
 ``store`` is an ``AdminStore`` on ``db_url`` with the schema created; ``raw_sql``
 runs SQL straight through the driver (``%s`` placeholders on both engines) to build
-rows the store API cannot make.
+rows the store API cannot make; ``mariadb_query`` runs SQL on the shared server
+outside any test database (information_schema, ...).
+
+``run_sync`` runs a coroutine from sync code (e.g. a click ``CliRunner`` test).
 """
 
 from __future__ import annotations
@@ -38,10 +41,12 @@ T = TypeVar("T")
 
 MARIADB_SERVER = os.environ.get("SERVERLINK_TEST_MARIADB", "mysql://root@127.0.0.1:3306")
 
-RawSql = Callable[[str, str, Sequence[object]], Awaitable[list[tuple[Any, ...]]]]
+Rows = list[tuple[Any, ...]]
+RawSql = Callable[[str, str, Sequence[object]], Awaitable[Rows]]
+ServerQuery = Callable[[str, Sequence[object]], Awaitable[Rows]]
 
 
-def run_sync(coro: Coroutine[Any, Any, T]) -> T:
+def run_coro_sync(coro: Coroutine[Any, Any, T]) -> T:
     """Run ``coro`` to completion on a private event loop in a helper thread, so that
     sync fixtures and tests can use async drivers whether or not a loop is running."""
     result: list[T] = []
@@ -53,7 +58,7 @@ def run_sync(coro: Coroutine[Any, Any, T]) -> T:
         except BaseException as exc:
             error.append(exc)
 
-    thread = threading.Thread(target=target, name="run_sync")
+    thread = threading.Thread(target=target, name="run_coro_sync")
     thread.start()
     thread.join()
     if error:
@@ -96,7 +101,7 @@ def mariadb_server() -> MysqlTarget:
     """The shared MariaDB server, checked once per session (skips if unreachable)."""
     target = _server_target()
     try:
-        run_sync(mysql_query(target, "SELECT 1"))
+        run_coro_sync(mysql_query(target, "SELECT 1"))
     except Exception as exc:
         reason = (
             f"MariaDB not usable at {target.host}:{target.port} as {target.user!r} "
@@ -115,7 +120,7 @@ def mariadb_url(mariadb_server: MysqlTarget) -> Iterator[str]:
     t = mariadb_server
     auth = t.user + (f":{t.password}" if t.password else "")
     yield f"mysql://{auth}@{t.host}:{t.port}/{name}"
-    run_sync(mysql_query(t, f"DROP DATABASE IF EXISTS `{name}`"))
+    run_coro_sync(mysql_query(t, f"DROP DATABASE IF EXISTS `{name}`"))
 
 
 @pytest.fixture
@@ -159,3 +164,19 @@ async def raw_sql_exec(url: str, sql: str, params: Sequence[object] = ()) -> lis
 def raw_sql() -> RawSql:
     """``await raw_sql(url, sql, params)``: see ``raw_sql_exec``."""
     return raw_sql_exec
+
+
+@pytest.fixture
+def mariadb_query(mariadb_server: MysqlTarget) -> ServerQuery:
+    """``await mariadb_query(sql, params)`` on the shared server, no database selected."""
+
+    async def query(sql: str, params: Sequence[object] = ()) -> Rows:
+        return await mysql_query(mariadb_server, sql, params)
+
+    return query
+
+
+@pytest.fixture
+def run_sync() -> Callable[[Coroutine[Any, Any, Any]], Any]:
+    """``run_sync(coro)``: see ``run_coro_sync``."""
+    return run_coro_sync

@@ -13,14 +13,14 @@ import socket
 import sqlite3
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Coroutine, Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 import click
 import pytest
 from click.testing import CliRunner
 
-from conftest import RawSql, run_sync
 from serverlink.store import (
     DEFAULT_DB_URL,
     AccountRecord,
@@ -42,6 +42,12 @@ from serverlink.store.cli import db_group
 from serverlink.store.url import MysqlTarget, SqliteTarget
 
 KEY_RE = re.compile(r"^[A-Za-z0-9_-]{64}$")
+
+# Fixture types (see conftest.py)
+Rows = list[tuple[Any, ...]]
+RawSql = Callable[[str, str, Sequence[object]], Awaitable[Rows]]
+ServerQuery = Callable[[str, Sequence[object]], Awaitable[Rows]]
+RunSync = Callable[[Coroutine[Any, Any, Any]], Any]
 
 
 def key(n: int) -> str:
@@ -273,17 +279,14 @@ async def test_closed_store_raises_store_error(store: AdminStore) -> None:
 
 @pytest.mark.mariadb
 async def test_mysql_init_creates_the_database_named_in_the_url(
-    mariadb_url: str, mariadb_server: MysqlTarget
+    mariadb_url: str, mariadb_query: ServerQuery
 ) -> None:
-    from conftest import mysql_query
-
     name = mariadb_url.rsplit("/", 1)[1]
     query = "SELECT COUNT(*) FROM information_schema.schemata WHERE schema_name = %s"
-    assert await mysql_query(mariadb_server, query, (name,)) == [(0,)]
+    assert await mariadb_query(query, (name,)) == [(0,)]
     await init_db(mariadb_url)
-    assert await mysql_query(mariadb_server, query, (name,)) == [(1,)]
-    tables = await mysql_query(
-        mariadb_server,
+    assert await mariadb_query(query, (name,)) == [(1,)]
+    tables = await mariadb_query(
         "SELECT table_name, table_type FROM information_schema.tables "
         "WHERE table_schema = %s ORDER BY table_name",
         (name,),
@@ -493,7 +496,7 @@ def test_cli_bad_ip_prints_one_line_and_exits_2(sqlite_url: str) -> None:
     assert_one_line_error(invoke("add-whiteip", "nope", "--db", sqlite_url), "not an IPv4 or IPv6")
 
 
-def test_cli_init_seed_reset_whiteip(db_url: str, tmp_path: Path) -> None:
+def test_cli_init_seed_reset_whiteip(db_url: str, tmp_path: Path, run_sync: RunSync) -> None:
     env = {"SERVERLINK_DB": db_url}
     result = invoke("init", env=env)
     assert result.exit_code == 0 and "schema ready" in result.stdout
