@@ -108,6 +108,8 @@ class EchoClient(Session):
         self._headers = frame_headers(cfg.codec.code, ECHO_SIZE)
         #: The replies still owed, in order, as their exact payload bytes.
         self._expect = bytearray()
+        #: The incomplete frame at the end of the last read.
+        self._rest = b""
         #: One [first tick, count] per write of requests not fully answered yet.
         self._runs: deque[list[int]] = deque()
         self._last_tick = 0
@@ -200,14 +202,14 @@ class EchoClient(Session):
         # One clock reading per read: every reply in it arrived "now", and the
         # requests sent in answer carry this time.
         now = _clock()
-        if self._pending:
-            data = self._pending + data
+        if self._rest:
+            data = self._rest + data
         try:
             payloads, end = self.framing.split(data, 0)
         except FrameError as exc:
             self._fail(exc.reason)
             return
-        self._pending = data[end:] if end != len(data) else b""
+        self._rest = data[end:] if end != len(data) else b""
         n = len(payloads)
         if not n or self.closed:
             return
