@@ -19,6 +19,7 @@ from typing import Any
 
 import click
 import pytest
+from asyncmy import errors as asyncmy_errors
 from click.testing import CliRunner
 
 from serverlink.store import (
@@ -272,6 +273,78 @@ async def test_closed_store_raises_store_error(store: AdminStore) -> None:
     await store.close()
     with pytest.raises(StoreError, match="closed"):
         await store.get_account(1)
+
+
+# --- retry policy ------------------------------------------------------------------
+
+
+def connection_lost(store: AdminStore) -> Exception:
+    """The engine's own "connection lost mid-statement" error."""
+    if store.engine == "mysql":
+        return asyncmy_errors.OperationalError(2013, "Lost connection to server during query")
+    return sqlite3.OperationalError("disk I/O error")
+
+
+async def test_connection_lost_mid_statement_is_retried_once_flagged_maybe_applied(
+    store: AdminStore,
+) -> None:
+    seen: list[bool] = []
+
+    async def op(conn: Any, maybe_applied: bool) -> str:
+        seen.append(maybe_applied)
+        if len(seen) == 1:
+            raise connection_lost(store)
+        return "ok"
+
+    assert await store._run("test op", op) == "ok"  # type: ignore[attr-defined]
+    assert seen == [False, True]
+    await add_accounts(store, 1)  # the store is still usable
+    assert await status_of(store, 1) == 0
+
+
+async def test_connection_lost_twice_raises_store_unavailable(store: AdminStore) -> None:
+    seen: list[bool] = []
+
+    async def op(conn: Any, maybe_applied: bool) -> str:
+        seen.append(maybe_applied)
+        raise connection_lost(store)
+
+    with pytest.raises(StoreUnavailable):
+        await store._run("test op", op)  # type: ignore[attr-defined]
+    assert seen == [False, True]  # one retry, no more
+
+
+async def test_non_connection_errors_are_not_retried(store: AdminStore) -> None:
+    seen: list[bool] = []
+
+    async def op(conn: Any, maybe_applied: bool) -> str:
+        seen.append(maybe_applied)
+        if store.engine == "mysql":
+            raise asyncmy_errors.ProgrammingError(1064, "You have an error in your SQL syntax")
+        raise sqlite3.OperationalError('near "SELEC": syntax error')
+
+    with pytest.raises(StoreError) as info:
+        await store._run("test op", op)  # type: ignore[attr-defined]
+    assert not isinstance(info.value, StoreUnavailable)
+    assert seen == [False]
+
+
+@pytest.mark.mariadb
+async def test_mysql_connections_killed_by_the_server_next_call_succeeds(
+    mariadb_url: str, mariadb_query: ServerQuery
+) -> None:
+    await seed_db(mariadb_url, 2)
+    name = mariadb_url.rsplit("/", 1)[1]
+    async with open_store(mariadb_url, pool_min=2, pool_max=2) as store:
+        await asyncio.gather(store.get_account(1), store.get_account(2))
+        ids = await mariadb_query(
+            "SELECT id FROM information_schema.processlist WHERE db = %s", (name,)
+        )
+        assert len(ids) >= 1
+        for (connection_id,) in ids:
+            await mariadb_query(f"KILL CONNECTION {int(connection_id)}", ())
+        record = await store.get_account(2)
+        assert record is not None and record.user_id == "ID_2"
 
 
 # --- MariaDB specifics -------------------------------------------------------------

@@ -125,9 +125,9 @@ class AccountStore(abc.ABC):
         """Compare-and-set: set ``status`` only if the current status is ``expected``.
 
         Returns True if the row matched (also when ``expected == status``), False if the
-        status was something else or there is no status row. If a first attempt was cut
-        off by a lost connection, the retry also counts a row that already holds
-        ``status`` as a match (the first attempt may have been applied)."""
+        status was something else or there is no status row. If an attempt lost its
+        connection while its UPDATE was in flight, the retry also counts a row that
+        already holds ``status`` as a match (the lost attempt may have been applied)."""
 
     @abc.abstractmethod
     async def reset_statuses(self, only: int | None = None) -> int:

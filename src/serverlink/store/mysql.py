@@ -227,23 +227,28 @@ class MySqlStore(AdminStore):
     async def _run(
         self,
         what: str,
-        op: Callable[[Connection, int], Awaitable[T]],
+        op: Callable[[Connection, bool], Awaitable[T]],
         timeout: float | None = None,
     ) -> T:
-        """Run ``op(connection, attempt)`` under the deadline (``timeout``, default the
-        store's) with the retry policy; ``attempt`` is 0, then 1 on the retry."""
+        """Run ``op(connection, maybe_applied)`` under the deadline (``timeout``, default
+        the store's) with the retry policy. ``maybe_applied`` is True on a retry after an
+        earlier attempt lost its connection while running its statement (which the
+        server may then have applied)."""
         if self._closed:
             raise StoreError(f"{what}: store for {self.display_url} is closed")
         timeout = self.timeout if timeout is None else timeout
         attempt = 0
+        maybe_applied = False
         try:
             async with asyncio.timeout(timeout):
                 while True:
+                    in_op = False
                     try:
                         pool = self._pool if self._pool is not None else await self._get_pool()
                         async with pool.acquire() as conn:
+                            in_op = True
                             try:
-                                return await op(conn, attempt)
+                                return await op(conn, maybe_applied)
                             except BaseException as exc:
                                 # Never give a connection in an unknown state back.
                                 if not isinstance(exc, my_errors.MySQLError) or (
@@ -257,6 +262,7 @@ class MySqlStore(AdminStore):
                         if not is_connection_error(exc):
                             raise self._translate(exc, what) from exc
                         attempt += 1
+                        maybe_applied = maybe_applied or in_op
                         if attempt > self.retry.retries:
                             raise StoreUnavailable(
                                 f"{what}: MySQL at {self.display_url} unavailable "
@@ -271,7 +277,7 @@ class MySqlStore(AdminStore):
 
     # --- AccountStore -------------------------------------------------------------
     async def connect(self) -> None:
-        async def probe(conn: Connection, attempt: int) -> None:
+        async def probe(conn: Connection, maybe_applied: bool) -> None:
             async with conn.cursor() as cur:
                 await cur.execute(SCHEMA_PROBE)
                 await cur.fetchall()
@@ -279,7 +285,7 @@ class MySqlStore(AdminStore):
         await self._run("connect", probe)
 
     async def get_account(self, account_no: int) -> AccountRecord | None:
-        async def op(conn: Connection, attempt: int) -> AccountRecord | None:
+        async def op(conn: Connection, maybe_applied: bool) -> AccountRecord | None:
             cur = conn.cursor()
             await cur.execute(_SQL_GET_ACCOUNT, (account_no,))
             row = await cur.fetchone()
@@ -297,14 +303,14 @@ class MySqlStore(AdminStore):
         return await self._run("get_account", op)
 
     async def set_status(self, account_no: int, status: int) -> None:
-        async def op(conn: Connection, attempt: int) -> None:
+        async def op(conn: Connection, maybe_applied: bool) -> None:
             await conn.cursor().execute(_SQL_SET_STATUS, (status, account_no))
 
         await self._run("set_status", op)
 
     async def set_status_if(self, account_no: int, expected: int, status: int) -> bool:
-        async def op(conn: Connection, attempt: int) -> bool:
-            if attempt == 0:
+        async def op(conn: Connection, maybe_applied: bool) -> bool:
+            if not maybe_applied:
                 n = await conn.cursor().execute(_SQL_SET_STATUS_IF, (status, account_no, expected))
             else:
                 n = await conn.cursor().execute(
@@ -315,7 +321,7 @@ class MySqlStore(AdminStore):
         return await self._run("set_status_if", op)
 
     async def reset_statuses(self, only: int | None = None) -> int:
-        async def op(conn: Connection, attempt: int) -> int:
+        async def op(conn: Connection, maybe_applied: bool) -> int:
             cur = conn.cursor()
             if only is None:
                 n = await cur.execute(_SQL_RESET_ALL)
@@ -326,7 +332,7 @@ class MySqlStore(AdminStore):
         return await self._run("reset_statuses", op)
 
     async def trusted_ips(self) -> list[str]:
-        async def op(conn: Connection, attempt: int) -> list[str]:
+        async def op(conn: Connection, maybe_applied: bool) -> list[str]:
             cur = conn.cursor()
             await cur.execute(_SQL_TRUSTED_IPS)
             return [str(r[0]).strip() for r in await cur.fetchall()]
@@ -389,7 +395,7 @@ class MySqlStore(AdminStore):
         keys = [(a.account_no, a.session_key) for a in accounts]
         statuses = [(a.account_no, 0) for a in accounts]
 
-        async def op(conn: Connection, attempt: int) -> None:
+        async def op(conn: Connection, maybe_applied: bool) -> None:
             # One transaction. On any failure the connection is not reused (the pool
             # closes a connection returned inside a transaction), so the server rolls
             # the batch back, and a retry after a lost connection redoes it whole.
@@ -406,7 +412,7 @@ class MySqlStore(AdminStore):
         await self._run("seed accounts", op, timeout=max(self.timeout, _BULK_TIMEOUT))
 
     async def add_trusted_ip(self, ip: str) -> bool:
-        async def op(conn: Connection, attempt: int) -> bool:
+        async def op(conn: Connection, maybe_applied: bool) -> bool:
             cur = conn.cursor()
             await cur.execute(_SQL_FIND_IP, (ip,))
             if await cur.fetchone() is not None:

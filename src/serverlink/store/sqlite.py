@@ -188,27 +188,32 @@ class SqliteStore(AdminStore):
     async def _run(
         self,
         what: str,
-        op: Callable[[aiosqlite.Connection, int], Awaitable[T]],
+        op: Callable[[aiosqlite.Connection, bool], Awaitable[T]],
         timeout: float | None = None,
     ) -> T:
-        """Run ``op(connection, attempt)`` under the deadline with the retry policy."""
+        """Run ``op(connection, maybe_applied)`` under the deadline with the retry policy
+        (``maybe_applied``: see ``MySqlStore._run``)."""
         if self._closed:
             raise StoreError(f"{what}: store for {self.display_url} is closed")
         timeout = self.timeout if timeout is None else timeout
         attempt = 0
+        maybe_applied = False
         conn: aiosqlite.Connection | None = None
         try:
             async with asyncio.timeout(timeout):
                 while True:
+                    in_op = False
                     try:
                         conn = self._conn if self._conn is not None else await self._get_conn()
-                        return await op(conn, attempt)
+                        in_op = True
+                        return await op(conn, maybe_applied)
                     except StoreError:
                         raise
                     except Exception as exc:
                         if not is_connection_error(exc):
                             raise self._translate(exc, what) from exc
                         attempt += 1
+                        maybe_applied = maybe_applied or in_op
                         if attempt > self.retry.retries:
                             detail = " ".join(str(exc).split())
                             if "unable to open" in detail:
@@ -233,13 +238,13 @@ class SqliteStore(AdminStore):
 
     # --- AccountStore -------------------------------------------------------------
     async def connect(self) -> None:
-        async def probe(conn: aiosqlite.Connection, attempt: int) -> None:
+        async def probe(conn: aiosqlite.Connection, maybe_applied: bool) -> None:
             await conn.execute_fetchall(SCHEMA_PROBE)
 
         await self._run("connect", probe)
 
     async def get_account(self, account_no: int) -> AccountRecord | None:
-        async def op(conn: aiosqlite.Connection, attempt: int) -> AccountRecord | None:
+        async def op(conn: aiosqlite.Connection, maybe_applied: bool) -> AccountRecord | None:
             rows = list(await conn.execute_fetchall(_SQL_GET_ACCOUNT, (account_no,)))
             if not rows:
                 return None
@@ -255,14 +260,14 @@ class SqliteStore(AdminStore):
         return await self._run("get_account", op)
 
     async def set_status(self, account_no: int, status: int) -> None:
-        async def op(conn: aiosqlite.Connection, attempt: int) -> None:
+        async def op(conn: aiosqlite.Connection, maybe_applied: bool) -> None:
             await conn.execute(_SQL_SET_STATUS, (status, account_no))
 
         await self._run("set_status", op)
 
     async def set_status_if(self, account_no: int, expected: int, status: int) -> bool:
-        async def op(conn: aiosqlite.Connection, attempt: int) -> bool:
-            if attempt == 0:
+        async def op(conn: aiosqlite.Connection, maybe_applied: bool) -> bool:
+            if not maybe_applied:
                 cur = await conn.execute(_SQL_SET_STATUS_IF, (status, account_no, expected))
             else:
                 cur = await conn.execute(
@@ -273,7 +278,7 @@ class SqliteStore(AdminStore):
         return await self._run("set_status_if", op)
 
     async def reset_statuses(self, only: int | None = None) -> int:
-        async def op(conn: aiosqlite.Connection, attempt: int) -> int:
+        async def op(conn: aiosqlite.Connection, maybe_applied: bool) -> int:
             if only is None:
                 cur = await conn.execute(_SQL_RESET_ALL)
             else:
@@ -283,7 +288,7 @@ class SqliteStore(AdminStore):
         return await self._run("reset_statuses", op)
 
     async def trusted_ips(self) -> list[str]:
-        async def op(conn: aiosqlite.Connection, attempt: int) -> list[str]:
+        async def op(conn: aiosqlite.Connection, maybe_applied: bool) -> list[str]:
             rows = await conn.execute_fetchall(_SQL_TRUSTED_IPS)
             return [str(r[0]).strip() for r in rows]
 
@@ -329,7 +334,7 @@ class SqliteStore(AdminStore):
             raise
 
     async def create_schema(self) -> None:
-        async def op(conn: aiosqlite.Connection, attempt: int) -> None:
+        async def op(conn: aiosqlite.Connection, maybe_applied: bool) -> None:
             await self._transaction(conn, [(statement, ()) for statement in SQLITE_SCHEMA])
 
         await self._run("create schema", op, timeout=max(self.timeout, _BULK_TIMEOUT))
@@ -353,14 +358,14 @@ class SqliteStore(AdminStore):
         if keep:
             steps.insert(0, (_SQL_UPSERT_ACCOUNT_KEEP_PASS, keep))
 
-        async def op(conn: aiosqlite.Connection, attempt: int) -> None:
+        async def op(conn: aiosqlite.Connection, maybe_applied: bool) -> None:
             if accounts:
                 await self._transaction(conn, steps)
 
         await self._run("seed accounts", op, timeout=max(self.timeout, _BULK_TIMEOUT))
 
     async def add_trusted_ip(self, ip: str) -> bool:
-        async def op(conn: aiosqlite.Connection, attempt: int) -> bool:
+        async def op(conn: aiosqlite.Connection, maybe_applied: bool) -> bool:
             if list(await conn.execute_fetchall(_SQL_FIND_IP, (ip,))):
                 return False
             await conn.execute(_SQL_ADD_IP, (ip,))
