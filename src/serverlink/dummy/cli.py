@@ -204,7 +204,11 @@ def dummy_command(
         )
     except ValueError as exc:
         raise click.UsageError(str(exc)) from None
-    result = run_with_display(config, quiet=quiet)
+    try:
+        result = run_with_display(config, quiet=quiet)
+    except (OSError, TimeoutError) as exc:
+        # E.g. worker processes that could not be started: one line, no traceback.
+        raise click.ClickException(f"dummy: {type(exc).__name__}: {exc}") from None
     if report is not None:
         try:
             report.write_text(json.dumps(result.report(), indent=2) + "\n")
