@@ -66,6 +66,7 @@ class Session(asyncio.Protocol):
         self.idle_ticks = 0
         self._pending = b""
         self._out: list[bytes] | None = None
+        self._close_after_batch = False
         self.owner: SessionOwner | None = None
 
     # --- asyncio.Protocol -------------------------------------------------------
@@ -120,10 +121,13 @@ class Session(asyncio.Protocol):
             self.protocol_error(exc.reason, exc.detail)
             return
         self._out = None
-        if out and not self.closed:
+        if out and (not self.closed or self._close_after_batch):
             self.stats.packets_out += len(out)
             assert self.transport is not None
             self.transport.write(b"".join(out))
+        if self._close_after_batch:
+            assert self.transport is not None
+            self.transport.close()
 
     def eof_received(self) -> bool | None:
         self.close("peer_closed")
@@ -177,12 +181,15 @@ class Session(asyncio.Protocol):
         self.abort(f"protocol:{reason}")
 
     def close(self, reason: str) -> None:
-        """Close after what is queued has been sent."""
+        """Close after what is queued has been sent (replies a handler queued in
+        this read included)."""
         if self.closed:
             return
         self.closed = True
         self.close_reason = reason
-        if self.transport is not None:
+        if self._out is not None:
+            self._close_after_batch = True  # data_received writes the batch, then closes
+        elif self.transport is not None:
             self.transport.close()
 
     def abort(self, reason: str) -> None:
@@ -190,6 +197,7 @@ class Session(asyncio.Protocol):
         if not self.closed:
             self.closed = True
             self.close_reason = reason
+        self._close_after_batch = False
         if self.transport is not None:
             self.transport.abort()
 

@@ -7,6 +7,7 @@ login server handed over for that account.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from dataclasses import dataclass, field
 
@@ -59,6 +60,8 @@ class EchoSession(Session):
         super().__init__()
         self.server = server
         self.account_no: int | None = None
+        self.login_pending = False  # linked mode: key accepted, status being written
+        self.login_task: asyncio.Task[None] | None = None
         self._code = server.config.codec.code
 
     def data_received(self, data: bytes) -> None:
@@ -88,7 +91,7 @@ class EchoSession(Session):
 
 def _on_login(session: Session, payload: bytes) -> None:
     assert isinstance(session, EchoSession)
-    if session.account_no is not None:
+    if session.account_no is not None or session.login_pending:
         raise ProtocolViolation("double_login", "second CS_GAME_REQ_LOGIN on one connection")
     if len(payload) != _LOGIN_SIZE:
         raise ProtocolViolation(
