@@ -34,7 +34,7 @@ from serverlink.protocol.packets import (
     PacketError,
 )
 from serverlink.protocol.status import LoginStatus, ServerType
-from serverlink.store import AccountStore, StoreError, StoreUnavailable, open_store
+from serverlink.store import AccountStore, StoreError, open_store
 
 log = logging.getLogger("serverlink.login")
 
@@ -372,7 +372,7 @@ class LoginServer:
         none = ("", 0)
         try:
             record = await self.store.get_account(account_no)
-        except StoreUnavailable as exc:
+        except StoreError as exc:  # unavailable, or a broken schema: either way no answer
             self.login_stats.db_errors += 1
             log.warning(
                 "login of account %d failed: account database unavailable: %s", account_no, exc
