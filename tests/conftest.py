@@ -33,6 +33,7 @@ from typing import Any, TypeVar
 import asyncmy
 import pytest
 
+from private_mariadb import PrivateMariaDB
 from serverlink.store import AdminStore, open_admin_store
 from serverlink.store.admin import init_db
 from serverlink.store.url import MysqlTarget, SqliteTarget, parse_db_url
@@ -180,3 +181,28 @@ def mariadb_query(mariadb_server: MysqlTarget) -> ServerQuery:
 def run_sync() -> Callable[[Coroutine[Any, Any, Any]], Any]:
     """``run_sync(coro)``: see ``run_coro_sync``."""
     return run_coro_sync
+
+
+# --- a private MariaDB for outage tests (tests/private_mariadb.py) ----------------
+
+
+@pytest.fixture(scope="session")
+def private_mariadb(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PrivateMariaDB]:
+    server = PrivateMariaDB(tmp_path_factory.mktemp("mariadb"))
+    server.install()
+    server.start()
+    try:
+        if not server.wait_ready():
+            pytest.skip(f"private mariadbd did not start: {server.log_tail()}")
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def running_mariadb(private_mariadb: PrivateMariaDB) -> PrivateMariaDB:
+    """The private server, (re)started if an earlier test left it down."""
+    if private_mariadb.proc is None or private_mariadb.proc.poll() is not None:
+        private_mariadb.start()
+    assert private_mariadb.wait_ready(), private_mariadb.log_tail()
+    return private_mariadb

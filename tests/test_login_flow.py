@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from conftest import RawSql
+from private_mariadb import PrivateMariaDB
 from serverlink.net.client import FrameClient, connect_frame_client
 from serverlink.net.framing import lan_framing, net_framing
 from serverlink.protocol import packets as pk
@@ -59,14 +60,17 @@ async def start_login(db_url: str, **overrides: object) -> LoginServer:
     return login
 
 
+def read_keys(path: Path) -> dict[int, bytes]:
+    """The ``accountno key`` lines of ``serverlink db seed --keys-out``."""
+    pairs = (line.split() for line in path.read_text().splitlines())
+    return {int(no): key.encode() for no, key in pairs}
+
+
 @pytest.fixture
 async def system(db_url: str, tmp_path: Path) -> AsyncIterator[System]:
     keys_file = tmp_path / "keys.txt"
     await seed_db(db_url, 20, keys_out=keys_file)
-    keys = {
-        int(no): key.encode()
-        for no, key in (line.split() for line in keys_file.read_text().splitlines())
-    }
+    keys = read_keys(keys_file)
     login = await start_login(db_url)
     sys_ = System(db_url, keys, login)
     await sys_.start_game()
@@ -258,6 +262,40 @@ async def test_whiteip_refuses_servers_from_other_addresses(db_url: str, raw_sql
         assert login.login_stats.rejected_links == 1
         assert login.linked_count() == 0
     finally:
+        await login.stop()
+
+
+@pytest.mark.mariadb
+async def test_database_outage_answers_db_unavailable_then_recovers_without_restart(
+    running_mariadb: PrivateMariaDB, tmp_path: Path
+) -> None:
+    url = running_mariadb.url("login_outage")
+    keys_file = tmp_path / "keys.txt"
+    await seed_db(url, 3, keys_out=keys_file)
+    keys = {
+        int(n): k.encode() for n, k in (ln.split() for ln in keys_file.read_text().splitlines())
+    }
+    login = await start_login(url, db_timeout=2.0)
+    system = System(url, keys, login)
+    await system.start_game(db_timeout=2.0)
+    try:
+        reply, _ = await login_request(login.port, 1, keys[1])
+        assert reply.Status == LoginStatus.OK
+
+        await asyncio.to_thread(running_mariadb.kill)
+        reply, c = await login_request(login.port, 2, keys[2])
+        assert reply.Status == LoginStatus.DB_UNAVAILABLE  # a clear answer, not a hang
+        await c.wait_closed()
+        assert login.login_stats.db_errors == 1
+
+        running_mariadb.start()
+        assert await asyncio.to_thread(running_mariadb.wait_ready), running_mariadb.log_tail()
+        reply, _ = await login_request(login.port, 2, keys[2])
+        assert reply.Status == LoginStatus.OK  # same login server, same pool
+        status, _ = await game_login(reply.GameServerPort, 2, keys[2])
+        assert status == (GameLoginStatus.OK, 2)
+    finally:
+        await system.stop_game()
         await login.stop()
 
 

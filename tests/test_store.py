@@ -5,15 +5,10 @@ under a live store (a private throwaway ``mariadbd``)."""
 from __future__ import annotations
 
 import asyncio
-import os
 import re
-import shutil
-import signal
-import socket
 import sqlite3
-import subprocess
 import time
-from collections.abc import Awaitable, Callable, Coroutine, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +17,7 @@ import pytest
 from asyncmy import errors as asyncmy_errors
 from click.testing import CliRunner
 
+from private_mariadb import PrivateMariaDB, free_port
 from serverlink.store import (
     DEFAULT_DB_URL,
     AccountRecord,
@@ -379,13 +375,6 @@ async def test_mysql_seed_4000_accounts_in_a_couple_of_seconds(mariadb_url: str)
     assert result.seconds < 3.0, f"seeding 4000 accounts took {result.seconds:.2f} s"
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
 async def test_unreachable_mysql_raises_store_unavailable_quickly() -> None:
     store = open_store(f"mysql://root@127.0.0.1:{free_port()}/nothing", timeout=3.0)
     started = time.monotonic()
@@ -595,158 +584,7 @@ def test_cli_init_seed_reset_whiteip(db_url: str, tmp_path: Path, run_sync: RunS
     )
 
 
-# --- a private MariaDB that dies, hangs and restarts --------------------------------
-
-
-class PrivateMariaDB:
-    """A throwaway ``mariadbd`` on a free port with its own datadir (no grant tables:
-    root without a password). Started and stopped only through its Popen object."""
-
-    def __init__(self, base: Path) -> None:
-        self.base = base
-        self.datadir = base / "data"
-        self.port = free_port()
-        self.proc: subprocess.Popen[bytes] | None = None
-        self.mariadbd = shutil.which("mariadbd") or "/usr/sbin/mariadbd"
-
-    @property
-    def log(self) -> Path:
-        return self.base / "error.log"
-
-    def log_tail(self) -> str:
-        try:
-            return " | ".join(self.log.read_text(errors="replace").strip().splitlines()[-3:])
-        except OSError:
-            return "(no log)"
-
-    def url(self, database: str) -> str:
-        return f"mysql://root@127.0.0.1:{self.port}/{database}"
-
-    def server_options(self) -> list[str]:
-        options = [
-            f"--datadir={self.datadir}",
-            "--innodb-buffer-pool-size=32M",
-            "--innodb-log-file-size=16M",
-            "--skip-log-bin",
-        ]
-        if os.geteuid() == 0:
-            options.append("--user=root")
-        return options
-
-    def install(self) -> None:
-        install_db = shutil.which("mariadb-install-db")
-        if install_db is None or not os.path.exists(self.mariadbd):
-            pytest.skip("mariadbd / mariadb-install-db not installed")
-        self.datadir.mkdir(parents=True)
-        done = subprocess.run(
-            [
-                install_db,
-                "--no-defaults",
-                *self.server_options(),
-                "--auth-root-authentication-method=normal",
-                "--skip-test-db",
-            ],
-            capture_output=True,
-            timeout=120,
-            check=False,
-        )
-        if done.returncode != 0:
-            tail = " | ".join(done.stderr.decode(errors="replace").strip().splitlines()[-3:])
-            pytest.skip(f"mariadb-install-db failed ({done.returncode}): {tail}")
-
-    def start(self) -> None:
-        assert self.proc is None or self.proc.poll() is not None
-        self.proc = subprocess.Popen(
-            [
-                self.mariadbd,
-                "--no-defaults",
-                *self.server_options(),
-                f"--port={self.port}",
-                "--bind-address=127.0.0.1",
-                f"--socket={self.base / 'mysqld.sock'}",
-                f"--pid-file={self.base / 'mysqld.pid'}",
-                f"--log-error={self.log}",
-                "--skip-grant-tables",
-                "--skip-name-resolve",
-            ],
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-
-    def answers(self) -> bool:
-        """One poll: does the port accept a connection and send a MySQL handshake?"""
-        try:
-            with socket.create_connection(("127.0.0.1", self.port), timeout=1.0) as s:
-                greeting = s.recv(5)
-                return len(greeting) == 5 and greeting[4] == 10  # protocol version 10
-        except OSError:
-            return False
-
-    def wait_ready(self, timeout: float = 60.0) -> bool:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc is None or self.proc.poll() is not None:
-                return False
-            if self.answers():
-                return True
-            time.sleep(0.05)
-        return False
-
-    def kill(self) -> None:
-        assert self.proc is not None
-        self.proc.kill()
-        self.proc.wait(timeout=30)
-
-    def pause(self) -> None:
-        """SIGSTOP, and wait until every thread of the server is really stopped."""
-        assert self.proc is not None
-        self.proc.send_signal(signal.SIGSTOP)
-        tasks = Path(f"/proc/{self.proc.pid}/task")
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            states = []
-            for stat in tasks.glob("*/stat"):
-                try:
-                    states.append(stat.read_text().rpartition(")")[2].split()[0])
-                except OSError:
-                    continue  # a thread that just exited
-            if states and all(state in ("T", "t") for state in states):
-                return
-            time.sleep(0.01)
-        raise AssertionError(f"mariadbd did not stop after SIGSTOP: thread states {states}")
-
-    def resume(self) -> None:
-        assert self.proc is not None
-        self.proc.send_signal(signal.SIGCONT)
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGCONT)
-            self.proc.kill()
-            self.proc.wait(timeout=30)
-
-
-@pytest.fixture(scope="module")
-def private_mariadb(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PrivateMariaDB]:
-    server = PrivateMariaDB(tmp_path_factory.mktemp("mariadb"))
-    server.install()
-    server.start()
-    try:
-        if not server.wait_ready():
-            pytest.skip(f"private mariadbd did not start: {server.log_tail()}")
-        yield server
-    finally:
-        server.stop()
-
-
-@pytest.fixture
-def running_mariadb(private_mariadb: PrivateMariaDB) -> PrivateMariaDB:
-    """The private server, (re)started if an earlier test left it down."""
-    if private_mariadb.proc is None or private_mariadb.proc.poll() is not None:
-        private_mariadb.start()
-    assert private_mariadb.wait_ready(), private_mariadb.log_tail()
-    return private_mariadb
+# --- a private MariaDB that dies, hangs and restarts (tests/private_mariadb.py) -------
 
 
 TIMEOUT = 2.0
