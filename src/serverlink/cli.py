@@ -1,0 +1,732 @@
+"""The ``serverlink`` command.
+
+::
+
+    serverlink [--config FILE] [--log-level L] [--log-file PATH]
+      game      the game (echo) server          (--standalone; linked mode: issue 3)
+      demo      game server + dummy client, live dashboard, summary
+      config    example | show COMMAND [ARGS]
+      db        account database                (serverlink.store.cli:db_group)
+      dummy     load client                     (serverlink.dummy.cli:dummy_command)
+
+Every option is also a setting of the config file and an environment variable
+(see ``serverlink.config``): defaults < file < environment < flags.
+
+Adding a server command takes a few lines: a picklable config, a module-level
+builder, and the shared option groups::
+
+    @main_group.command("login")
+    @click.option("--lan-port", type=PORT, default=8090, show_default=True, help="...")
+    @listen_options(default_port=8091)
+    @codec_options
+    @console_options
+    @click.pass_context
+    def login_command(ctx: click.Context, lan_port: int, **opts: Any) -> int:
+        config = LoginConfig(opts["host"], opts["port"], lan_port, codec=codec_from(opts),
+                             limits=limits_from(opts))
+        return serve_command(ctx, ServerSpec("login", build_login_server, config), opts,
+                             screen=LOGIN_SCREEN)
+
+or, from another module, one line in ``LAZY_COMMANDS`` (``"login":
+"serverlink.servers.login_cli:login_command"``), imported only when used.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import logging
+import signal
+import sys
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import click
+from click.core import ParameterSource
+from rich.console import Console
+
+from serverlink import __version__, logs
+from serverlink.config import (
+    CONFIG_PATH_KEY,
+    ENV_PREFIX,
+    PROG,
+    ConfigError,
+    OneLineError,
+    assign_envvars,
+    command_path,
+    example_toml,
+    explain_bad_parameter,
+    load_config,
+    setting_name,
+    settings_of,
+    toml_value,
+)
+from serverlink.monitor.screen import ScreenSpec
+from serverlink.net.server import ServerLimits
+from serverlink.protocol.codec import DEFAULT_CODE, DEFAULT_KEY1, DEFAULT_KEY2, NetCodec
+from serverlink.runner import RunOptions, ServeError, ServerSpec, WorkerPool, run_loop, serve
+from serverlink.servers.game import GameConfig, GameServer
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+#: Commands that live in other packages: imported when used (or listed), and
+#: left out, without failing the CLI, while their module does not exist yet.
+LAZY_COMMANDS: dict[str, str] = {
+    "db": "serverlink.store.cli:db_group",
+    "dummy": "serverlink.dummy.cli:dummy_command",
+}
+
+log = logging.getLogger("serverlink.cli")
+
+
+# --- the root group ---------------------------------------------------------------------------
+
+
+def _unavailable(name: str, reason: str) -> click.Command:
+    def callback() -> None:
+        raise OneLineError(f"{name} is unavailable: {reason}")
+
+    return click.Command(name, callback=callback, help=f"(unavailable: {reason})")
+
+
+class RootGroup(click.Group):
+    """The root group: lazy subcommands, and every command's settings get their
+    environment variable (``SERVERLINK_<COMMAND>_<SETTING>``)."""
+
+    def __init__(self, *args: Any, lazy: Mapping[str, str] | None = None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.lazy = dict(lazy or {})
+        self._loaded: dict[str, click.Command | None] = {}
+
+    def _load(self, name: str) -> click.Command | None:
+        if name in self._loaded:
+            return self._loaded[name]
+        module_name, _, attr = self.lazy[name].partition(":")
+        cmd: click.Command | None
+        try:
+            module = importlib.import_module(module_name)
+            found = getattr(module, attr)
+            if not isinstance(found, click.Command):
+                raise TypeError(f"{self.lazy[name]} is not a click command")
+            cmd = found
+        except ModuleNotFoundError as exc:
+            # The module itself (or its package) not written yet: no such command.
+            # A dependency it imports that is missing: say so when it is used.
+            missing = exc.name or ""
+            if module_name == missing or module_name.startswith(missing + "."):
+                cmd = None
+            else:
+                cmd = _unavailable(name, f"{exc}")
+        except Exception as exc:  # a module being written may be broken for a while
+            cmd = _unavailable(name, f"{self.lazy[name]}: {type(exc).__name__}: {exc}")
+        if cmd is not None:
+            assign_envvars(cmd, (name,))
+        self._loaded[name] = cmd
+        return cmd
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        names = set(self.commands)
+        names.update(n for n in self.lazy if n not in self.commands and self._load(n) is not None)
+        return sorted(names)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name in self.commands:
+            return self.commands[cmd_name]
+        if cmd_name in self.lazy:
+            return self._load(cmd_name)
+        return None
+
+
+@dataclass
+class AppState:
+    console: Console
+    log_level: str
+    log_file: str | None
+
+
+def _load_config_option(ctx: click.Context, param: click.Parameter, value: str | None) -> None:
+    if not value or ctx.resilient_parsing:
+        return
+    ctx.default_map = load_config(value, ctx.command)
+    ctx.meta[CONFIG_PATH_KEY] = value
+
+
+LOG_LEVEL = click.Choice(logs.LEVELS, case_sensitive=False)
+
+
+@click.group(
+    "serverlink",
+    cls=RootGroup,
+    lazy=LAZY_COMMANDS,
+    context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
+)
+@click.option(
+    "--config",
+    metavar="FILE",
+    is_eager=True,
+    expose_value=False,
+    callback=_load_config_option,
+    help="TOML file of settings, one table per command ([game], [db], ...); "
+    "see 'serverlink config example'. Env: SERVERLINK_CONFIG.",
+)
+@click.option(
+    "--log-level",
+    type=LOG_LEVEL,
+    default="info",
+    show_default=True,
+    help="Lowest level of the log lines shown.",
+)
+@click.option(
+    "--log-file",
+    metavar="PATH",
+    default=None,
+    help="Also append the log lines to this file.",
+)
+@click.version_option(__version__, "-V", "--version", prog_name=PROG)
+@click.pass_context
+def main_group(ctx: click.Context, log_level: str, log_file: str | None) -> None:
+    """Login, game (echo) and chat servers of a C++ IOCP server family, an
+    account database and a load-testing dummy client.
+
+    Every option can also come from the config file (--config) and from the
+    environment (SERVERLINK_<COMMAND>_<OPTION>); flags win over the
+    environment, which wins over the file."""
+    console = logs.make_console()
+    _setup_logging(log_level, log_file, console, "--log-file")
+    ctx.obj = AppState(console, log_level, log_file)
+
+
+assign_envvars(main_group)
+
+
+def _setup_logging(level: str, log_file: str | None, console: Console, flag: str) -> None:
+    try:
+        logs.setup_logging(level, log_file, console)
+    except OSError as exc:
+        raise ConfigError(f"{flag} {log_file}: cannot open: {exc.strerror or exc}") from None
+
+
+def state(ctx: click.Context) -> AppState:
+    obj = ctx.find_object(AppState)
+    if obj is None:  # a command invoked without the root group (tests)
+        obj = AppState(logs.make_console(), "info", None)
+    return obj
+
+
+# --- option groups shared by the server commands -------------------------------------------------
+
+PORT = click.IntRange(0, 65535)
+
+
+class HostPort(click.ParamType):  # type: ignore[type-arg]  # generic in click >= 8.3
+    """``HOST:PORT`` -> (host, port)."""
+
+    name = "HOST:PORT"
+
+    def convert(
+        self, value: Any, param: click.Parameter | None, ctx: click.Context | None
+    ) -> tuple[str, int]:
+        if isinstance(value, tuple):
+            return value
+        host, sep, port = str(value).rpartition(":")
+        if not sep or not host:
+            self.fail(f"{value!r} is not HOST:PORT", param, ctx)
+        try:
+            number = int(port)
+        except ValueError:
+            self.fail(f"{value!r}: port {port!r} is not a number", param, ctx)
+        if not 1 <= number <= 65535:
+            self.fail(f"{value!r}: port {number} is not in 1-65535", param, ctx)
+        return host.strip("[]"), number
+
+
+def _apply(options: Sequence[Callable[[F], F]]) -> Callable[[F], F]:
+    def decorate(f: F) -> F:
+        for option in reversed(options):
+            f = option(f)
+        return f
+
+    return decorate
+
+
+def listen_options(default_port: int, default_host: str = "127.0.0.1") -> Callable[[F], F]:
+    """--host --port --workers --max-sessions --idle-timeout --send-buffer-limit"""
+    defaults = ServerLimits()
+    return _apply(
+        [
+            click.option(
+                "--host",
+                default=default_host,
+                show_default=True,
+                help="Address to listen on (0.0.0.0: every IPv4 interface).",
+            ),
+            click.option(
+                "--port",
+                type=PORT,
+                default=default_port,
+                show_default=True,
+                help="TCP port to listen on (0: a free port, shown in the log).",
+            ),
+            click.option(
+                "--workers",
+                type=click.IntRange(1, 256),
+                default=1,
+                show_default=True,
+                help="Worker processes sharing the port (SO_REUSEPORT), one event loop each.",
+            ),
+            click.option(
+                "--max-sessions",
+                type=click.IntRange(min=1),
+                default=defaults.max_sessions,
+                show_default=True,
+                help="Concurrent sessions per worker; a connection over the cap is closed "
+                "at once and counted.",
+            ),
+            click.option(
+                "--idle-timeout",
+                type=click.FloatRange(min=0),
+                default=defaults.idle_timeout,
+                show_default=True,
+                help="Seconds without a packet before a session is dropped (0: never).",
+            ),
+            click.option(
+                "--send-buffer-limit",
+                type=click.IntRange(min=1024),
+                default=defaults.send_buffer_limit,
+                show_default=True,
+                metavar="BYTES",
+                help="Bytes queued for a peer that does not read before it is dropped.",
+            ),
+        ]
+    )
+
+
+codec_options = _apply(
+    [
+        click.option(
+            "--code",
+            type=click.IntRange(0, 255),
+            default=DEFAULT_CODE,
+            show_default=True,
+            help="Net frame code byte (the original's PACKET_CODE).",
+        ),
+        click.option(
+            "--key1",
+            type=click.IntRange(0, 255),
+            default=DEFAULT_KEY1,
+            show_default=True,
+            help="Net frame key 1 (PACKET_KEY1).",
+        ),
+        click.option(
+            "--key2",
+            type=click.IntRange(0, 255),
+            default=DEFAULT_KEY2,
+            show_default=True,
+            help="Net frame key 2 (PACKET_KEY2).",
+        ),
+        click.option(
+            "--max-payload",
+            type=click.IntRange(2, 65535),
+            default=NetCodec().max_payload,
+            show_default=True,
+            metavar="BYTES",
+            help="Largest payload accepted; a longer frame drops the connection.",
+        ),
+    ]
+)
+
+console_options = _apply(
+    [
+        click.option(
+            "--quiet",
+            is_flag=True,
+            default=False,
+            help="No live screen: a summary log line every --stats-interval seconds "
+            "(for services and CI; also when stderr is not a terminal).",
+        ),
+        click.option(
+            "--stats-interval",
+            type=click.FloatRange(min=0.5),
+            default=5.0,
+            show_default=True,
+            metavar="SECONDS",
+            help="Seconds between summary lines with --quiet.",
+        ),
+        click.option(
+            "--log-level",
+            type=LOG_LEVEL,
+            default=None,
+            help="Lowest level of the log lines shown (default: the root --log-level).",
+        ),
+        click.option(
+            "--log-file",
+            metavar="PATH",
+            default=None,
+            help="Also append the log lines to this file (default: the root --log-file).",
+        ),
+    ]
+)
+
+
+def codec_from(opts: Mapping[str, Any]) -> NetCodec:
+    return NetCodec(opts["code"], opts["key1"], opts["key2"], opts["max_payload"])
+
+
+def limits_from(opts: Mapping[str, Any]) -> ServerLimits:
+    return ServerLimits(
+        max_sessions=opts["max_sessions"],
+        idle_timeout=opts["idle_timeout"],
+        send_buffer_limit=opts["send_buffer_limit"],
+    )
+
+
+def apply_console_options(ctx: click.Context, opts: Mapping[str, Any]) -> AppState:
+    """A command's own --log-level/--log-file override the root's."""
+    app = state(ctx)
+    level = opts.get("log_level") or app.log_level
+    log_file = opts.get("log_file") or app.log_file
+    if (level, log_file) != (app.log_level, app.log_file):
+        _setup_logging(level, log_file, app.console, "--log-file")
+        app.log_level, app.log_file = level, log_file
+    return app
+
+
+def serve_command(
+    ctx: click.Context,
+    spec: ServerSpec[Any],
+    opts: Mapping[str, Any],
+    screen: ScreenSpec | None = None,
+) -> int:
+    """Run a server command's server (``runner.serve``) with the shared
+    console/worker options; a ServeError becomes one line and exit status 1."""
+    app = apply_console_options(ctx, opts)
+    options = RunOptions(
+        workers=opts.get("workers", 1),
+        live=not opts.get("quiet", False),
+        stats_interval=opts.get("stats_interval", 5.0),
+        screen=screen,
+        log_level=logs.level_number(app.log_level),
+    )
+    log.debug("settings of %s: %s", spec.name, dict(opts))
+    try:
+        return serve(spec, options, app.console)
+    except ServeError as exc:
+        raise OneLineError(str(exc)) from None
+
+
+# --- serverlink game ----------------------------------------------------------------------------
+
+
+def build_game_server(config: GameConfig) -> GameServer:
+    """Builder of the standalone game server (module level: worker processes import it)."""
+    return GameServer(config)
+
+
+def game_config_from(opts: Mapping[str, Any]) -> GameConfig:
+    return GameConfig(
+        host=opts["host"],
+        port=opts["port"],
+        codec=codec_from(opts),
+        limits=limits_from(opts),
+        client_version=opts["client_version"],
+    )
+
+
+@main_group.command("game")
+@click.option(
+    "--standalone",
+    is_flag=True,
+    default=False,
+    help="Run without a login server: every login is accepted (virtual login).",
+)
+@click.option(
+    "--login-server",
+    type=HostPort(),
+    default=None,
+    help="Linked mode: the login server's LAN address to register with.",
+)
+@click.option(
+    "--db",
+    metavar="URL",
+    default=None,
+    help="Linked mode: account database (sqlite:///path.db or mysql://user@host/db).",
+)
+@click.option(
+    "--client-version",
+    type=click.IntRange(0, 2**31 - 1),
+    default=1,
+    show_default=True,
+    help="CS_GAME_REQ_LOGIN Version a client must send (Status 3 otherwise).",
+)
+@listen_options(default_port=12211)
+@codec_options
+@console_options
+@click.pass_context
+def game_command(
+    ctx: click.Context,
+    /,
+    standalone: bool,
+    login_server: tuple[str, int] | None,
+    db: str | None,
+    **opts: Any,
+) -> int:
+    """The game (echo) server: login, echo and heartbeat packets of the
+    original game dummy client, with a live console screen."""
+    config = game_config_from(opts)
+    if not standalone:
+        return linked_game(ctx, config, login_server, db, opts)
+    return serve_command(ctx, ServerSpec("game", build_game_server, config), opts)
+
+
+def linked_game(
+    ctx: click.Context,
+    config: GameConfig,
+    login_server: tuple[str, int] | None,
+    db: str | None,
+    opts: Mapping[str, Any],
+) -> int:
+    """Linked mode (issue 3): the seam. Build a picklable linked config from
+    ``config`` + login_server + db, a module-level builder, and return
+    ``serve_command(ctx, ServerSpec("game", build_linked_game_server, cfg), opts)``."""
+    if login_server is None:
+        raise ConfigError(
+            "game: linked mode (the default) needs --login-server HOST:PORT; "
+            "use --standalone to run without a login server"
+        )
+    raise ConfigError("game: linked mode is not available yet; use --standalone")
+
+
+# --- serverlink demo ------------------------------------------------------------------------------
+
+
+@main_group.command("demo")
+@click.option(
+    "--seconds",
+    type=click.FloatRange(min=1),
+    default=30.0,
+    show_default=True,
+    help="How long the dummy client runs.",
+)
+@click.option(
+    "--clients",
+    type=click.IntRange(min=1),
+    default=200,
+    show_default=True,
+    help="Virtual clients of the dummy.",
+)
+@click.option(
+    "--echo-depth",
+    type=click.IntRange(min=1),
+    default=5,
+    show_default=True,
+    help="Echo requests each client keeps in flight (the original's ECHO_OVERLAP).",
+)
+@click.option(
+    "--quiet",
+    is_flag=True,
+    default=False,
+    help="No live dashboard: one status line a second.",
+)
+@click.pass_context
+def demo_command(
+    ctx: click.Context, seconds: float, clients: int, echo_depth: int, quiet: bool
+) -> int:
+    """A standalone game server (in a worker process, on a free port) and the
+    dummy client against it in echo mode with the live dashboard, then the
+    summary. Exit status 0 when neither side counted an error."""
+    try:
+        from serverlink.dummy.config import DummyConfig
+        from serverlink.dummy.dashboard import LiveDashboard, QuietPrinter, summary_table
+        from serverlink.dummy.engine import DummyResult, TickCallback, run_dummy_async
+    except ImportError as exc:
+        raise OneLineError(f"demo: the dummy client is unavailable: {exc}") from None
+
+    app = state(ctx)
+    console = app.console
+    logs.set_process_server("demo")
+    spec = ServerSpec("game", build_game_server, GameConfig(host="127.0.0.1", port=0))
+    pool = WorkerPool(spec, 1, log_level=logs.level_number(app.log_level))
+    try:
+        port = pool.start()
+    except ServeError as exc:
+        raise OneLineError(str(exc)) from None
+    log.info(
+        "game server on 127.0.0.1:%d (pid %s); dummy: %d clients, depth %d, %.0f s",
+        port,
+        ", ".join(map(str, pool.pids())),
+        clients,
+        echo_depth,
+        seconds,
+    )
+    dummy_config = DummyConfig(
+        mode="echo",
+        game_host="127.0.0.1",
+        game_port=port,
+        clients=clients,
+        echo_depth=echo_depth,
+        seconds=seconds,
+    )
+
+    async def run() -> DummyResult:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        if quiet:
+            printer: TickCallback = QuietPrinter(sys.stderr)
+            return await run_dummy_async(dummy_config, printer, stop)
+        with LiveDashboard(dummy_config, console) as dashboard:
+            return await run_dummy_async(dummy_config, dashboard, stop)
+
+    try:
+        result = run_loop(run())
+    finally:
+        pool.stop(grace=2.0)
+    server = pool.snapshot()
+    console.print(summary_table(result))
+    server_errors = sum(server.get("errors", {}).values())
+    click.echo(
+        f"demo: {result.echo_per_s:,.0f} echoes/s verified over {result.duration:.1f} s, "
+        f"latency p50 {result.latency_ms.get('p50', 0):.2f} ms / "
+        f"p99 {result.latency_ms.get('p99', 0):.2f} ms; dummy errors {result.errors_total}; "
+        f"server: {server.get('logins', 0)} logins, {server.get('packets_in', 0):,} packets in, "
+        f"{server_errors} protocol errors"
+    )
+    return 1 if result.errors_total or server_errors else 0
+
+
+# --- serverlink config ---------------------------------------------------------------------------
+
+
+@main_group.group("config")
+def config_group() -> None:
+    """The config file: an example with every setting, the settings in effect."""
+
+
+@config_group.command("example")
+@click.pass_context
+def config_example(ctx: click.Context) -> None:
+    """Print a config file with every setting of every command, its default,
+    its help and its environment variable."""
+    click.echo(example_toml(ctx.find_root().command), nl=False)
+
+
+_SOURCES = {
+    ParameterSource.COMMANDLINE: "flag",
+    ParameterSource.ENVIRONMENT: "environment",
+    ParameterSource.DEFAULT_MAP: "config file",
+    ParameterSource.DEFAULT: "default",
+}
+
+
+@config_group.command(
+    "show",
+    context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False},
+)
+@click.argument("words", nargs=-1, type=click.UNPROCESSED, metavar="COMMAND [ARGS]...")
+@click.pass_context
+def config_show(ctx: click.Context, words: tuple[str, ...]) -> None:
+    """Print the settings COMMAND would run with, and where each comes from,
+    without running it: e.g. serverlink --config my.toml config show game --port 5."""
+    root = ctx.find_root()
+    cmd: click.Command = root.command
+    parent = root
+    rest = list(words)
+    names: list[str] = []
+    while isinstance(cmd, click.Group):
+        if not rest or rest[0].startswith("-"):
+            raise ConfigError(f"config show: name a command of '{' '.join([PROG, *names])}'")
+        name = rest.pop(0)
+        sub = cmd.get_command(parent, name)
+        if sub is None:
+            raise ConfigError(f"config show: no command '{' '.join([PROG, *names, name])}'")
+        names.append(name)
+        if isinstance(sub, click.Group):
+            parent = click.Context(sub, info_name=name, parent=parent)
+        else:
+            parent = sub.make_context(name, rest, parent=parent)
+        cmd = sub
+    leaf = parent
+    lines = [f"# {' '.join([PROG, *command_path(leaf)])}: settings in effect"]
+    config_path = root.meta.get(CONFIG_PATH_KEY)
+    if config_path:
+        lines.append(f"# config file: {config_path}")
+    for scope, scope_ctx in (("", root), (" ".join(names), leaf)):
+        options = settings_of(scope_ctx.command)
+        if not options:
+            continue
+        lines.append(f"[{scope.replace(' ', '.')}]" if scope else "# top level")
+        for name, option in options.items():
+            assert option.name is not None
+            value = scope_ctx.params.get(option.name)
+            source = scope_ctx.get_parameter_source(option.name)
+            where = _SOURCES.get(source, str(source)) if source is not None else "default"
+            if source is ParameterSource.ENVIRONMENT:
+                where = f"environment {_env_name(option)}"
+            if value is None:
+                lines.append(f"# {name} is not set  ({where})")
+            else:
+                lines.append(f"{name} = {toml_value(value)}  # {where}")
+    click.echo("\n".join(lines))
+
+
+def _env_name(option: click.Option) -> str:
+    import os
+
+    names = [option.envvar] if isinstance(option.envvar, str) else list(option.envvar or [])
+    for name in names:
+        if os.environ.get(name):
+            return str(name)
+    return setting_name(option)
+
+
+# --- entry point ---------------------------------------------------------------------------------
+
+
+def _usage_line(exc: click.UsageError) -> str:
+    where = exc.ctx.command_path if exc.ctx is not None else PROG
+    message = exc.format_message().rstrip(".")
+    hint = f" (see '{where} --help')" if exc.ctx is not None else ""
+    return f"{where}: {message}{hint}"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of ``serverlink`` and ``python -m serverlink``: returns the
+    exit status. Every failure is one line on stderr, never a traceback
+    (``--log-level debug`` logs the traceback of an unexpected one)."""
+    try:
+        rv = main_group.main(
+            args=list(argv) if argv is not None else None,
+            prog_name=PROG,
+            auto_envvar_prefix=ENV_PREFIX,
+            standalone_mode=False,
+        )
+    except click.exceptions.NoArgsIsHelpError as exc:
+        exc.show()
+        return 0
+    except click.BadParameter as exc:
+        line = explain_bad_parameter(exc)
+        click.echo(f"{PROG}: {line}" if line else _usage_line(exc), err=True)
+        return 2
+    except click.UsageError as exc:
+        click.echo(_usage_line(exc), err=True)
+        return exc.exit_code
+    except click.ClickException as exc:
+        exc.show()
+        return exc.exit_code
+    except click.exceptions.Abort:
+        click.echo(f"{PROG}: aborted", err=True)
+        return 1
+    except KeyboardInterrupt:
+        click.echo(f"{PROG}: interrupted", err=True)
+        return 130
+    except Exception as exc:
+        logging.getLogger("serverlink").debug("unexpected error", exc_info=True)
+        click.echo(
+            f"{PROG}: internal error: {type(exc).__name__}: {exc} "
+            "(--log-level debug logs the traceback)",
+            err=True,
+        )
+        return 1
+    return rv if isinstance(rv, int) else 0

@@ -1,0 +1,420 @@
+"""Settings: defaults < config file < environment < flags.
+
+Every option of every command is a setting. Its default is the click option's
+default; a TOML file given with ``serverlink --config FILE`` (or
+``SERVERLINK_CONFIG``) overrides it, one table per command::
+
+    log_level = "info"          # options of the root command: top level
+
+    [game]                      # serverlink game ...
+    port = 12211
+    max_sessions = 20000
+
+    [db]                        # serverlink db ...: applies to every db subcommand
+    url = "sqlite:///accounts.db"
+
+    [db.seed]                   # serverlink db seed ...: only there
+    accounts = 4000
+
+then the environment (``SERVERLINK_<COMMAND>_<OPTION>``, e.g.
+``SERVERLINK_GAME_PORT``, ``SERVERLINK_DB_SEED_ACCOUNTS``; root options:
+``SERVERLINK_LOG_LEVEL``), then the command line.
+
+The mechanism is click's own: the file becomes the context's ``default_map``,
+the environment is click's ``auto_envvar_prefix``, and click resolves each
+option as command line > environment > default_map > default. What this module
+adds is checking the file against the commands *before* click sees it, so that a
+bad file stops the program with one line naming the setting and the problem,
+and the generated example (``serverlink config example``), which is built from
+the commands themselves and so never goes stale.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import math
+import os
+import textwrap
+import tomllib
+from collections.abc import Iterator, Mapping
+from pathlib import PurePath
+from typing import IO, Any
+
+import click
+from click.core import ParameterSource
+
+ENV_PREFIX = "SERVERLINK"
+PROG = "serverlink"
+
+#: The option whose value is the config file itself (not a setting of the file).
+CONFIG_OPTION = "config"
+#: ``ctx.meta`` key of the root context holding the config file's path.
+CONFIG_PATH_KEY = "serverlink.config_path"
+
+
+class OneLineError(click.ClickException):
+    """An error shown as ``serverlink: <message>``, one line, no usage text."""
+
+    exit_code = 1
+
+    def show(self, file: IO[Any] | None = None) -> None:
+        click.echo(f"{PROG}: {self.format_message()}", file=file, err=file is None)
+
+
+class ConfigError(OneLineError):
+    """A bad setting (file, environment, flag): exit status 2."""
+
+    exit_code = 2
+
+
+# --- walking the command tree ------------------------------------------------------------
+
+
+def _context(cmd: click.Command, path: tuple[str, ...], **extra: Any) -> click.Context:
+    return click.Context(cmd, info_name=path[-1] if path else PROG, **extra)
+
+
+def subcommands(cmd: click.Command, path: tuple[str, ...] = ()) -> dict[str, click.Command]:
+    """Subcommands of a group by name (lazy ones are imported); {} for a command."""
+    if not isinstance(cmd, click.Group):
+        return {}
+    ctx = _context(cmd, path)
+    found: dict[str, click.Command] = {}
+    for name in cmd.list_commands(ctx):
+        sub = cmd.get_command(ctx, name)
+        if sub is not None:
+            found[name] = sub
+    return found
+
+
+def iter_commands(
+    cmd: click.Command, path: tuple[str, ...] = ()
+) -> Iterator[tuple[tuple[str, ...], click.Command]]:
+    """Every command of the tree, depth first, with its path of names."""
+    yield path, cmd
+    for name, sub in subcommands(cmd, path).items():
+        if not sub.hidden:
+            yield from iter_commands(sub, (*path, name))
+
+
+def setting_name(option: click.Option) -> str:
+    """The key of an option in a config file: its first long flag without the
+    dashes, ``-`` turned to ``_`` (``--max-sessions`` -> ``max_sessions``), so
+    keys read like the flags in ``--help``; the parameter name when it has no
+    long flag. The parameter name is accepted as an alias."""
+    for flag in option.opts:
+        if flag.startswith("--"):
+            return flag[2:].replace("-", "_")
+    return option.name or ""
+
+
+def settings_of(cmd: click.Command) -> dict[str, click.Option]:
+    """The options of ``cmd`` that a config file may set, by setting name."""
+    return {
+        setting_name(p): p
+        for p in cmd.params
+        if isinstance(p, click.Option)
+        and p.name
+        and p.expose_value
+        and not p.is_eager  # --help, --version, --config
+        and p.name != CONFIG_OPTION
+    }
+
+
+def _lookup(options: Mapping[str, click.Option], key: str) -> tuple[str, click.Option] | None:
+    """Find a setting by its name or its parameter name (``-`` or ``_``)."""
+    name = key.replace("-", "_")
+    if name in options:
+        return name, options[name]
+    for setting, option in options.items():
+        if option.name == name:
+            return setting, option
+    return None
+
+
+def env_var(path: tuple[str, ...], option: click.Parameter) -> str:
+    """The environment variable of ``option`` of the command at ``path``:
+    ``SERVERLINK_<COMMAND PATH>_<SETTING>`` (an option's own envvar wins)."""
+    if isinstance(option.envvar, str):
+        return option.envvar
+    if isinstance(option.envvar, list | tuple) and option.envvar:
+        return str(option.envvar[0])
+    name = setting_name(option) if isinstance(option, click.Option) else option.name or ""
+    return "_".join((ENV_PREFIX, *path, name)).upper().replace("-", "_")
+
+
+def assign_envvars(cmd: click.Command, path: tuple[str, ...] = ()) -> None:
+    """Give every setting of ``cmd`` and its subcommands the environment
+    variable named like its setting (``SERVERLINK_DB_SEED_ACCOUNTS`` for
+    ``db seed --accounts``), unless it names its own. Click's automatic name
+    (from the parameter name) still works as a fallback."""
+    for option in settings_of(cmd).values():
+        if not option.envvar:
+            option.envvar = env_var(path, option)
+    if isinstance(cmd, click.Group):
+        for name, sub in cmd.commands.items():
+            assign_envvars(sub, (*path, name))
+
+
+def section_label(path: tuple[str, ...]) -> str:
+    return f"[{'.'.join(path)}]" if path else "at the top level"
+
+
+# --- loading and checking a file ---------------------------------------------------------
+
+
+def load_config(path: str, root: click.Command) -> dict[str, Any]:
+    """Read and check a TOML config file; return the ``default_map`` for ``root``.
+
+    Raises ConfigError (one line, exit status 2) on a missing or unreadable file,
+    a TOML syntax error (with its line), an unknown section or setting (with a
+    suggestion), or a value its option would not accept.
+    """
+    try:
+        with open(path, "rb") as f:
+            data = tomllib.load(f)
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: file not found") from None
+    except IsADirectoryError:
+        raise ConfigError(f"{path}: is a directory, not a config file") from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read: {exc.strerror or exc}") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not UTF-8 text ({exc.reason})") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: invalid TOML: {exc}") from None
+    return build_default_map(data, root, source=path)
+
+
+def build_default_map(
+    data: Mapping[str, Any], root: click.Command, source: str = "config"
+) -> dict[str, Any]:
+    """Check a parsed config against the command tree and turn it into a click
+    ``default_map``. Keys may use ``-`` or ``_``. Scalars of a group's table
+    (``[db] url = ...``) also apply to its subcommands that have that option,
+    unless the subcommand's own table (``[db.seed]``) sets it."""
+    return _section(root, data, (), {}, source)
+
+
+def _descendant_settings(cmd: click.Command, path: tuple[str, ...]) -> dict[str, click.Option]:
+    found: dict[str, click.Option] = {}
+    for _, sub in iter_commands(cmd, path):
+        if sub is not cmd:
+            for name, option in settings_of(sub).items():
+                found.setdefault(name, option)
+    return found
+
+
+def _section(
+    cmd: click.Command,
+    table: Mapping[str, Any],
+    path: tuple[str, ...],
+    inherited: Mapping[str, Any],
+    source: str,
+) -> dict[str, Any]:
+    own = settings_of(cmd)
+    subs = subcommands(cmd, path)
+    # A group's table may hold settings of its subcommands (not the root's:
+    # a top-level `port` would be too much magic).
+    below = _descendant_settings(cmd, path) if path and subs else {}
+    scalars: dict[str, Any] = {}  # by setting name
+    tables: dict[str, Mapping[str, Any]] = {}
+    for key, value in table.items():
+        if isinstance(value, dict):
+            sub_name = next((n for n in (key, key.replace("_", "-")) if n in subs), None)
+            if sub_name is not None:
+                tables[sub_name] = value
+                continue
+            if _lookup(own, key) or _lookup(below, key):
+                _fail(source, path, key, "expected a value, got a table")
+            label = f"[{'.'.join((*path, key))}]"
+            hint = _suggest(key, list(subs), lambda n: f"[{'.'.join((*path, n))}]")
+            raise ConfigError(f"{source}: unknown section {label}{hint}")
+        found = _lookup(own, key)
+        if found is not None:
+            name, option = found
+            _check_value(source, path, name, option, cmd, value)
+        elif (found := _lookup(below, key)) is not None:
+            name = found[0]
+            for sub_path, sub in iter_commands(cmd, path):
+                match = _lookup(settings_of(sub), name) if sub is not cmd else None
+                if match is not None:
+                    _check_value(source, path, name, match[1], sub, value, sub_path)
+        else:
+            where = section_label(path)
+            where = f"in {where}" if path else where
+            hint = _suggest(key.replace("-", "_"), [*own, *below], lambda n: f"'{n}'")
+            raise ConfigError(f"{source}: unknown setting '{key}' {where}{hint}")
+        scalars[name] = value
+
+    # default_map is keyed by parameter name
+    merged = {**inherited, **scalars}
+    result: dict[str, Any] = {
+        option.name: merged[name] for name, option in own.items() if name in merged and option.name
+    }
+    for sub_name, sub in subs.items():
+        child = _section(sub, tables.get(sub_name, {}), (*path, sub_name), merged, source)
+        if child:
+            result[sub_name] = child
+    return result
+
+
+def _suggest(word: str, candidates: list[str], show: Any) -> str:
+    close = difflib.get_close_matches(word, candidates, n=1, cutoff=0.6)
+    return f" (did you mean {show(close[0])}?)" if close else ""
+
+
+def _fail(source: str, path: tuple[str, ...], name: str, problem: str) -> None:
+    where = f"[{'.'.join(path)}] " if path else ""
+    raise ConfigError(f"{source} {where}{name}: {problem}")
+
+
+def _check_value(
+    source: str,
+    path: tuple[str, ...],
+    name: str,
+    option: click.Option,
+    cmd: click.Command,
+    value: Any,
+    cmd_path: tuple[str, ...] | None = None,
+) -> None:
+    """Convert ``value`` with the option's own type; raise ConfigError if it
+    would not accept it."""
+    many = option.multiple or option.nargs != 1
+    if many:
+        items = value if isinstance(value, list) else [value]
+    elif isinstance(value, list):
+        _fail(source, path, name, "expected a single value, got a list")
+        return
+    else:
+        items = [value]
+    is_bool = isinstance(option.type, click.types.BoolParamType)
+    is_int = isinstance(option.type, click.types.IntParamType)
+    ctx = _context(cmd, cmd_path if cmd_path is not None else path)
+    for item in items:
+        if isinstance(item, dict | list):
+            _fail(source, path, name, f"expected a single value, got {type(item).__name__}")
+        if isinstance(item, bool) and not is_bool:
+            _fail(source, path, name, f"{str(item).lower()} is not a valid {option.type.name}")
+        if is_int and isinstance(item, float):
+            _fail(source, path, name, f"{item!r} is not a valid integer")
+        try:
+            option.type.convert(item, option, ctx)
+        except click.BadParameter as exc:
+            _fail(source, path, name, exc.message.rstrip("."))
+
+
+def explain_bad_parameter(exc: click.BadParameter) -> str | None:
+    """One line for a bad value that came from the environment or the config
+    file (click's own message names only the flag); None for a command-line value."""
+    ctx, param = exc.ctx, exc.param
+    if ctx is None or param is None or not param.name:
+        return None
+    source_kind = ctx.get_parameter_source(param.name)
+    problem = exc.message.rstrip(".")
+    path = command_path(ctx)
+    if source_kind is ParameterSource.ENVIRONMENT:
+        var = _envvar_in_use(ctx, path, param)
+        return f"environment variable {var}: {problem}"
+    if source_kind is ParameterSource.DEFAULT_MAP:
+        config = ctx.find_root().meta.get(CONFIG_PATH_KEY, "config file")
+        where = f"[{'.'.join(path)}] " if path else ""
+        name = setting_name(param) if isinstance(param, click.Option) else param.name
+        return f"{config} {where}{name}: {problem}"
+    return None
+
+
+def _envvar_in_use(ctx: click.Context, path: tuple[str, ...], param: click.Parameter) -> str:
+    names: list[str] = []
+    if isinstance(param.envvar, str):
+        names.append(param.envvar)
+    elif param.envvar:
+        names.extend(param.envvar)
+    if ctx.auto_envvar_prefix and param.name and getattr(param, "allow_from_autoenv", True):
+        names.append(f"{ctx.auto_envvar_prefix}_{param.name.upper()}")
+    for name in names:
+        if os.environ.get(name):
+            return name
+    return names[0] if names else env_var(path, param)
+
+
+def command_path(ctx: click.Context) -> tuple[str, ...]:
+    """Names of the commands from the root down to ``ctx`` (root excluded)."""
+    names: list[str] = []
+    while ctx.parent is not None:
+        names.append(ctx.info_name or "")
+        ctx = ctx.parent
+    return tuple(reversed(names))
+
+
+# --- the example file --------------------------------------------------------------------
+
+
+def toml_value(value: Any) -> str:
+    """A Python value as a TOML literal."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        if math.isnan(value):
+            return "nan"
+        if math.isinf(value):
+            return "inf" if value > 0 else "-inf"
+        return repr(value)
+    if isinstance(value, list | tuple):
+        return "[" + ", ".join(toml_value(v) for v in value) + "]"
+    if isinstance(value, str | PurePath):
+        return json.dumps(str(value), ensure_ascii=False)
+    return json.dumps(str(value), ensure_ascii=False)
+
+
+def has_value(value: Any) -> bool:
+    """False for "no default" (None, click's UNSET sentinel, a callable)."""
+    return isinstance(value, bool | int | float | str | list | tuple | PurePath)
+
+
+def _comment(text: str, width: int = 96) -> list[str]:
+    lines: list[str] = []
+    for paragraph in text.splitlines() or [""]:
+        wrapped = textwrap.wrap(paragraph, width - 2) or [""]
+        lines.extend(f"# {w}".rstrip() for w in wrapped)
+    return lines
+
+
+def example_toml(root: click.Command) -> str:
+    """A commented TOML file with every setting of every command, its default,
+    help text and environment variable, generated from the commands."""
+    out: list[str] = [
+        "# serverlink configuration file: serverlink --config FILE <command> ...",
+        "# (or SERVERLINK_CONFIG=FILE). One table per command; keys are the long",
+        "# option names with '_' (or '-'). Precedence: defaults < this file <",
+        "# environment (SERVERLINK_<COMMAND>_<OPTION>) < command-line flags.",
+        "# Settings without a default are commented out.",
+    ]
+    for path, cmd in iter_commands(root):
+        options = settings_of(cmd)
+        if not options:
+            continue
+        out.append("")
+        if path:
+            out.append(f"[{'.'.join(path)}]")
+            summary = cmd.get_short_help_str(limit=90)
+            if summary:
+                out.extend(_comment(f"serverlink {' '.join(path)}: {summary}"))
+            if isinstance(cmd, click.Group):
+                out.extend(_comment("settings of its subcommands may be set here too"))
+        ctx = _context(cmd, path, show_default=True)
+        for name, option in options.items():
+            record = option.get_help_record(ctx)
+            if record is not None:
+                flags, help_text = record
+                out.extend(_comment(f"{flags}: {help_text}" if help_text else flags))
+            out.extend(_comment(f"env: {env_var(path, option)}"))
+            default = option.get_default(ctx, call=True)
+            if has_value(default):
+                out.append(f"{name} = {toml_value(default)}")
+            else:
+                out.append(f"# {name} = ...  (no default)")
+    return "\n".join(out) + "\n"

@@ -1,0 +1,201 @@
+"""Log lines: one per event, with time, level and server name::
+
+    2026-11-25 13:00:00.123 WARNING game: 127.0.0.1:5123: protocol error (bad_checksum): ...
+
+Loggers are named ``serverlink.<part>``. The name shown is the server the
+process runs ("game", or "game/2" for worker 2) for the generic parts of the
+stack (``serverlink.net``, ``serverlink.runner``, ...), and the part's own short
+name otherwise (``serverlink.login`` -> "login", ``serverlink.dummy`` -> "dummy").
+
+Console lines go through a rich ``Console`` so that, while the live server
+screen is shown, they are printed above it instead of tearing it. Worker
+processes do not write anywhere themselves: ``WorkerLogHandler`` ships their
+records to the parent, which emits them through its own handlers (console and
+``--log-file``), so every line of a multi-process server comes out whole and in
+one place.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+
+from rich.console import Console
+from rich.text import Text
+
+ROOT = "serverlink"
+
+LEVELS = ("debug", "info", "warning", "error", "critical")
+
+#: Parts of the stack that are not a server of their own: their lines carry
+#: the name of the server the process runs.
+GENERIC_PARTS = frozenset({"", "net", "runner", "monitor", "protocol", "store", "cli", "config"})
+
+_LEVEL_STYLES = {
+    logging.WARNING: "yellow",
+    logging.ERROR: "bold red",
+    logging.CRITICAL: "bold white on red",
+    logging.DEBUG: "dim",
+}
+
+_process_server: str | None = None
+_handlers: list[logging.Handler] = []
+
+
+def set_process_server(name: str | None) -> None:
+    """Name the server this process runs ("game", "game/2"); shown on the lines
+    of the generic parts (net, runner, ...)."""
+    global _process_server
+    _process_server = name
+
+
+def display_name(record: logging.LogRecord) -> str:
+    """The server name shown on a line."""
+    shown = record.__dict__.get("server")
+    if isinstance(shown, str):
+        return shown  # set by the worker that logged it
+    name = record.name
+    part = name[len(ROOT) + 1 :] if name.startswith(ROOT + ".") else ("" if name == ROOT else name)
+    head = part.split(".", 1)[0]
+    if _process_server is not None and (
+        head in GENERIC_PARTS or head == _process_server.split("/", 1)[0]
+    ):
+        return _process_server
+    return head or ROOT
+
+
+class LineFormatter(logging.Formatter):
+    """``YYYY-MM-DD HH:MM:SS.mmm LEVEL   name: message`` (+ traceback lines, which
+    only debug logging asks for)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+
+    def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:  # noqa: N802
+        stamp = time.strftime("%Y-%m-%d %H:%M:%S", self.converter(record.created))
+        return f"{stamp}.{int(record.msecs):03d}"
+
+    def format(self, record: logging.LogRecord) -> str:
+        record.message = record.getMessage()
+        line = (
+            f"{self.formatTime(record)} {record.levelname:<7} "
+            f"{display_name(record)}: {record.message}"
+        )
+        if record.exc_info and not record.exc_text:
+            record.exc_text = self.formatException(record.exc_info)
+        if record.exc_text:
+            line = f"{line}\n{record.exc_text}"
+        return line
+
+
+class ConsoleHandler(logging.Handler):
+    """Writes lines through a rich Console: above the live screen while one is
+    shown, plain to stderr otherwise (colours only on a terminal)."""
+
+    def __init__(self, console: Console) -> None:
+        super().__init__()
+        self.console = console
+        self.setFormatter(LineFormatter())
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            line = self.format(record)
+            style = _LEVEL_STYLES.get(record.levelno, "")
+            self.console.print(
+                Text(line, style=style), soft_wrap=True, markup=False, highlight=False
+            )
+        except Exception:
+            self.handleError(record)
+
+
+class WorkerLogHandler(logging.Handler):
+    """In a worker process: hands each record, made picklable (message
+    formatted, traceback turned to text), to ``send`` for the parent to emit."""
+
+    def __init__(self, send: Callable[[logging.LogRecord], None]) -> None:
+        super().__init__()
+        self._send = send
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            server = display_name(record)
+            msg = record.getMessage()
+            if record.exc_info:
+                msg = f"{msg}\n{logging.Formatter().formatException(record.exc_info)}"
+            clone = logging.makeLogRecord(record.__dict__)
+            clone.msg = msg
+            clone.args = None
+            clone.exc_info = None
+            clone.exc_text = None
+            clone.__dict__["server"] = server
+            self._send(clone)
+        except Exception:
+            self.handleError(record)
+
+
+def level_number(level: str | int) -> int:
+    if isinstance(level, int):
+        return level
+    number = logging.getLevelName(level.upper())
+    if not isinstance(number, int):
+        raise ValueError(f"unknown log level {level!r} (one of {', '.join(LEVELS)})")
+    return number
+
+
+def _reset() -> logging.Logger:
+    logger = logging.getLogger(ROOT)
+    for handler in _handlers:
+        logger.removeHandler(handler)
+        handler.close()
+    _handlers.clear()
+    logger.propagate = False
+    return logger
+
+
+def setup_logging(
+    level: str | int = "info", log_file: str | None = None, console: Console | None = None
+) -> Console:
+    """Configure the ``serverlink`` loggers: lines to stderr through ``console``
+    (one is made when None) and, with ``log_file``, appended to that file too.
+
+    Idempotent: calling it again replaces the handlers. Returns the console,
+    which the live screen must use so that log lines do not tear it.
+    Raises OSError when the log file cannot be opened.
+    """
+    if console is None:
+        console = make_console()
+    file_handler: logging.Handler | None = None
+    if log_file:
+        file_handler = logging.FileHandler(log_file, encoding="utf-8")
+        file_handler.setFormatter(LineFormatter())
+    logger = _reset()
+    logger.setLevel(level_number(level))
+    handlers: list[logging.Handler] = [ConsoleHandler(console)]
+    if file_handler is not None:
+        handlers.append(file_handler)
+    for handler in handlers:
+        logger.addHandler(handler)
+        _handlers.append(handler)
+    return console
+
+
+def setup_worker_logging(level: str | int, send: Callable[[logging.LogRecord], None]) -> None:
+    """In a worker process: every record goes to the parent through ``send``."""
+    logger = _reset()
+    logger.setLevel(level_number(level))
+    handler = WorkerLogHandler(send)
+    logger.addHandler(handler)
+    _handlers.append(handler)
+
+
+def emit_forwarded(record: logging.LogRecord) -> None:
+    """In the parent: emit a record that a worker shipped."""
+    logging.getLogger(record.name).handle(record)
+
+
+def make_console(**kwargs: Any) -> Console:
+    """The console of logs and screens: stderr, so stdout stays for output
+    that tools read (config example, reports)."""
+    return Console(stderr=True, highlight=False, **kwargs)
