@@ -55,10 +55,10 @@ from serverlink.config import (
     OneLineError,
     assign_envvars,
     command_path,
+    envvar_in_use,
     example_toml,
     explain_bad_parameter,
     load_config,
-    setting_name,
     settings_of,
     toml_value,
 )
@@ -98,6 +98,7 @@ class RootGroup(click.Group):
         super().__init__(*args, **kwargs)
         self.lazy = dict(lazy or {})
         self._loaded: dict[str, click.Command | None] = {}
+        self._prepared: set[str] = set()
 
     def _load(self, name: str) -> click.Command | None:
         if name in self._loaded:
@@ -132,7 +133,11 @@ class RootGroup(click.Group):
 
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
         if cmd_name in self.commands:
-            return self.commands[cmd_name]
+            cmd = self.commands[cmd_name]
+            if cmd_name not in self._prepared:
+                assign_envvars(cmd, (cmd_name,))
+                self._prepared.add(cmd_name)
+            return cmd
         if cmd_name in self.lazy:
             return self._load(cmd_name)
         return None
@@ -197,7 +202,7 @@ def main_group(ctx: click.Context, log_level: str, log_file: str | None) -> None
     ctx.obj = AppState(console, log_level, log_file)
 
 
-assign_envvars(main_group)
+assign_envvars(main_group)  # the root's own options; subcommands: in get_command
 
 
 def _setup_logging(level: str, log_file: str | None, console: Console, flag: str) -> None:
@@ -584,7 +589,7 @@ def demo_command(
     finally:
         pool.stop(grace=2.0)
     server = pool.snapshot()
-    console.print(summary_table(result))
+    Console().print(summary_table(result))  # the summary is the output: stdout
     server_errors = sum(server.get("errors", {}).values())
     click.echo(
         f"demo: {result.echo_per_s:,.0f} echoes/s verified over {result.duration:.1f} s, "
@@ -663,22 +668,12 @@ def config_show(ctx: click.Context, words: tuple[str, ...]) -> None:
             source = scope_ctx.get_parameter_source(option.name)
             where = _SOURCES.get(source, str(source)) if source is not None else "default"
             if source is ParameterSource.ENVIRONMENT:
-                where = f"environment {_env_name(option)}"
+                where = f"environment {envvar_in_use(scope_ctx, command_path(scope_ctx), option)}"
             if value is None:
                 lines.append(f"# {name} is not set  ({where})")
             else:
                 lines.append(f"{name} = {toml_value(value)}  # {where}")
     click.echo("\n".join(lines))
-
-
-def _env_name(option: click.Option) -> str:
-    import os
-
-    names = [option.envvar] if isinstance(option.envvar, str) else list(option.envvar or [])
-    for name in names:
-        if os.environ.get(name):
-            return str(name)
-    return setting_name(option)
 
 
 # --- entry point ---------------------------------------------------------------------------------

@@ -35,6 +35,7 @@ import difflib
 import json
 import math
 import os
+import re
 import textwrap
 import tomllib
 from collections.abc import Iterator, Mapping
@@ -253,8 +254,9 @@ def _section(
     result: dict[str, Any] = {
         option.name: merged[name] for name, option in own.items() if name in merged and option.name
     }
+    passed_down = merged if path else {}  # the root's settings are its own
     for sub_name, sub in subs.items():
-        child = _section(sub, tables.get(sub_name, {}), (*path, sub_name), merged, source)
+        child = _section(sub, tables.get(sub_name, {}), (*path, sub_name), passed_down, source)
         if child:
             result[sub_name] = child
     return result
@@ -302,7 +304,13 @@ def _check_value(
         try:
             option.type.convert(item, option, ctx)
         except click.BadParameter as exc:
-            _fail(source, path, name, exc.message.rstrip("."))
+            _fail(source, path, name, problem_text(exc))
+
+
+def problem_text(exc: click.BadParameter) -> str:
+    """Click's message for a bad value, as the tail of a line."""
+    text = exc.message.rstrip(".")
+    return re.sub(r"not a valid (integer|float) range", r"not a valid \1", text)
 
 
 def explain_bad_parameter(exc: click.BadParameter) -> str | None:
@@ -312,10 +320,10 @@ def explain_bad_parameter(exc: click.BadParameter) -> str | None:
     if ctx is None or param is None or not param.name:
         return None
     source_kind = ctx.get_parameter_source(param.name)
-    problem = exc.message.rstrip(".")
+    problem = problem_text(exc)
     path = command_path(ctx)
     if source_kind is ParameterSource.ENVIRONMENT:
-        var = _envvar_in_use(ctx, path, param)
+        var = envvar_in_use(ctx, path, param)
         return f"environment variable {var}: {problem}"
     if source_kind is ParameterSource.DEFAULT_MAP:
         config = ctx.find_root().meta.get(CONFIG_PATH_KEY, "config file")
@@ -325,7 +333,7 @@ def explain_bad_parameter(exc: click.BadParameter) -> str | None:
     return None
 
 
-def _envvar_in_use(ctx: click.Context, path: tuple[str, ...], param: click.Parameter) -> str:
+def envvar_in_use(ctx: click.Context, path: tuple[str, ...], param: click.Parameter) -> str:
     names: list[str] = []
     if isinstance(param.envvar, str):
         names.append(param.envvar)
@@ -383,6 +391,48 @@ def _comment(text: str, width: int = 96) -> list[str]:
     return lines
 
 
+def _first_paragraph(cmd: click.Command) -> str:
+    text = cmd.short_help or (cmd.help or "").split("\n\n", 1)[0]
+    return " ".join(text.split())
+
+
+def _shared_settings(
+    group: click.Command, path: tuple[str, ...]
+) -> dict[str, tuple[click.Option, click.Command, tuple[str, ...]]]:
+    """Settings that two or more subcommands of ``group`` have with the same
+    default: the example writes them once, in the group's table."""
+    seen: dict[str, list[tuple[click.Option, click.Command, tuple[str, ...], Any]]] = {}
+    for sub_path, sub in iter_commands(group, path):
+        if sub is group:
+            continue
+        ctx = _context(sub, sub_path)
+        for name, option in settings_of(sub).items():
+            seen.setdefault(name, []).append((option, sub, sub_path, option.get_default(ctx)))
+    shared = {}
+    for name, found in seen.items():
+        defaults = [d for *_, d in found]
+        if len(found) >= 2 and all(d == defaults[0] for d in defaults):
+            option, sub, sub_path, _ = found[0]
+            shared[name] = (option, sub, sub_path)
+    return shared
+
+
+def _example_setting(
+    out: list[str], name: str, option: click.Option, cmd: click.Command, path: tuple[str, ...]
+) -> None:
+    ctx = _context(cmd, path, show_default=True)
+    record = option.get_help_record(ctx)
+    if record is not None:
+        flags, help_text = record
+        out.extend(_comment(f"{flags}: {help_text}" if help_text else flags))
+    out.extend(_comment(f"env: {env_var(path, option)}"))
+    default = option.get_default(ctx, call=True)
+    if has_value(default):
+        out.append(f"{name} = {toml_value(default)}")
+    else:
+        out.append(f"# {name} = ...  (no default)")
+
+
 def example_toml(root: click.Command) -> str:
     """A commented TOML file with every setting of every command, its default,
     help text and environment variable, generated from the commands."""
@@ -393,28 +443,32 @@ def example_toml(root: click.Command) -> str:
         "# environment (SERVERLINK_<COMMAND>_<OPTION>) < command-line flags.",
         "# Settings without a default are commented out.",
     ]
+    hoisted: dict[tuple[str, ...], set[str]] = {}
     for path, cmd in iter_commands(root):
-        options = settings_of(cmd)
-        if not options:
+        shared = _shared_settings(cmd, path) if path and isinstance(cmd, click.Group) else {}
+        hoisted[path] = set(shared)
+        above: set[str] = set()
+        for n in range(len(path)):
+            above |= hoisted.get(path[:n], set())
+        options = {k: v for k, v in settings_of(cmd).items() if k not in above}
+        if not options and not shared:
             continue
         out.append("")
         if path:
             out.append(f"[{'.'.join(path)}]")
-            summary = cmd.get_short_help_str(limit=90)
+            summary = _first_paragraph(cmd)
             if summary:
                 out.extend(_comment(f"serverlink {' '.join(path)}: {summary}"))
-            if isinstance(cmd, click.Group):
-                out.extend(_comment("settings of its subcommands may be set here too"))
-        ctx = _context(cmd, path, show_default=True)
+        if shared:
+            out.extend(
+                _comment(
+                    f"Settings of the {' '.join(path)} subcommands: a value here applies to "
+                    f"every subcommand that has the setting; [{'.'.join(path)}.<subcommand>] "
+                    "wins over it."
+                )
+            )
+            for name, (option, sub, sub_path) in shared.items():
+                _example_setting(out, name, option, sub, sub_path)
         for name, option in options.items():
-            record = option.get_help_record(ctx)
-            if record is not None:
-                flags, help_text = record
-                out.extend(_comment(f"{flags}: {help_text}" if help_text else flags))
-            out.extend(_comment(f"env: {env_var(path, option)}"))
-            default = option.get_default(ctx, call=True)
-            if has_value(default):
-                out.append(f"{name} = {toml_value(default)}")
-            else:
-                out.append(f"# {name} = ...  (no default)")
+            _example_setting(out, name, option, cmd, path)
     return "\n".join(out) + "\n"

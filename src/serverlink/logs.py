@@ -73,7 +73,7 @@ class LineFormatter(logging.Formatter):
     def __init__(self) -> None:
         super().__init__()
 
-    def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:  # noqa: N802
+    def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:
         stamp = time.strftime("%Y-%m-%d %H:%M:%S", self.converter(record.created))
         return f"{stamp}.{int(record.msecs):03d}"
 

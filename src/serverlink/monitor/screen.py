@@ -146,7 +146,7 @@ def reasons(key: str) -> Cell:
         if not isinstance(items, Mapping) or not items:
             return "none"
         ranked = sorted(items.items(), key=lambda kv: (-kv[1], str(kv[0])))
-        return "  ".join(f"{name} {count(n)}" for name, n in ranked)
+        return ", ".join(f"{name} {count(n)}" for name, n in ranked)
 
     return cell
 
@@ -211,21 +211,30 @@ def _rows(spec: ScreenSpec, view: View) -> list[tuple[str, list[str]]]:
 
 
 def render_screen(spec: ScreenSpec, view: View) -> RenderableType:
-    """The panel of one redraw."""
-    table = Table.grid(padding=(0, 3))
-    table.add_column(style="bold cyan", no_wrap=True)
-    width = max((len(r.cells) for r in spec.rows), default=1)
+    """The panel of one redraw: rows of several cells in aligned columns, then
+    rows of one cell (breakdowns) that may take the whole width."""
+    rows = _rows(spec, view)
+    label_width = max((len(label) for label, _ in rows), default=8)
+    width = max((len(cells) for _, cells in rows if len(cells) > 1), default=1)
+    columns = Table.grid(padding=(0, 3))
+    columns.add_column(style="bold cyan", no_wrap=True, min_width=label_width)
     for _ in range(width):
-        table.add_column(no_wrap=False)
-    for label, cells in _rows(spec, view):
-        table.add_row(label, *cells, *([""] * (width - len(cells))))
+        columns.add_column()
+    wide = Table.grid(padding=(0, 3))
+    wide.add_column(style="bold cyan", no_wrap=True, min_width=label_width)
+    wide.add_column()
+    for label, cells in rows:
+        if len(cells) > 1:
+            columns.add_row(label, *cells, *([""] * (width - len(cells))))
+        else:
+            wide.add_row(label, *cells)
     title = Text.assemble(
         ("serverlink ", "bold"),
         (spec.title, "bold green"),
         f"  {view.address}  up {duration(view.uptime)}",
     )
     footer = Text("Ctrl-C stops the server gracefully", style="dim")
-    return Panel(Group(table, footer), title=title, title_align="left", expand=False)
+    return Panel(Group(columns, wide, footer), title=title, title_align="left", expand=False)
 
 
 def summary_line(spec: ScreenSpec, view: View) -> str:

@@ -1,0 +1,285 @@
+"""The runner's worker pool over real processes and sockets, and the numbers
+and drawing of the console screen."""
+
+from __future__ import annotations
+
+import errno
+import io
+import logging
+import os
+import signal
+import socket
+import time
+from collections.abc import Callable, Iterator
+
+import pytest
+from rich.console import Console
+
+from serverlink import logs
+from serverlink.cli import build_game_server
+from serverlink.monitor.console import Monitor
+from serverlink.monitor.screen import (
+    GAME_SCREEN,
+    Row,
+    ScreenSpec,
+    View,
+    rate,
+    render_screen,
+    standard_rows,
+    summary_line,
+    value,
+)
+from serverlink.monitor.stats import Aggregator, RateTracker, merge_snapshots
+from serverlink.protocol.codec import NetCodec
+from serverlink.protocol.packets import CS_GAME_REQ_ECHO, CS_GAME_REQ_LOGIN, CS_GAME_RES_ECHO
+from serverlink.runner import ServeError, ServerSpec, WorkerPool, describe_listen_error
+from serverlink.servers.game import GameConfig
+
+CODEC = NetCodec()
+
+
+def wait_until(check: Callable[[], bool], timeout: float = 20.0, what: str = "") -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what or check}")
+        time.sleep(0.02)
+
+
+def echo_once(port: int, account: int) -> None:
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.sendall(
+            CODEC.encode_frame(CS_GAME_REQ_LOGIN.build(account, b"x" * 64, 1))
+            + CODEC.encode_frame(CS_GAME_REQ_ECHO.build(account, 42))
+        )
+        buf = b""
+        while True:
+            chunk = sock.recv(4096)
+            assert chunk, "server closed the connection"
+            buf += chunk
+            payloads, _ = CODEC.split_frames(buf)
+            if len(payloads) == 2:
+                echo = CS_GAME_RES_ECHO.parse(payloads[1])
+                assert (echo.AccountNo, echo.SendTick) == (account, 42)
+                return
+
+
+# --- worker pool ---------------------------------------------------------------------------
+
+
+@pytest.fixture
+def pool() -> Iterator[WorkerPool]:
+    spec = ServerSpec("game", build_game_server, GameConfig(host="127.0.0.1", port=0))
+    p = WorkerPool(spec, 2)
+    yield p
+    p.stop(grace=1.0)
+
+
+def test_pool_serves_restarts_a_dead_worker_and_stops(pool: WorkerPool) -> None:
+    port = pool.start()
+    assert port > 0 and len(pool.pids()) == 2
+    for account in range(1, 11):
+        echo_once(port, account)
+    wait_until(lambda: pool.snapshot().get("logins") == 10, what="10 logins in the aggregate")
+    snap = pool.snapshot()
+    assert snap["max_sessions"] == 2 * 20000  # a gauge summed over the workers
+    assert snap["packets_in"] == 20 and snap["packets_out"] == 20
+
+    victim = pool.pids()[0]
+    os.kill(victim, signal.SIGKILL)
+    wait_until(lambda: pool.restarts == 1, what="the restart to be counted")
+    wait_until(lambda: len(pool.pids()) == 2 and victim not in pool.pids(), what="a new worker")
+    # the counters of the dead worker stay in the totals; the port still serves
+    assert pool.snapshot()["logins"] >= 1
+    for account in range(11, 21):
+        echo_once(port, account)
+    wait_until(lambda: pool.snapshot()["accepted"] >= 11, what="accepts after the restart")
+    pids = pool.pids()
+    pool.stop(grace=2.0)
+    for pid in pids:
+        with pytest.raises(ProcessLookupError):
+            os.kill(pid, 0)
+    with pytest.raises(ConnectionRefusedError):
+        socket.create_connection(("127.0.0.1", port), timeout=2).close()
+
+
+def test_pool_start_failure_is_one_line() -> None:
+    with socket.socket() as busy:
+        busy.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        spec = ServerSpec("game", build_game_server, GameConfig(host="127.0.0.1", port=port))
+        # the other listener has SO_REUSEPORT too: without the check the
+        # workers would silently share its port
+        with pytest.raises(ServeError, match="address already in use"):
+            WorkerPool(spec, 2).start()
+
+
+def test_pool_needs_a_dataclass_config() -> None:
+    spec = ServerSpec("odd", build_game_server, object())  # type: ignore[arg-type]
+    with pytest.raises(ServeError, match="dataclass"):
+        WorkerPool(spec, 2)
+
+
+@pytest.mark.parametrize(
+    ("exc", "expected"),
+    [
+        (OSError(errno.EADDRINUSE, "x"), "address already in use"),
+        (OSError(errno.EACCES, "x"), "permission denied (ports below 1024 need privileges)"),
+        (OSError(errno.EADDRNOTAVAIL, "x"), "10.9.9.9 is not an address of this machine"),
+        (socket.gaierror(-2, "Name or service not known"), "cannot resolve host"),
+    ],
+)
+def test_listen_errors(exc: OSError, expected: str) -> None:
+    line = describe_listen_error("game", "10.9.9.9", 80, exc)
+    assert expected in line and "\n" not in line
+
+
+# --- screen numbers --------------------------------------------------------------------------
+
+
+def test_merge_snapshots_rules() -> None:
+    a = {"accepted": 3, "sessions": 2, "sessions_peak": 5, "errors": {"bad_code": 1}, "x_min": 4}
+    b = {"accepted": 4, "sessions": 1, "sessions_peak": 3, "errors": {"bad_code": 2, "y": 1}}
+    c = {"x_min": 2, "name": "w"}
+    merged = merge_snapshots([a, b, c])
+    assert merged["accepted"] == 7 and merged["sessions"] == 3
+    assert merged["sessions_peak"] == 5 and merged["x_min"] == 2
+    assert merged["errors"] == {"bad_code": 3, "y": 1} and merged["name"] == "w"
+    assert a["errors"] == {"bad_code": 1}  # inputs untouched
+
+
+def test_aggregator_keeps_counters_of_dead_workers() -> None:
+    agg = Aggregator()
+    agg.update(1, {"accepted": 10, "sessions": 4, "max_sessions": 100, "disconnects": {"a": 1}})
+    agg.update(2, {"accepted": 5, "sessions": 3, "max_sessions": 100})
+    assert agg.snapshot()["sessions_peak"] == 7
+    agg.retire(1)
+    agg.update(1, {"accepted": 1, "sessions": 1, "max_sessions": 100})
+    snap = agg.snapshot()
+    assert snap["accepted"] == 16  # 10 (dead) + 5 + 1
+    assert snap["sessions"] == 4 and snap["max_sessions"] == 200  # gauges: live workers only
+    assert snap["disconnects"] == {"a": 1}
+    assert snap["sessions_peak"] == 7
+
+
+def test_rate_tracker() -> None:
+    rates = RateTracker()
+    rates.update({"packets_in": 100, "errors": {"x": 1}}, 10.0)
+    r = rates.update({"packets_in": 400, "errors": {"x": 3}}, 12.0)
+    assert r["packets_in"] == 150.0 and r["errors.x"] == 1.0
+    r = rates.update({"packets_in": 0}, 13.0)  # a counter reset never shows negative
+    assert r["packets_in"] == 0.0
+
+
+def view(**snapshot: object) -> View:
+    return View(
+        name="game",
+        address="127.0.0.1:12211",
+        uptime=3725.0,
+        snapshot=snapshot,
+        rates={"packets_in": 51234.0, "logins": 12.0},
+        cpu_percent=45.3,
+        rss_bytes=42 << 20,
+        workers=2,
+    )
+
+
+def test_screen_and_summary_line() -> None:
+    v = view(
+        sessions=120,
+        max_sessions=20000,
+        sessions_peak=200,
+        logins=300,
+        packets_in=1234567,
+        disconnects={"peer_closed": 10, "idle_timeout": 2},
+        errors={},
+    )
+    console = Console(file=io.StringIO(), width=110, force_terminal=False)
+    console.print(render_screen(GAME_SCREEN, v))
+    text = console.file.getvalue()  # type: ignore[attr-defined]
+    for expected in (
+        "serverlink game  127.0.0.1:12211  up 01:02:05",
+        "120 / 20,000",
+        "peak 200",
+        "51,234/s",
+        "12.0/s",
+        "RSS 42.0 MiB",
+        "2 workers",
+        "peer_closed 10, idle_timeout 2",
+    ):
+        assert expected in text, (expected, text)
+    line = summary_line(GAME_SCREEN, v)
+    assert "\n" not in line
+    assert "sessions 120 / 20,000, peak 200" in line
+    assert "protocol errors none" in line
+
+
+def test_screen_is_extensible_and_never_raises() -> None:
+    spec = ScreenSpec(
+        "login",
+        (
+            *standard_rows(),
+            Row("Login success", (rate("login_ok"), value("login_ok", "total"))),
+            Row("Broken", (lambda v: str(1 / 0),)),
+        ),
+    )
+    line = summary_line(spec, view(login_ok=5))
+    assert "login success 0.0/s, total 5" in line and "broken ?" in line
+
+
+def test_monitor_quiet_lines_on_the_interval(caplog: pytest.LogCaptureFixture) -> None:
+    now = [100.0]
+    logger = logging.getLogger("serverlink.test-monitor")
+    logger.propagate = True
+    monitor = Monitor(
+        GAME_SCREEN,
+        Console(file=io.StringIO()),
+        address="h:1",
+        live=True,  # not a terminal: quiet lines anyway
+        interval=5.0,
+        logger=logger,
+        clock=lambda: now[0],
+    )
+    monitor.start({"packets_in": 0})
+    assert not monitor.is_live
+    with caplog.at_level(logging.INFO, logger="serverlink.test-monitor"):
+        for t in range(1, 11):
+            now[0] = 100.0 + t
+            monitor.update({"packets_in": 1000 * t})
+    lines = [r.getMessage() for r in caplog.records]
+    assert len(lines) == 2, lines
+    assert "packets in 1,000/s" in lines[0]
+
+
+def test_log_lines_print_above_the_live_screen() -> None:
+    out = io.StringIO()
+    console = Console(file=out, force_terminal=True, width=100)
+    logs.setup_logging("info", None, console)
+    try:
+        monitor = Monitor(GAME_SCREEN, console, address="127.0.0.1:1", live=True)
+        monitor.start({"sessions": 0, "max_sessions": 10})
+        assert monitor.is_live
+        logging.getLogger("serverlink.net").warning("127.0.0.1:5123: protocol error (bad_code)")
+        monitor.update({"sessions": 1, "max_sessions": 10})
+        monitor.stop({"sessions": 1, "max_sessions": 10})
+    finally:
+        logs.setup_logging("info", None)
+    text = out.getvalue()
+    assert "WARNING net: 127.0.0.1:5123: protocol error (bad_code)" in text
+    assert "1 / 10" in text
+
+
+def test_log_line_format_and_names() -> None:
+    formatter = logs.LineFormatter()
+    logs.set_process_server("game")
+    try:
+        record = logging.LogRecord("serverlink.net", logging.WARNING, "", 0, "%s: x", ("p",), None)
+        line = formatter.format(record)
+        assert line.endswith(" WARNING game: p: x")
+        assert line[23] == " " and line[19] == "."  # 2026-11-25 13:00:00.123
+        record = logging.LogRecord("serverlink.login", logging.INFO, "", 0, "hello", None, None)
+        assert formatter.format(record).endswith("INFO    login: hello")
+    finally:
+        logs.set_process_server(None)
