@@ -36,6 +36,7 @@ from __future__ import annotations
 import asyncio
 import importlib
 import logging
+import re
 import signal
 import sys
 from collections.abc import Callable, Mapping, Sequence
@@ -681,7 +682,8 @@ def config_show(ctx: click.Context, words: tuple[str, ...]) -> None:
 
 def _usage_line(exc: click.UsageError) -> str:
     where = exc.ctx.command_path if exc.ctx is not None else PROG
-    message = exc.format_message().rstrip(".")
+    message = re.sub(r"not a valid (integer|float) range", r"not a valid \1", exc.format_message())
+    message = message.rstrip(".")
     hint = f" (see '{where} --help')" if exc.ctx is not None else ""
     return f"{where}: {message}{hint}"
 
