@@ -34,6 +34,7 @@ or, from another module, one line in ``LAZY_COMMANDS`` (``"login":
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import importlib
 import logging
 import re
@@ -63,11 +64,23 @@ from serverlink.config import (
     settings_of,
     toml_value,
 )
-from serverlink.monitor.screen import ScreenSpec
+from serverlink.monitor.screen import (
+    Row,
+    ScreenSpec,
+    breakdown,
+    fmt,
+    of,
+    rate,
+    standard_rows,
+    value,
+)
 from serverlink.net.server import ServerLimits
 from serverlink.protocol.codec import DEFAULT_CODE, DEFAULT_KEY1, DEFAULT_KEY2, NetCodec
 from serverlink.runner import RunOptions, ServeError, ServerSpec, WorkerPool, run_loop, serve
 from serverlink.servers.game import GameConfig, GameServer
+from serverlink.servers.game_linked import LinkedGameConfig
+from serverlink.servers.login import LoginConfig, LoginServer
+from serverlink.store import DEFAULT_DB_URL, parse_db_url
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -439,6 +452,16 @@ def game_config_from(opts: Mapping[str, Any]) -> GameConfig:
     )
 
 
+login_timeout_option = click.option(
+    "--login-timeout",
+    type=click.FloatRange(min=0.1),
+    default=60.0,
+    show_default=True,
+    metavar="SECONDS",
+    help="A login not completed within this time is dropped; handed-over keys expire after it.",
+)
+
+
 @main_group.command("game")
 @click.option(
     "--standalone",
@@ -458,6 +481,27 @@ def game_config_from(opts: Mapping[str, Any]) -> GameConfig:
     default=None,
     help="Linked mode: account database (sqlite:///path.db or mysql://user@host/db).",
 )
+@click.option(
+    "--server-id",
+    type=click.IntRange(1, 2**31 - 1024),
+    default=1,
+    show_default=True,
+    help="Linked mode: the status value marking this server's accounts in game "
+    "(workers add their index); a restart clears the accounts holding it.",
+)
+@click.option(
+    "--server-name",
+    default="game",
+    show_default=True,
+    help="Linked mode: name registered with the login server.",
+)
+@click.option(
+    "--public-addr",
+    type=HostPort(),
+    default=None,
+    help="Linked mode: address the login server gives clients (default: --host:--port).",
+)
+@login_timeout_option
 @click.option(
     "--client-version",
     type=click.IntRange(0, 2**31 - 1),
@@ -485,6 +529,13 @@ def game_command(
     return serve_command(ctx, ServerSpec("game", build_game_server, config), opts)
 
 
+def build_linked_game_server(config: LinkedGameConfig) -> GameServer:
+    """Builder of the linked game server (module level: worker processes import it)."""
+    from serverlink.servers.game_linked import LinkedGameServer
+
+    return LinkedGameServer(config)
+
+
 def linked_game(
     ctx: click.Context,
     config: GameConfig,
@@ -492,15 +543,187 @@ def linked_game(
     db: str | None,
     opts: Mapping[str, Any],
 ) -> int:
-    """Linked mode (issue 3): the seam. Build a picklable linked config from
-    ``config`` + login_server + db, a module-level builder, and return
-    ``serve_command(ctx, ServerSpec("game", build_linked_game_server, cfg), opts)``."""
+    """Linked mode: register with the login server, accept only handed-over keys."""
     if login_server is None:
         raise ConfigError(
             "game: linked mode (the default) needs --login-server HOST:PORT; "
             "use --standalone to run without a login server"
         )
-    raise ConfigError("game: linked mode is not available yet; use --standalone")
+    linked = LinkedGameConfig(
+        **{f.name: getattr(config, f.name) for f in dataclasses.fields(GameConfig)},
+        login_server=login_server,
+        db_url=_checked_db_url(db or DEFAULT_DB_URL, "--db"),
+        login_timeout=opts["login_timeout"],
+        server_id=opts["server_id"],
+        server_name=opts["server_name"],
+        public_addr=opts["public_addr"],
+    )
+    return serve_command(
+        ctx, ServerSpec("game", build_linked_game_server, linked), opts, LINKED_GAME_SCREEN
+    )
+
+
+def _checked_db_url(url: str, option: str) -> str:
+    try:
+        parse_db_url(url)
+    except ValueError as exc:
+        raise ConfigError(f"{option}: {exc}") from None
+    return url
+
+
+LINKED_GAME_SCREEN = ScreenSpec(
+    "game",
+    (
+        *standard_rows(),
+        Row(
+            "Login server",
+            (
+                value("login_link"),
+                value("link_reconnects", "reconnects"),
+                value("handoffs", "hand-offs"),
+                value("keys_waiting", "keys waiting"),
+            ),
+        ),
+        Row(
+            "Accounts", (value("in_game", "in game"), value("status_write_failures", "DB failures"))
+        ),
+    ),
+)
+
+
+# --- serverlink login -----------------------------------------------------------------------------
+
+
+def build_login_server(config: LoginConfig) -> LoginServer:
+    """Builder of the login server (module level)."""
+    from serverlink.servers.login import LoginServer
+
+    return LoginServer(config)
+
+
+LOGIN_SCREEN = ScreenSpec(
+    "login",
+    (
+        Row(
+            "Sessions",
+            (
+                of("sessions", "max_sessions"),
+                value("sessions_peak", "peak"),
+                value("accepted", "accepted"),
+            ),
+        ),
+        Row("Login OK", (value("logins"), rate("logins"), value("login_requests", "requests"))),
+        Row(
+            "Completion",
+            (
+                fmt("avg {login_time_avg_ms:.1f} ms"),
+                fmt("min {login_time_min_ms:.1f} ms"),
+                fmt("max {login_time_max_ms:.1f} ms"),
+            ),
+        ),
+        Row(
+            "Linked",
+            (
+                value("linked_game", "game"),
+                value("linked_chat", "chat"),
+                value("pending_handoffs", "pending"),
+            ),
+        ),
+        Row(
+            "Problems",
+            (
+                value("login_timeouts", "timeouts"),
+                value("stale_answers", "stale answers"),
+                value("db_errors", "DB errors"),
+                value("rejected_links", "refused links"),
+            ),
+        ),
+        Row("Packets", (rate("packets_in", "in"), rate("packets_out", "out"))),
+        breakdown("Results", "login_by_status"),
+        breakdown("Disconnects", "disconnects"),
+        breakdown("Protocol errors", "errors"),
+    ),
+)
+
+
+@main_group.command("login")
+@click.option(
+    "--lan-host",
+    default=None,
+    help="Address of the server-to-server (LAN) port (default: --host).",
+)
+@click.option(
+    "--lan-port",
+    type=PORT,
+    default=8090,
+    show_default=True,
+    help="Server-to-server port where game/chat servers register.",
+)
+@click.option(
+    "--db",
+    metavar="URL",
+    default=DEFAULT_DB_URL,
+    show_default=True,
+    help="Account database (sqlite:///path.db or mysql://user@host:3306/accountdb).",
+)
+@click.option(
+    "--game-addr",
+    type=HostPort(),
+    default=None,
+    help="Game server address given to clients (default: the one each game server announces).",
+)
+@click.option(
+    "--chat-addr",
+    type=HostPort(),
+    default=None,
+    help="Chat server address given to clients (default: the one a chat server announces).",
+)
+@login_timeout_option
+@click.option(
+    "--db-timeout",
+    type=click.FloatRange(min=0.1),
+    default=5.0,
+    show_default=True,
+    metavar="SECONDS",
+    help="Longest wait for one account query before the login is answered DB_UNAVAILABLE (7).",
+)
+@listen_options(default_port=8091)
+@codec_options
+@console_options
+@click.pass_context
+def login_command(
+    ctx: click.Context,
+    /,
+    lan_host: str | None,
+    lan_port: int,
+    db: str,
+    game_addr: tuple[str, int] | None,
+    chat_addr: tuple[str, int] | None,
+    login_timeout: float,
+    db_timeout: float,
+    **opts: Any,
+) -> int:
+    """The login (auth) server: checks each client's session key in the account
+    database, hands it to every linked game/chat server, then answers with
+    their addresses."""
+    if opts["workers"] != 1:
+        raise ConfigError(
+            "login: --workers must be 1: linked servers register with one login process"
+        )
+    config = LoginConfig(
+        host=opts["host"],
+        port=opts["port"],
+        lan_host=lan_host or opts["host"],
+        lan_port=lan_port,
+        db_url=_checked_db_url(db, "--db"),
+        codec=codec_from(opts),
+        limits=limits_from(opts),
+        login_timeout=login_timeout,
+        game_addr=game_addr,
+        chat_addr=chat_addr,
+        db_timeout=db_timeout,
+    )
+    return serve_command(ctx, ServerSpec("login", build_login_server, config), opts, LOGIN_SCREEN)
 
 
 # --- serverlink demo ------------------------------------------------------------------------------

@@ -58,6 +58,7 @@ from typing import Any, Generic, Protocol, TypeVar
 from rich.console import Console
 
 from serverlink import logs
+from serverlink.errors import StartupError
 from serverlink.monitor.console import Monitor
 from serverlink.monitor.screen import ScreenSpec, default_screen
 from serverlink.monitor.stats import Aggregator
@@ -222,6 +223,8 @@ async def _serve_here(spec: ServerSpec[Any], options: RunOptions, console: Conso
         await server.start()
     except OSError as exc:
         raise ServeError(describe_listen_error(spec.name, spec.host, spec.port, exc)) from None
+    except StartupError as exc:
+        raise ServeError(f"{spec.name}: {exc}") from None
     stop = _Stop()
     stop.install(loop)
     started = time.monotonic()
@@ -308,6 +311,9 @@ async def _worker_serve(args: _WorkerArgs, conn: Connection) -> int:
         await server.start()
     except OSError as exc:
         conn.send(("fatal", describe_listen_error(args.name, host, port, exc)))
+        return 1
+    except StartupError as exc:
+        conn.send(("fatal", f"{args.name}: {exc}"))
         return 1
     conn.send(("ready", int(getattr(server, "port", port)), os.getpid()))
     await _ticks(stop, 1.0, lambda: conn.send(("snap", dict(server.snapshot()))))
@@ -460,9 +466,12 @@ class WorkerPool:
 
     def _spawn(self, slot: _Slot) -> None:
         parent_end, child_end = self._mp.Pipe(duplex=True)
-        args = _WorkerArgs(
-            self.spec.name, slot.index, self.spec.build, self._config, self.log_level
-        )
+        config = self._config
+        if "worker_index" in {f.name for f in dataclasses.fields(config)}:
+            # Servers that need to tell their workers apart (the linked game
+            # server writes its id + index as the account status) get the index.
+            config = dataclasses.replace(config, worker_index=slot.index)
+        args = _WorkerArgs(self.spec.name, slot.index, self.spec.build, config, self.log_level)
         proc = self._mp.Process(
             target=_worker_main,
             args=(args, child_end),

@@ -20,6 +20,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from serverlink.errors import StartupError
 from serverlink.net.client import ReconnectingLink
 from serverlink.net.framing import lan_framing
 from serverlink.net.session import ProtocolViolation, Session
@@ -201,8 +202,12 @@ class LinkedGameServer(GameServer):
         self._expiry: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
-        await self.store.connect()
-        cleared = await self.store.reset_statuses(only=self.status_id)
+        try:
+            await self.store.connect()
+            cleared = await self.store.reset_statuses(only=self.status_id)
+        except StoreError as exc:
+            await self.store.close()
+            raise StartupError(f"account database {self.store.display_url}: {exc}") from None
         if cleared:
             log.info("cleared %d accounts left in game here by an earlier run", cleared)
         await super().start()

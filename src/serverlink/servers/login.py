@@ -21,6 +21,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
+from serverlink.errors import StartupError
 from serverlink.net.framing import lan_framing, net_framing
 from serverlink.net.server import ServerLimits, SessionServer
 from serverlink.net.session import ProtocolViolation, Session
@@ -248,8 +249,12 @@ class LoginServer:
 
     # --- lifecycle ------------------------------------------------------------------
     async def start(self) -> None:
-        await self.store.connect()
-        cleared = await self.store.reset_statuses()
+        try:
+            await self.store.connect()
+            cleared = await self.store.reset_statuses()
+        except StoreError as exc:
+            await self.store.close()
+            raise StartupError(f"account database {self.store.display_url}: {exc}") from None
         if cleared:
             log.info("cleared %d account statuses left in game by an earlier run", cleared)
         await self.lan.start()
