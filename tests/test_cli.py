@@ -286,18 +286,30 @@ def test_workers_stop_on_sigint(procs: list[Proc]) -> None:
     assert_clean(p)
 
 
-def test_demo_runs_server_and_dummy(procs: list[Proc]) -> None:
+def test_demo_runs_linked_system_on_sqlite(procs: list[Proc], tmp_path: Path) -> None:
     from serverlink.cli import main_group
 
-    try:
-        import serverlink.dummy.engine  # noqa: F401
-    except ImportError:
-        pytest.skip("the dummy client is not available")
     assert main_group.get_command(None, "demo") is not None  # type: ignore[arg-type]
-    p = start(procs, "demo", "--seconds", "2", "--clients", "20", "--echo-depth", "2", "--quiet")
+    db = f"sqlite:///{tmp_path / 'demo.db'}"
+    args = ["demo", "--seconds", "2", "--clients", "20", "--echo-depth", "2"]
+    p = start(procs, *args, "--disconnect-rate", "0", "--db", db, "--quiet")
     code = p.wait(90)
     out = p.stdout()
     assert code == 0, (out, p.stderr)
-    assert re.search(r"demo: [\d,]+ echoes/s verified .* dummy errors 0; server: 20 logins", out)
+    assert "demo: login server: 20 logins" in out and "results: OK 20;" in out
+    assert "demo: game server: 20 logins" in out
+    assert re.search(r"demo: [\d,]+ echoes/s verified .* dummy errors 0", out)
     assert "0 protocol errors" in out
+    assert (tmp_path / "demo.keys.txt").exists()  # seeded on first run
+    assert "Traceback" not in p.stderr
+
+
+def test_demo_standalone_runs_echo_mode(procs: list[Proc]) -> None:
+    args = ["demo", "--standalone", "--seconds", "2", "--clients", "20", "--echo-depth", "2"]
+    p = start(procs, *args, "--disconnect-rate", "0", "--quiet")
+    code = p.wait(90)
+    out = p.stdout()
+    assert code == 0, (out, p.stderr)
+    assert "demo: game server: 20 logins" in out
+    assert re.search(r"demo: [\d,]+ echoes/s verified .* dummy errors 0", out)
     assert "Traceback" not in p.stderr

@@ -39,9 +39,12 @@ import importlib
 import logging
 import re
 import signal
+import socket
 import sys
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, TypeVar
 
 import click
@@ -578,7 +581,7 @@ LINKED_GAME_SCREEN = ScreenSpec(
         Row(
             "Login server",
             (
-                value("login_link"),
+                fmt("{login_link}"),
                 value("link_reconnects", "reconnects"),
                 value("handoffs", "hand-offs"),
                 value("keys_waiting", "keys waiting"),
@@ -752,6 +755,28 @@ def login_command(
     help="Echo requests each client keeps in flight (the original's ECHO_OVERLAP).",
 )
 @click.option(
+    "--disconnect-rate",
+    type=click.FloatRange(0.0, 1.0),
+    default=0.02,
+    show_default=True,
+    metavar="P",
+    help="Each second a client leaves with probability P and logs in again "
+    "(login server, then game server).",
+)
+@click.option(
+    "--db",
+    metavar="URL",
+    default="sqlite:///serverlink-demo.db",
+    show_default=True,
+    help="Account database of the demo (seeded on first run).",
+)
+@click.option(
+    "--standalone",
+    is_flag=True,
+    default=False,
+    help="Only a standalone game server and the dummy in echo mode (no login server).",
+)
+@click.option(
     "--quiet",
     is_flag=True,
     default=False,
@@ -759,11 +784,20 @@ def login_command(
 )
 @click.pass_context
 def demo_command(
-    ctx: click.Context, seconds: float, clients: int, echo_depth: int, quiet: bool
+    ctx: click.Context,
+    seconds: float,
+    clients: int,
+    echo_depth: int,
+    disconnect_rate: float,
+    db: str,
+    standalone: bool,
+    quiet: bool,
 ) -> int:
-    """A standalone game server (in a worker process, on a free port) and the
-    dummy client against it in echo mode with the live dashboard, then the
-    summary. Exit status 0 when neither side counted an error."""
+    """The linked system on the embedded database: a login server and a game
+    server (worker processes, free ports) and the dummy client in login mode
+    against them (login server, hand-off, game login, echo, random re-logins),
+    with the live dashboard, then the summary. Exit status 0 when no side
+    counted an error."""
     try:
         from serverlink.dummy.config import DummyConfig
         from serverlink.dummy.dashboard import LiveDashboard, QuietPrinter, summary_table
@@ -774,55 +808,147 @@ def demo_command(
     app = state(ctx)
     console = app.console
     logs.set_process_server("demo")
-    spec = ServerSpec("game", build_game_server, GameConfig(host="127.0.0.1", port=0))
-    pool = WorkerPool(spec, 1, log_level=logs.level_number(app.log_level))
+    level = logs.level_number(app.log_level)
+    pools: list[tuple[str, WorkerPool]] = []
+    try:
+        if standalone:
+            spec = ServerSpec("game", build_game_server, GameConfig(host="127.0.0.1", port=0))
+            game_port = _start_pool(pools, spec, level)
+            dummy_config = DummyConfig(
+                mode="echo",
+                game_host="127.0.0.1",
+                game_port=game_port,
+                clients=clients,
+                echo_depth=echo_depth,
+                seconds=seconds,
+                disconnect_rate=disconnect_rate,
+            )
+        else:
+            dummy_config = _start_linked_demo(pools, db, clients, level)
+            dummy_config = dataclasses.replace(
+                dummy_config,
+                echo_depth=echo_depth,
+                seconds=seconds,
+                disconnect_rate=disconnect_rate,
+            )
+        log.info(
+            "dummy: %d clients in %s mode, echo depth %d, %.0f s",
+            clients,
+            dummy_config.mode,
+            echo_depth,
+            seconds,
+        )
+
+        async def run() -> DummyResult:
+            stop = asyncio.Event()
+            loop = asyncio.get_running_loop()
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                loop.add_signal_handler(sig, stop.set)
+            if quiet:
+                printer: TickCallback = QuietPrinter(sys.stderr)
+                return await run_dummy_async(dummy_config, printer, stop)
+            with LiveDashboard(dummy_config, console) as dashboard:
+                return await run_dummy_async(dummy_config, dashboard, stop)
+
+        result = run_loop(run())
+    finally:
+        for _, pool in reversed(pools):
+            pool.stop(grace=2.0)
+    Console().print(summary_table(result))  # the summary is the output: stdout
+    server_errors = 0
+    for name, pool in pools:
+        snap = pool.snapshot()
+        errors = sum(snap.get("errors", {}).values())
+        server_errors += errors
+        extra = ""
+        if name == "login":
+            by_status = ", ".join(
+                f"{k} {v}" for k, v in sorted(snap.get("login_by_status", {}).items())
+            )
+            extra = (
+                f"; results: {by_status or 'none'}; avg {snap.get('login_time_avg_ms', 0):.1f} ms"
+            )
+        click.echo(
+            f"demo: {name} server: {snap.get('logins', 0):,} logins, "
+            f"{snap.get('packets_in', 0):,} packets in, {errors} protocol errors{extra}"
+        )
+    click.echo(
+        f"demo: {result.echo_per_s:,.0f} echoes/s verified over {result.duration:.1f} s, "
+        f"latency p50 {result.latency_ms.get('p50', 0):.2f} ms / "
+        f"p99 {result.latency_ms.get('p99', 0):.2f} ms; dummy errors {result.errors_total}"
+    )
+    return 1 if result.errors_total or server_errors else 0
+
+
+def _start_pool(pools: list[tuple[str, WorkerPool]], spec: ServerSpec[Any], level: int) -> int:
+    pool = WorkerPool(spec, 1, log_level=level)
     try:
         port = pool.start()
     except ServeError as exc:
         raise OneLineError(str(exc)) from None
+    pools.append((spec.name, pool))
     log.info(
-        "game server on 127.0.0.1:%d (pid %s); dummy: %d clients, depth %d, %.0f s",
-        port,
-        ", ".join(map(str, pool.pids())),
-        clients,
-        echo_depth,
-        seconds,
+        "%s server on 127.0.0.1:%d (pid %s)", spec.name, port, ", ".join(map(str, pool.pids()))
     )
-    dummy_config = DummyConfig(
-        mode="echo",
-        game_host="127.0.0.1",
-        game_port=port,
+    return port
+
+
+def _start_linked_demo(
+    pools: list[tuple[str, WorkerPool]], db: str, clients: int, level: int
+) -> Any:
+    """Seed the demo database if needed, start a login and a linked game server,
+    wait until the game server is linked; the dummy's login-mode config."""
+    from serverlink.dummy.config import DummyConfig
+    from serverlink.store.admin import seed_db
+
+    _checked_db_url(db, "--db")
+    keys = _demo_keys_path(db)
+    wanted = max(2 * clients, 100)
+    have = len(keys.read_text().splitlines()) if keys.exists() else 0
+    if have < wanted:
+        try:
+            result = run_loop(seed_db(db, wanted, keys_out=keys))
+        except Exception as exc:  # a store error: one line
+            raise OneLineError(f"demo: cannot seed {db}: {exc}") from None
+        log.info("seeded %d demo accounts into %s (keys in %s)", result.count, db, keys)
+    lan_port = _free_port()
+    login = LoginConfig(
+        host="127.0.0.1", port=0, lan_host="127.0.0.1", lan_port=lan_port, db_url=db
+    )
+    login_port = _start_pool(pools, ServerSpec("login", build_login_server, login), level)
+    game = LinkedGameConfig(
+        host="127.0.0.1", port=0, login_server=("127.0.0.1", lan_port), db_url=db
+    )
+    _start_pool(pools, ServerSpec("game", build_linked_game_server, game), level)
+    login_pool = pools[0][1]
+    deadline = time.monotonic() + 15
+    while not login_pool.snapshot().get("linked_game"):  # snapshots arrive once a second
+        if time.monotonic() > deadline:
+            raise OneLineError("demo: the game server did not link to the login server in 15 s")
+        time.sleep(0.1)
+    return DummyConfig(
+        mode="login",
+        login_host="127.0.0.1",
+        login_port=login_port,
+        keys_file=str(keys),
         clients=clients,
-        echo_depth=echo_depth,
-        seconds=seconds,
     )
 
-    async def run() -> DummyResult:
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, stop.set)
-        if quiet:
-            printer: TickCallback = QuietPrinter(sys.stderr)
-            return await run_dummy_async(dummy_config, printer, stop)
-        with LiveDashboard(dummy_config, console) as dashboard:
-            return await run_dummy_async(dummy_config, dashboard, stop)
 
-    try:
-        result = run_loop(run())
-    finally:
-        pool.stop(grace=2.0)
-    server = pool.snapshot()
-    Console().print(summary_table(result))  # the summary is the output: stdout
-    server_errors = sum(server.get("errors", {}).values())
-    click.echo(
-        f"demo: {result.echo_per_s:,.0f} echoes/s verified over {result.duration:.1f} s, "
-        f"latency p50 {result.latency_ms.get('p50', 0):.2f} ms / "
-        f"p99 {result.latency_ms.get('p99', 0):.2f} ms; dummy errors {result.errors_total}; "
-        f"server: {server.get('logins', 0)} logins, {server.get('packets_in', 0):,} packets in, "
-        f"{server_errors} protocol errors"
-    )
-    return 1 if result.errors_total or server_errors else 0
+def _demo_keys_path(db: str) -> Path:
+    """The demo's key file lives next to an SQLite database, else in the working directory."""
+    target = parse_db_url(db)
+    path = getattr(target, "path", None)
+    if isinstance(path, str) and path != ":memory:":
+        return Path(path).with_suffix(".keys.txt")
+    return Path("serverlink-demo.keys.txt")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
 
 
 # --- serverlink config ---------------------------------------------------------------------------

@@ -1,0 +1,144 @@
+"""Echo benchmark: one game-server worker driven by the dummy client, and, when
+the independent C peer (shared/tools/netbench.c) can be built, the same loads
+against the C reference server in the same run, so the figures are ratios.
+
+    python bench/echo.py [--seconds 5] [--netbench-src PATH]
+
+Prints one JSON line:
+- ``server``: our game server driven by our dummy (echo_per_s, latency, errors);
+- ``netbench_100x20`` / ``netbench_1000x1``: the C load generator against our
+  server and against the C reference server, and their ratio;
+- ``dummy_vs_reference``: our dummy's verified echoes/s against the C server.
+
+Every server and client here runs on loopback, and the run stops by itself.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import shutil
+import socket
+import subprocess
+import sys
+import sysconfig
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+DEFAULT_NETBENCH = HERE.parent.parent / "shared" / "tools" / "netbench.c"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def wait_port(port: int, proc: subprocess.Popen[bytes], timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise SystemExit(f"server exited with status {proc.returncode} before listening")
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+            return
+        except OSError:
+            time.sleep(0.05)
+    raise SystemExit(f"nothing listens on 127.0.0.1:{port} after {timeout} s")
+
+
+def run_dummy(port: int, clients: int, depth: int, seconds: float) -> dict[str, Any]:
+    with tempfile.NamedTemporaryFile(suffix=".json") as report:
+        subprocess.run(
+            [
+                sys.executable, "-m", "serverlink", "dummy", "--mode", "echo",
+                "--game", f"127.0.0.1:{port}", "--clients", str(clients),
+                "--echo-depth", str(depth), "--seconds", str(seconds),
+                "--quiet", "--report", report.name,
+            ],
+            stdout=subprocess.DEVNULL,
+            check=False,
+        )  # fmt: skip
+        data: dict[str, Any] = json.loads(Path(report.name).read_text())
+    return {
+        "echo_per_s": round(data["echo_per_s"]),
+        "errors_total": data["errors_total"],
+        "latency_ms": {k: data["latency_ms"][k] for k in ("p50", "p99", "max")},
+        "clients": clients,
+        "depth": depth,
+    }
+
+
+def netbench_load(binary: Path, port: int, conns: int, depth: int, seconds: float) -> Any:
+    out = subprocess.run(
+        [str(binary), "load", "127.0.0.1", str(port), str(conns), str(depth), str(seconds), "1"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def build_netbench(src: Path) -> Path | None:
+    cc = shutil.which("cc") or shutil.which("gcc")
+    if cc is None or not src.exists():
+        return None
+    binary = Path(tempfile.mkdtemp()) / "netbench"
+    subprocess.run([cc, "-O2", "-o", str(binary), str(src)], check=True)
+    return binary
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--seconds", type=float, default=5.0)
+    parser.add_argument("--netbench-src", type=Path, default=DEFAULT_NETBENCH)
+    args = parser.parse_args()
+
+    result: dict[str, Any] = {
+        "python": f"{platform.python_implementation()} {platform.python_version()}",
+        "python_pgo": "--enable-optimizations" in (sysconfig.get_config_var("CONFIG_ARGS") or ""),
+        "cpus": len(__import__("os").sched_getaffinity(0)),
+    }
+    port = free_port()
+    server = subprocess.Popen(
+        [sys.executable, "-m", "serverlink", "--log-level", "warning", "game", "--standalone",
+         "--host", "127.0.0.1", "--port", str(port), "--quiet"],
+    )  # fmt: skip
+    reference: subprocess.Popen[bytes] | None = None
+    try:
+        wait_port(port, server)
+        result["server"] = run_dummy(port, 100, 20, args.seconds)
+        binary = build_netbench(args.netbench_src)
+        if binary is None:
+            result["netbench"] = f"not built (no C compiler or no {args.netbench_src})"
+        else:
+            ref_port = free_port()
+            reference = subprocess.Popen([str(binary), "server", str(ref_port)])
+            wait_port(ref_port, reference)
+            for conns, depth in ((100, 20), (1000, 1)):
+                ours = netbench_load(binary, port, conns, depth, args.seconds)
+                ref = netbench_load(binary, ref_port, conns, depth, args.seconds)
+                result[f"netbench_{conns}x{depth}"] = {
+                    "server_echo_per_s": ours["echo_per_s"],
+                    "server_errors": ours["errors"],
+                    "reference_echo_per_s": ref["echo_per_s"],
+                    "ratio": round(ours["echo_per_s"] / max(1.0, ref["echo_per_s"]), 3),
+                    "server_p99_us": ours["p99_us"],
+                    "reference_p99_us": ref["p99_us"],
+                }
+            result["dummy_vs_reference"] = run_dummy(ref_port, 200, 20, args.seconds)
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+        if reference is not None:
+            reference.kill()
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()
