@@ -58,21 +58,57 @@ BYTE = click.IntRange(0, 255)
     type=click.Choice(MODES),
     default="echo",
     show_default=True,
-    help="What each virtual client does. echo: log in to the game server, then echo.",
+    help="What each virtual client does. echo: log in to the game server, then echo. "
+    "login: log in to the login server, follow its reply to the game server, log in "
+    "there with the same key, then echo.",
 )
 @click.option(
     "--game",
     type=HostPort(),
     default="127.0.0.1:12211",
     show_default=True,
-    help="Game server address.",
+    help="Game server address (echo mode; in login mode the login server's reply gives it).",
+)
+@click.option(
+    "--login",
+    "login_server",
+    type=HostPort(),
+    default="127.0.0.1:8091",
+    show_default=True,
+    help="Login mode: the login server's client address.",
+)
+@click.option(
+    "--keys",
+    "keys_file",
+    type=click.Path(exists=True, dir_okay=False, readable=True, path_type=Path),
+    default=None,
+    metavar="FILE",
+    help="Login mode: 'accountno key' lines (serverlink db seed --keys-out). "
+    "Worker processes split the accounts; each needs one account per client.",
+)
+@click.option(
+    "--relogin",
+    is_flag=True,
+    help="Login mode: every client repeats the flow back to back (login server, game "
+    "login, one echo, disconnect), taking accounts in rotation; needs 2 × clients "
+    "accounts. Measures login throughput.",
+)
+@click.option(
+    "--account-reuse-delay",
+    type=click.FloatRange(min=0),
+    default=0.5,
+    show_default=True,
+    metavar="S",
+    help="Login mode: an account is used again at the earliest S seconds after its "
+    "game connection closed (the game server's logout write must land first). "
+    "Caps the flow rate at accounts / S.",
 )
 @click.option(
     "--clients",
     type=click.IntRange(min=1),
     default=100,
     show_default=True,
-    help="Virtual clients (AccountNo 1..N).",
+    help="Virtual clients (echo mode: AccountNo 1..N; login mode: accounts from --keys).",
 )
 @click.option(
     "--echo-depth",
@@ -164,6 +200,10 @@ def dummy_command(
     ctx: click.Context,
     mode: str,
     game: tuple[str, int],
+    login_server: tuple[str, int],
+    keys_file: Path | None,
+    relogin: bool,
+    account_reuse_delay: float,
     clients: int,
     echo_depth: int,
     seconds: float,
@@ -184,6 +224,7 @@ def dummy_command(
     flight, checking every reply. Exit status 0 when no error was counted."""
     # Imported here so that `--help` and option errors stay fast.
     from serverlink.dummy.dashboard import run_with_display
+    from serverlink.dummy.engine import preflight
 
     try:
         config = DummyConfig(
@@ -201,9 +242,18 @@ def dummy_command(
             codec=NetCodec(code=code, key1=key1, key2=key2),
             late_ms=late_ms,
             reply_timeout=reply_timeout,
+            login_host=login_server[0],
+            login_port=login_server[1],
+            keys_file=str(keys_file) if keys_file is not None else None,
+            relogin=relogin,
+            account_reuse_delay=account_reuse_delay,
         )
     except ValueError as exc:
         raise click.UsageError(str(exc)) from None
+    try:
+        preflight(config)
+    except ValueError as exc:  # the key file: unreadable, malformed, too few accounts
+        raise click.BadParameter(str(exc), ctx, param_hint="'--keys'") from None
     try:
         result = run_with_display(config, quiet=quiet)
     except (OSError, TimeoutError) as exc:

@@ -14,7 +14,10 @@ from serverlink.protocol.codec import NetCodec
 #: --mode -> "module:class" of the scenario that a virtual client runs in that
 #: mode (see engine.Scenario); imported on first use, so a worker process loads
 #: only the scenario it runs.
-SCENARIOS = {"echo": "serverlink.dummy.scenario_echo:EchoScenario"}
+SCENARIOS = {
+    "echo": "serverlink.dummy.scenario_echo:EchoScenario",
+    "login": "serverlink.dummy.scenario_login:LoginScenario",
+}
 MODES = tuple(SCENARIOS)
 
 
@@ -52,6 +55,23 @@ class DummyConfig:
     reconnect_backoff: float = 1.0
     #: Heartbeat period of a logged-in client (the original's 30 s).
     heartbeat_interval: float = 30.0
+    # --- login mode --------------------------------------------------------------
+    #: The login server's client port; the game server address comes from its reply.
+    login_host: str = "127.0.0.1"
+    login_port: int = 8091
+    #: ``accountno key`` lines (``serverlink db seed --keys-out``); worker i of P
+    #: uses the accounts on lines i, i+P, i+2P, ... so no two share an account.
+    keys_file: str | None = None
+    #: Every client repeats the whole flow back to back: login server, game
+    #: login, one echo, disconnect (login throughput).
+    relogin: bool = False
+    #: An account is handed out again only this long after its game connection
+    #: closed: the game server writes the logout (status 0) that the login server
+    #: checks once it has seen the close, and a login that overtook that write
+    #: would be refused with Status GAME. With spare accounts (the rotation
+    #: queue is FIFO) the account at the front has been free far longer; the
+    #: flow rate is capped at accounts / delay (counter account_wait).
+    account_reuse_delay: float = 0.5
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
@@ -68,10 +88,27 @@ class DummyConfig:
             raise ValueError(f"game_port must be 1-65535, got {self.game_port}")
         if self.processes < 0:
             raise ValueError(f"processes must be 0 (auto) or more, got {self.processes}")
+        if not 0 < self.login_port < 65536:
+            raise ValueError(f"login_port must be 1-65535, got {self.login_port}")
+        if self.account_reuse_delay < 0:
+            raise ValueError("account_reuse_delay must not be negative")
+        if self.mode == "login" and not self.keys_file:
+            raise ValueError("login mode needs a key file (--keys FILE, from db seed --keys-out)")
+        if self.relogin and self.mode != "login":
+            raise ValueError("relogin is a login mode option (--mode login)")
 
     @property
     def game_address(self) -> str:
         return f"{self.game_host}:{self.game_port}"
+
+    @property
+    def login_address(self) -> str:
+        return f"{self.login_host}:{self.login_port}"
+
+    @property
+    def target(self) -> str:
+        """Where the clients connect first: the login server in login mode."""
+        return self.login_address if self.mode == "login" else self.game_address
 
 
 #: Below this many clients one process generates the load comfortably.

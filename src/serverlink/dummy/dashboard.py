@@ -18,7 +18,13 @@ from rich.text import Text
 
 from serverlink.dummy.config import DummyConfig
 from serverlink.dummy.engine import DummyResult, run_dummy
-from serverlink.dummy.metrics import COUNTERS, ERROR_COUNTERS, Aggregate
+from serverlink.dummy.metrics import (
+    COUNTERS,
+    ERROR_COUNTERS,
+    GAME_LOGIN_STATUS,
+    LOGIN_SERVER_STATUS,
+    Aggregate,
+)
 
 _ERRORS = frozenset(ERROR_COUNTERS)
 
@@ -27,13 +33,37 @@ def _ms(value: float) -> str:
     return f"{value:.2f} ms"
 
 
-def status_line(agg: Aggregate, elapsed: float) -> str:
-    """One line of the live counters, e.g. for --quiet."""
+def _refusals(agg: Aggregate) -> str:
+    """Refused logins by Status name, e.g. 'login FAIL=3 game FAIL=1'."""
+    parts = [
+        f"{where} " + " ".join(f"{name}={n}" for name, n in counts.items())
+        for where, counts in (
+            ("login", agg.refusals(LOGIN_SERVER_STATUS)),
+            ("game", agg.refusals(GAME_LOGIN_STATUS)),
+        )
+        if counts
+    ]
+    return ", ".join(parts)
+
+
+def status_line(agg: Aggregate, elapsed: float, login: bool = False) -> str:
+    """One line of the live counters, e.g. for --quiet; ``login`` adds the
+    login flow figures."""
     p50, p99, lat_max = agg.latency_now_ms()
     errors = agg.errors()
     named = " ".join(f"{k}={v}" for k, v in errors.items() if v)
+    flows = ""
+    if login:
+        l50, l99, lmax = agg.latency_now_ms(login=True)
+        refused = _refusals(agg)
+        flows = (
+            f"in_login={agg.gauge('in_login')} in_game={agg.gauge('in_game')} "
+            f"logins/s={agg.login_rate_now:.0f} login_p50={l50:.2f}ms "
+            f"login_p99={l99:.2f}ms login_max={lmax:.2f}ms "
+            + (f"refused: {refused} " if refused else "")
+        )
     return (
-        f"t={elapsed:.0f}s connected={agg.gauge('connected')} "
+        f"t={elapsed:.0f}s connected={agg.gauge('connected')} {flows}"
         f"logged_in={agg.gauge('logged_in')} echo/s={agg.echo_rate_now:.0f} "
         f"reply_wait={agg.gauge('reply_wait')} p50={p50:.2f}ms p99={p99:.2f}ms "
         f"max={lat_max:.2f}ms errors={agg.errors_total}" + (f" {named}" if named else "")
@@ -43,11 +73,12 @@ def status_line(agg: Aggregate, elapsed: float) -> str:
 class QuietPrinter:
     """``on_tick`` that prints ``status_line`` once a second."""
 
-    def __init__(self, out: TextIO | None = None) -> None:
+    def __init__(self, out: TextIO | None = None, login: bool = False) -> None:
         self.out = out or sys.stdout
+        self.login = login
 
     def __call__(self, agg: Aggregate, elapsed: float) -> None:
-        print(status_line(agg, elapsed), file=self.out, flush=True)
+        print(status_line(agg, elapsed, self.login), file=self.out, flush=True)
 
 
 class LiveDashboard:
@@ -78,9 +109,10 @@ class LiveDashboard:
     def _render(self, agg: Aggregate | None, elapsed: float) -> Table:
         cfg = self.config
         length = f"{cfg.seconds:.0f} s" if cfg.seconds else "until Ctrl-C"
+        mode = f"{cfg.mode} (relogin)" if cfg.relogin else cfg.mode
         table = Table(
             title=(
-                f"serverlink dummy — {cfg.mode} → {cfg.game_address}, {cfg.clients} clients, "
+                f"serverlink dummy — {mode} → {cfg.target}, {cfg.clients} clients, "
                 f"depth {cfg.echo_depth}, {elapsed:.0f} s of {length}"
             ),
             show_header=False,
@@ -105,6 +137,23 @@ class LiveDashboard:
             ("latency p50 / p99 (run)", f"{_ms(run['p50'])} / {_ms(run['p99'])}"),
             ("latency max (run)", _ms(run["max"])),
         ]
+        if cfg.mode == "login":
+            l50, l99, lmax = agg.latency_now_ms(login=True)
+            login_run = agg.login_latency_ms()
+            left += [
+                ("in login server", f"{agg.gauge('in_login')}"),
+                ("in game server", f"{agg.gauge('in_game')}"),
+                ("logins/s now", f"{agg.login_rate_now:,.0f}"),
+                ("login time p50 / p99 (1 s)", f"{_ms(l50)} / {_ms(l99)}"),
+                ("login time max (1 s)", _ms(lmax)),
+                (
+                    "login time p50 / p99 (run)",
+                    f"{_ms(login_run['p50'])} / {_ms(login_run['p99'])}",
+                ),
+            ]
+            refused = _refusals(agg)
+            if refused:
+                left.append(("refused by Status", refused))
         right: list[tuple[str, Text]] = []
         for name in COUNTERS:
             value = agg.totals[name]
@@ -128,7 +177,7 @@ def summary_table(result: DummyResult) -> Group:
     table.add_column("value", justify="right")
     lat = result.latency_ms
     rows: list[tuple[str, str]] = [
-        ("target", result.config.game_address),
+        ("target", result.config.target),
         ("clients × depth", f"{result.config.clients} × {result.config.echo_depth}"),
         ("processes", str(result.processes)),
         ("seconds", f"{result.duration:.2f}"),
@@ -136,6 +185,20 @@ def summary_table(result: DummyResult) -> Group:
         ("latency p50 / p99", f"{_ms(lat['p50'])} / {_ms(lat['p99'])}"),
         ("latency p99.9 / max", f"{_ms(lat['p99.9'])} / {_ms(lat['max'])}"),
     ]
+    if result.config.mode == "login":
+        login = result.login_latency_ms
+        rows += [
+            ("login flows/s", f"{result.login_flows_per_s:,.1f}"),
+            ("login time p50 / p99", f"{_ms(login['p50'])} / {_ms(login['p99'])}"),
+            ("login time max", _ms(login["max"])),
+        ]
+        for where, counts in (
+            ("login server", result.login_failures),
+            ("game login", result.game_login_failures),
+        ):
+            if counts:
+                named = ", ".join(f"{k} {v:,}" for k, v in counts.items())
+                rows.append((f"{where} refused", named))
     for name, value in rows:
         table.add_row(name, value)
     for name, count in result.counters.items():
@@ -163,7 +226,7 @@ def run_with_display(
     then the summary table. For the CLI and the demo command."""
     console = console or Console()
     if quiet:
-        result = run_dummy(config, QuietPrinter())
+        result = run_dummy(config, QuietPrinter(login=config.mode == "login"))
     else:
         with LiveDashboard(config, console) as dash:
             result = run_dummy(config, dash)

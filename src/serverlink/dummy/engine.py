@@ -1,8 +1,8 @@
 """The dummy client's engine: connections, counters, processes, run control.
 
 What a virtual client *does* (log in, echo, ...) is a scenario
-(``scenario_echo.py``, one per ``--mode``); the engine gives every scenario the
-same machinery:
+(``scenario_echo.py``, ``scenario_login.py``, one per ``--mode``); the engine
+gives every scenario the same machinery:
 
 - ``Worker``: one process's share of virtual clients. Starts them (spread over
   the ramp-up), reconnects them after a failure or a planned leave, sweeps them
@@ -23,6 +23,7 @@ import asyncio
 import contextlib
 import importlib
 import multiprocessing
+import os
 import random
 import signal
 import socket
@@ -36,7 +37,10 @@ from serverlink.dummy.config import SCENARIOS, DummyConfig, resolve_processes
 from serverlink.dummy.metrics import (
     COUNTERS,
     ERROR_COUNTERS,
+    GAME_LOGIN_STATUS,
+    LOGIN_SERVER_STATUS,
     Aggregate,
+    Gauges,
     Meter,
     Snapshot,
     SnapshotMaker,
@@ -93,6 +97,17 @@ class Scenario(Protocol):
 ScenarioFactory = Callable[["Worker"], Scenario]
 
 
+def preflight(config: DummyConfig) -> None:
+    """Let the mode's scenario check its inputs (e.g. login mode's key file)
+    before any process starts: its optional static ``preflight(config)``
+    raises ValueError with a one-line message."""
+    check: Callable[[DummyConfig], None] | None = getattr(
+        load_scenario(config.mode), "preflight", None
+    )
+    if check is not None:
+        check(config)
+
+
 def load_scenario(mode: str) -> ScenarioFactory:
     try:
         target = SCENARIOS[mode]
@@ -104,7 +119,8 @@ def load_scenario(mode: str) -> ScenarioFactory:
 
 
 class VirtualClient:
-    """One simulated user: a fixed AccountNo and, while connected, a link."""
+    """One simulated user: a fixed AccountNo (in login mode the client's number;
+    its accounts come from the key file) and, while connected, a link."""
 
     __slots__ = ("account_no", "link", "task")
 
@@ -120,7 +136,8 @@ class Worker:
 
     It is the ``SessionOwner`` of their sessions (that keeps the 'connected'
     gauge) and calls ``send`` with a Snapshot once a second and a final one
-    when stopped.
+    when stopped. ``index`` of ``processes``: this worker's place in the run
+    (a scenario that splits a shared resource, e.g. the key file, uses both).
     """
 
     def __init__(
@@ -129,15 +146,18 @@ class Worker:
         index: int,
         accounts: Sequence[int],
         send: Callable[[Snapshot], None],
+        processes: int = 1,
     ) -> None:
         self.config = config
         self.index = index
+        self.processes = processes
         self.meter = Meter()
         self.netstats = NetStats()
         self.framing = net_framing(config.codec)
         self.clients = [VirtualClient(a) for a in accounts]
         self.stopping = False
         self.game_address: tuple[str, int] = (config.game_host, config.game_port)
+        self.login_address: tuple[str, int] = (config.login_host, config.login_port)
         self._send = send
         self._snapshots = SnapshotMaker(index, self.meter)
         self._sessions: set[Session] = set()
@@ -160,9 +180,12 @@ class Worker:
             self._all_closed.set()
 
     # --- for scenarios ------------------------------------------------------------------------
-    async def connect(self, address: tuple[str, int], factory: Callable[[], S]) -> S | None:
+    async def connect(
+        self, address: tuple[str, int], factory: Callable[[], S], what: str = ""
+    ) -> S | None:
         """Open one connection with a fresh session from ``factory``. Counts the
-        attempt, and the failure (returning None)."""
+        attempt, and the failure (returning None); ``what`` names the server in
+        the failure's detail ("connect:<what>:timeout")."""
         meter = self.meter
         meter.connect_total += 1
 
@@ -180,10 +203,11 @@ class Worker:
                 self.config.connect_timeout,
             )
         except TimeoutError:
-            meter.error("connect_fail", "connect:timeout")
+            meter.error("connect_fail", f"connect:{what}:timeout" if what else "connect:timeout")
             return None
         except OSError as exc:
-            meter.error("connect_fail", f"connect:{type(exc).__name__}")
+            name = type(exc).__name__
+            meter.error("connect_fail", f"connect:{what}:{name}" if what else f"connect:{name}")
             return None
         sock = transport.get_extra_info("socket")
         if sock is not None:
@@ -196,21 +220,19 @@ class Worker:
     # --- run -------------------------------------------------------------------------------
     async def resolve(self) -> None:
         """Resolve the server names once, not per connect (reconnect storms)."""
-        host, port = self.game_address
-        loop = asyncio.get_running_loop()
-        with contextlib.suppress(OSError):
-            infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-            if infos:
-                self.game_address = (str(infos[0][4][0]), port)
+        self.game_address = await _resolve(self.game_address)
+        if self.config.mode == "login":
+            self.login_address = await _resolve(self.login_address)
 
-    def gauges(self) -> tuple[int, int, int]:
+    def gauges(self) -> Gauges:
         logged_in = wait = 0
         for c in self.clients:
             link = c.link
             if link is not None:
                 logged_in += link.logged_in
                 wait += link.outstanding()
-        return self.meter.connected, logged_in, wait
+        m = self.meter
+        return m.connected, logged_in, wait, m.in_login, m.in_game
 
     async def run(self, stop: asyncio.Event) -> None:
         """Run the clients until ``stop`` is set, then close every connection
@@ -284,6 +306,16 @@ class Worker:
             next_tick = max(next_tick + 1.0, t + 0.5)
 
 
+async def _resolve(address: tuple[str, int]) -> tuple[str, int]:
+    host, port = address
+    loop = asyncio.get_running_loop()
+    with contextlib.suppress(OSError):
+        infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        if infos:
+            return str(infos[0][4][0]), port
+    return address
+
+
 # --- result --------------------------------------------------------------------------------
 @dataclass
 class DummyResult:
@@ -299,10 +331,21 @@ class DummyResult:
     latency_ms: dict[str, float]
     #: Verified echoes in each second of the run.
     series: list[int] = field(default_factory=list)
+    #: Login mode: flow completion times (login server connect -> game login reply).
+    login_latency_ms: dict[str, float] = field(default_factory=dict)
+    #: Login flows completed in each second of the run.
+    login_series: list[int] = field(default_factory=list)
+    #: Refused logins by Status name: the login server's, the game server's.
+    login_failures: dict[str, int] = field(default_factory=dict)
+    game_login_failures: dict[str, int] = field(default_factory=dict)
 
     @property
     def echo_per_s(self) -> float:
         return self.counters["echo_recv"] / self.duration if self.duration > 0 else 0.0
+
+    @property
+    def login_flows_per_s(self) -> float:
+        return self.counters["login_flows"] / self.duration if self.duration > 0 else 0.0
 
     @property
     def errors_total(self) -> int:
@@ -314,22 +357,35 @@ class DummyResult:
         return 1 if self.errors_total else 0
 
     def report(self) -> dict[str, Any]:
-        return {
+        report: dict[str, Any] = {
             "mode": self.config.mode,
             "echo_per_s": self.echo_per_s,
             "errors_total": self.errors_total,
             "latency_ms": self.latency_ms,
-            "seconds": self.duration,
-            "clients": self.config.clients,
-            "echo_depth": self.config.echo_depth,
-            "processes": self.processes,
-            "target": self.config.game_address,
-            "counters": self.counters,
-            "errors": self.errors,
-            "error_details": self.error_details,
-            "echo_per_s_series": self.series,
-            "config": asdict(self.config),
         }
+        if self.config.mode == "login":
+            report.update(
+                login_flows_per_s=self.login_flows_per_s,
+                login_latency_ms=self.login_latency_ms,
+                login_failures=self.login_failures,
+                game_login_failures=self.game_login_failures,
+                relogin=self.config.relogin,
+            )
+        report.update(
+            seconds=self.duration,
+            clients=self.config.clients,
+            echo_depth=self.config.echo_depth,
+            processes=self.processes,
+            target=self.config.target,
+            counters=self.counters,
+            errors=self.errors,
+            error_details=self.error_details,
+            echo_per_s_series=self.series,
+        )
+        if self.config.mode == "login":
+            report["login_flows_per_s_series"] = self.login_series
+        report["config"] = asdict(self.config)
+        return report
 
 
 def _result(config: DummyConfig, processes: int, duration: float, agg: Aggregate) -> DummyResult:
@@ -342,6 +398,10 @@ def _result(config: DummyConfig, processes: int, duration: float, agg: Aggregate
         error_details=dict(sorted(agg.details.items())),
         latency_ms=agg.latency_ms(),
         series=list(agg.series),
+        login_latency_ms=agg.login_latency_ms(),
+        login_series=list(agg.login_series),
+        login_failures=agg.refusals(LOGIN_SERVER_STATUS),
+        game_login_failures=agg.refusals(GAME_LOGIN_STATUS),
     )
 
 
@@ -363,17 +423,17 @@ def run_loop(coro: Coroutine[Any, Any, T]) -> T:
 
 
 def _worker_process(
-    conn: Connection, config: DummyConfig, index: int, accounts: Sequence[int]
+    conn: Connection, config: DummyConfig, index: int, processes: int, accounts: Sequence[int]
 ) -> None:
     """Entry point of a spawned worker process."""
     # Ctrl-C reaches the whole process group; the parent turns it into "stop"
     # so that every worker still sends its final snapshot.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    run_loop(_worker_main(conn, config, index, accounts))
+    run_loop(_worker_main(conn, config, index, processes, accounts))
 
 
 async def _worker_main(
-    conn: Connection, config: DummyConfig, index: int, accounts: Sequence[int]
+    conn: Connection, config: DummyConfig, index: int, processes: int, accounts: Sequence[int]
 ) -> None:
     loop = asyncio.get_running_loop()
     go = asyncio.Event()
@@ -401,7 +461,11 @@ async def _worker_main(
             stop.set()
 
     loop.add_reader(fd, on_message)
-    worker = Worker(config, index, accounts, send)
+    # uvloop makes a watched fd non-blocking; Connection.recv must block until a
+    # whole message is in, or a large snapshot read in two parts raises
+    # BlockingIOError (seen as a dead peer at 10,000 clients).
+    os.set_blocking(fd, True)
+    worker = Worker(config, index, accounts, send, processes)
     await worker.resolve()
     conn.send(("ready", index))
     await go.wait()
@@ -460,7 +524,7 @@ class _ProcessPool:
             accounts = accounts_of(i, self.n, self.config.clients)
             proc = self.ctx.Process(
                 target=_worker_process,
-                args=(child, self.config, i, accounts),
+                args=(child, self.config, i, self.n, accounts),
                 name=f"serverlink-dummy-{i}",
                 daemon=True,
             )
@@ -469,6 +533,7 @@ class _ProcessPool:
             self.conns.append(parent)
             self.procs.append(proc)
             loop.add_reader(parent.fileno(), self._on_message, i)
+            os.set_blocking(parent.fileno(), True)  # see _worker_main
         await asyncio.wait_for(self._ready.wait(), WORKER_START_TIMEOUT)
 
     def broadcast(self, msg: str) -> None:
@@ -518,8 +583,10 @@ async def run_dummy_async(
     the merged live counters (the dashboard). Setting ``stop`` ends the run
     early; with ``config.seconds == 0`` only ``stop`` ends it. With more than
     one process (``config.processes``, 0 = auto) the clients run in spawned
-    worker processes and this loop only merges their snapshots.
+    worker processes and this loop only merges their snapshots. Inputs the
+    mode needs (login mode's key file) are checked first: ValueError.
     """
+    preflight(config)
     processes = resolve_processes(config)
     agg = Aggregate(processes)
     loop = asyncio.get_running_loop()

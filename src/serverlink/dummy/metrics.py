@@ -11,7 +11,9 @@ Three layers:
   dashboard and the final report read.
 
 Latency buckets are 10 µs wide (bucket b holds [b*10, (b+1)*10) µs); the dict is
-sparse, so there is no upper limit and merging is adding counts per key.
+sparse, so there is no upper limit and merging is adding counts per key. Two
+histograms: echo round trips (``hist``) and, in login mode, whole login flows
+from the connect to the login server to the game login reply (``login_hist``).
 """
 
 from __future__ import annotations
@@ -38,6 +40,14 @@ COUNTERS = (
     "echo_timeout",  # a reply missing for reply_timeout: connection dropped
     "packet_error",  # bad frame or a reply that is not the expected one
     "heartbeat_sent",
+    # login mode (login server -> game server); login_ok / login_fail /
+    # login_timeout above are the game server's login
+    "login_server_ok",  # CS_LOGIN_RES_LOGIN with Status 1
+    "login_server_fail",  # CS_LOGIN_RES_LOGIN with another Status (details by name)
+    "login_flows",  # flows completed: login server reply, then game login Status 1
+    # flows that waited for a free account (all in use, or freed less than
+    # account_reuse_delay ago): not an error, but it caps the flow rate
+    "account_wait",
 )
 
 #: Counters that make a run fail (exit status 1).
@@ -49,15 +59,26 @@ ERROR_COUNTERS = (
     "echo_late",
     "echo_timeout",
     "packet_error",
+    "login_server_fail",
 )
 
-GAUGES = ("connected", "logged_in", "reply_wait")
+#: Values "now" (not deltas). in_login / in_game: clients in each phase of the
+#: login flow (connecting to or waiting on the login server; connected to the
+#: game server).
+GAUGES = ("connected", "logged_in", "reply_wait", "in_login", "in_game")
+Gauges = tuple[int, int, int, int, int]
+NO_GAUGES: Gauges = (0, 0, 0, 0, 0)
+
+#: Error detail prefixes of refused logins, followed by the Status name.
+LOGIN_SERVER_STATUS = "login_server:"
+GAME_LOGIN_STATUS = "game_login:"
 
 
 class Meter:
     """A worker's live counters. Attribute names match COUNTERS."""
 
     __slots__ = (
+        "account_wait",
         "connect_fail",
         "connect_total",
         "connected",
@@ -70,9 +91,16 @@ class Meter:
         "echo_timeout",
         "heartbeat_sent",
         "hist",
+        "in_game",
+        "in_login",
         "lat_max_ns",
         "login_fail",
+        "login_flows",
+        "login_hist",
+        "login_lat_max_ns",
         "login_ok",
+        "login_server_fail",
+        "login_server_ok",
         "login_timeout",
         "packet_error",
     )
@@ -91,14 +119,24 @@ class Meter:
         self.echo_timeout = 0
         self.packet_error = 0
         self.heartbeat_sent = 0
+        self.login_server_ok = 0
+        self.login_server_fail = 0
+        self.login_flows = 0
+        self.account_wait = 0
         #: Open connections (a gauge, kept by the worker as session owner).
         self.connected = 0
+        #: Clients in each phase of a login flow (gauges, kept by the scenario).
+        self.in_login = 0
+        self.in_game = 0
         #: Why errors happened: "packet:wrong_tick", "login:status_3", ...
         self.details: Counter[str] = Counter()
         #: Latency histogram of the current interval: bucket -> count.
         self.hist: dict[int, int] = {}
         #: Largest latency of the current interval, ns.
         self.lat_max_ns = 0
+        #: Login flow completion times of the current interval, same buckets.
+        self.login_hist: dict[int, int] = {}
+        self.login_lat_max_ns = 0
 
     def values(self) -> tuple[int, ...]:
         return tuple(getattr(self, name) for name in COUNTERS)
@@ -118,9 +156,11 @@ class Snapshot:
     dt: float  # interval length, seconds
     counters: tuple[int, ...]  # deltas, COUNTERS order
     details: dict[str, int]  # deltas
-    gauges: tuple[int, int, int]  # GAUGES order, values now
+    gauges: Gauges  # GAUGES order, values now
     hist: dict[int, int]  # the interval's latencies
     lat_max_ns: int  # the interval's largest latency
+    login_hist: dict[int, int]  # the interval's login flow times
+    login_lat_max_ns: int
     final: bool = False
 
 
@@ -134,7 +174,7 @@ class SnapshotMaker:
         self._last = meter.values()
         self._last_details: Counter[str] = Counter()
 
-    def take(self, dt: float, gauges: tuple[int, int, int], final: bool = False) -> Snapshot:
+    def take(self, dt: float, gauges: Gauges, final: bool = False) -> Snapshot:
         m = self.meter
         now = m.values()
         deltas = tuple(a - b for a, b in zip(now, self._last, strict=True))
@@ -146,8 +186,22 @@ class SnapshotMaker:
         # once per read, so the next read already fills the new one.
         hist, m.hist = m.hist, {}
         lat_max, m.lat_max_ns = m.lat_max_ns, 0
+        login_hist, m.login_hist = m.login_hist, {}
+        login_max, m.login_lat_max_ns = m.login_lat_max_ns, 0
         self.seq += 1
-        return Snapshot(self.worker, self.seq, dt, deltas, details, gauges, hist, lat_max, final)
+        return Snapshot(
+            self.worker,
+            self.seq,
+            dt,
+            deltas,
+            details,
+            gauges,
+            hist,
+            lat_max,
+            login_hist,
+            login_max,
+            final,
+        )
 
 
 def merge_hist(into: dict[int, int], other: Mapping[int, int]) -> None:
@@ -185,12 +239,27 @@ def mean_ms(hist: Mapping[int, int]) -> float:
     return sum((b + 0.5) * c for b, c in hist.items()) * BUCKET_NS / total / 1e6
 
 
+def latency_summary(hist: Mapping[int, int], max_ns: int) -> dict[str, float]:
+    p50, p90, p99, p999 = percentiles(hist, (0.5, 0.9, 0.99, 0.999))
+    return {
+        "p50": p50,
+        "p90": p90,
+        "p99": p99,
+        "p99.9": p999,
+        "max": max_ns / 1e6,
+        "mean": mean_ms(hist),
+    }
+
+
 @dataclass(slots=True)
 class WorkerView:
-    gauges: tuple[int, int, int] = (0, 0, 0)
+    gauges: Gauges = NO_GAUGES
     echo_rate: float = 0.0
+    login_rate: float = 0.0
     hist: dict[int, int] | None = None
     lat_max_ns: int = 0
+    login_hist: dict[int, int] | None = None
+    login_lat_max_ns: int = 0
     done: bool = False
     failed: bool = False
 
@@ -204,9 +273,14 @@ class Aggregate:
         self.hist: dict[int, int] = {}
         self.lat_max_ns = 0
         self.workers = [WorkerView() for _ in range(workers)]
+        self.login_hist: dict[int, int] = {}
+        self.login_lat_max_ns = 0
         #: Verified echoes per interval number, summed over workers.
         self.series: list[int] = []
+        #: Login flows completed per interval number, summed over workers.
+        self.login_series: list[int] = []
         self._echo_index = COUNTERS.index("echo_recv")
+        self._flows_index = COUNTERS.index("login_flows")
 
     def add(self, snap: Snapshot) -> None:
         totals = self.totals
@@ -216,25 +290,33 @@ class Aggregate:
         merge_hist(self.hist, snap.hist)
         if snap.lat_max_ns > self.lat_max_ns:
             self.lat_max_ns = snap.lat_max_ns
+        merge_hist(self.login_hist, snap.login_hist)
+        if snap.login_lat_max_ns > self.login_lat_max_ns:
+            self.login_lat_max_ns = snap.login_lat_max_ns
         view = self.workers[snap.worker]
         view.gauges = snap.gauges
         echoes = snap.counters[self._echo_index]
+        flows = snap.counters[self._flows_index]
         view.echo_rate = echoes / snap.dt if snap.dt > 0 else 0.0
+        view.login_rate = flows / snap.dt if snap.dt > 0 else 0.0
         view.hist = snap.hist
         view.lat_max_ns = snap.lat_max_ns
+        view.login_hist = snap.login_hist
+        view.login_lat_max_ns = snap.login_lat_max_ns
         if snap.final:
             view.done = True
-            view.gauges = (0, 0, 0)
+            view.gauges = NO_GAUGES
         if not snap.final:
-            while len(self.series) < snap.seq:
-                self.series.append(0)
-            self.series[snap.seq - 1] += echoes
+            for series, value in ((self.series, echoes), (self.login_series, flows)):
+                while len(series) < snap.seq:
+                    series.append(0)
+                series[snap.seq - 1] += value
 
     def worker_failed(self, worker: int, reason: str) -> None:
         """A worker process that died without its final snapshot."""
         view = self.workers[worker]
         view.failed = view.done = True
-        view.gauges = (0, 0, 0)
+        view.gauges = NO_GAUGES
         self.details[f"worker:{reason}"] += 1
 
     # --- views for the dashboard and the report -------------------------------------
@@ -246,27 +328,34 @@ class Aggregate:
     def echo_rate_now(self) -> float:
         return sum(w.echo_rate for w in self.workers if not w.done)
 
-    def latency_now_ms(self) -> tuple[float, float, float]:
-        """p50, p99, max of the workers' last intervals."""
+    @property
+    def login_rate_now(self) -> float:
+        return sum(w.login_rate for w in self.workers if not w.done)
+
+    def latency_now_ms(self, login: bool = False) -> tuple[float, float, float]:
+        """p50, p99, max of the workers' last intervals: echo round trips, or
+        with ``login`` login flow times."""
         hist: dict[int, int] = {}
         lat_max = 0
         for w in self.workers:
-            if w.hist:
-                merge_hist(hist, w.hist)
-            lat_max = max(lat_max, w.lat_max_ns)
+            h = w.login_hist if login else w.hist
+            if h:
+                merge_hist(hist, h)
+            lat_max = max(lat_max, w.login_lat_max_ns if login else w.lat_max_ns)
         p50, p99 = percentiles(hist, (0.5, 0.99))
         return p50, p99, lat_max / 1e6
 
     def latency_ms(self) -> dict[str, float]:
-        p50, p90, p99, p999 = percentiles(self.hist, (0.5, 0.9, 0.99, 0.999))
-        return {
-            "p50": p50,
-            "p90": p90,
-            "p99": p99,
-            "p99.9": p999,
-            "max": self.lat_max_ns / 1e6,
-            "mean": mean_ms(self.hist),
-        }
+        return latency_summary(self.hist, self.lat_max_ns)
+
+    def login_latency_ms(self) -> dict[str, float]:
+        return latency_summary(self.login_hist, self.login_lat_max_ns)
+
+    def refusals(self, prefix: str) -> dict[str, int]:
+        """Refused logins by Status name, from the error details with ``prefix``
+        (LOGIN_SERVER_STATUS or GAME_LOGIN_STATUS)."""
+        n = len(prefix)
+        return {k[n:]: v for k, v in sorted(self.details.items()) if k.startswith(prefix)}
 
     @property
     def workers_failed(self) -> int:

@@ -58,8 +58,9 @@ _getrandbits = random.getrandbits
 # Connection states.
 CONNECTED, LOGIN_SENT, ECHOING, CLOSED = range(4)
 
-#: Close reasons that are the client's own doing: no backoff before reconnecting.
-_CLEAN_ENDS = frozenset({"planned", "stop"})
+#: Close reasons that are the client's own doing: no backoff before reconnecting
+#: ("relogin": login mode's planned end after one echo).
+CLEAN_ENDS = frozenset({"planned", "stop", "relogin"})
 
 
 def random_session_key() -> bytes:
@@ -184,7 +185,7 @@ class EchoClient(Session):
             self._fail("wrong_account")
             return
         if res.Status != GameLoginStatus.OK:
-            self.meter.error("login_fail", f"login:status_{res.Status}")
+            self.login_refused(res.Status)
             self.close("login_failed")
             return
         if len(payloads) > 1:
@@ -194,8 +195,17 @@ class EchoClient(Session):
         self.meter.login_ok += 1
         self.state = ECHOING
         self._heartbeat_at = now
-        if self.depth:
+        self.logged_in_at(now)
+        if self.depth and not self.closed:
             self._send_echoes(self.depth, now)
+
+    # Hooks for login mode (scenario_login.GameClient).
+    def login_refused(self, status: int) -> None:
+        """Count a CS_GAME_RES_LOGIN Status other than OK."""
+        self.meter.error("login_fail", f"login:status_{status}")
+
+    def logged_in_at(self, now: int) -> None:
+        """The game login succeeded (``now``: the read's clock, ns)."""
 
     # --- the hot path ------------------------------------------------------------------------
     def data_received(self, data: bytes) -> None:
@@ -353,4 +363,4 @@ class EchoScenario:
             reason = await link.done
         finally:
             client.link = None
-        return reason not in _CLEAN_ENDS
+        return reason not in CLEAN_ENDS

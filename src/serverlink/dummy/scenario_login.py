@@ -1,0 +1,390 @@
+"""Login mode: the linked ("systemlink") flow of PROTOCOL.md, as a client does it.
+
+One flow of a virtual client:
+
+1. take a free account (AccountNo, key) from the worker's ``AccountPool``;
+2. connect to the login server, send CS_LOGIN_REQ_LOGIN, read
+   CS_LOGIN_RES_LOGIN. The server closes the connection after its reply: that
+   close is expected. A Status other than OK is an error counted by name
+   (``login_server:FAIL``, ``login_server:NOSERVER``, ...);
+3. connect to the reply's GameServerIP/Port and send CS_GAME_REQ_LOGIN with the
+   same key. Its reply completes the flow: the time from step 2's connect goes
+   to the login latency histogram. A refusal is counted by name
+   (``game_login:FAIL``, ...);
+4. echo exactly as echo mode does (``EchoClient``: K requests in flight, every
+   reply verified) until the client leaves (``disconnect_rate``) or, with
+   ``relogin``, right after one echo;
+5. once the game connection is fully closed the account goes to the back of
+   the free queue, and the client starts again at 1.
+
+Per flow this costs two connects and a handful of small packets; nothing here
+runs per echo (the echo hot path is EchoClient's, unchanged).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections import deque
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+from serverlink.dummy.config import DummyConfig
+from serverlink.dummy.keys import AccountKey, check_key_count, keys_of, load_keys
+from serverlink.dummy.metrics import BUCKET_NS, GAME_LOGIN_STATUS, LOGIN_SERVER_STATUS, Meter
+from serverlink.dummy.scenario_echo import CLEAN_ENDS, EchoClient
+from serverlink.net.session import Session
+from serverlink.protocol.codec import FrameError
+from serverlink.protocol.packets import (
+    CS_LOGIN_REQ_LOGIN,
+    CS_LOGIN_RES_LOGIN,
+    decode_wstr,
+)
+from serverlink.protocol.status import GameLoginStatus, LoginStatus
+
+if TYPE_CHECKING:
+    from serverlink.dummy.engine import VirtualClient, Worker
+
+_clock = time.monotonic_ns
+_RES = CS_LOGIN_RES_LOGIN.struct
+_RES_SIZE = CS_LOGIN_RES_LOGIN.size
+_RES_TYPE = CS_LOGIN_RES_LOGIN.type_bytes
+
+# LoginServerClient states.
+CONNECTED, REQUEST_SENT, ANSWERED, CLOSED = range(4)
+
+#: ``done`` results of a LoginServerClient that got its reply.
+OK, REFUSED = "ok", "refused"
+
+#: Distinct game server addresses a worker keeps decoded (a real deployment
+#: has a handful; the cap only bounds what a broken server could make us keep).
+_ADDRESS_CACHE_MAX = 64
+
+
+def _status_name(enum: type[LoginStatus] | type[GameLoginStatus], status: int) -> str:
+    try:
+        return enum(status).name
+    except ValueError:
+        return f"status_{status}"
+
+
+class AccountPool:
+    """One worker's free accounts, first in first out.
+
+    An account is taken for one flow and given back only once that flow's game
+    connection is fully closed, to the *back* of the queue, with the earliest
+    time it may be handed out again (``reuse_delay`` later; see
+    ``DummyConfig.account_reuse_delay``). With more accounts than clients the
+    account at the front has been free the longest, so takers rarely wait.
+    """
+
+    def __init__(self, accounts: Sequence[AccountKey], reuse_delay: float, meter: Meter) -> None:
+        self.reuse_delay = reuse_delay
+        self.meter = meter
+        self._free: deque[tuple[int, bytes, float]] = deque((a, k, 0.0) for a, k in accounts)
+        self._waiters: deque[asyncio.Future[None]] = deque()
+
+    def __len__(self) -> int:
+        return len(self._free)
+
+    async def take(self) -> AccountKey:
+        loop = asyncio.get_running_loop()
+        if not self._free or self._free[0][2] > loop.time():
+            self.meter.account_wait += 1
+        while not self._free:
+            waiter: asyncio.Future[None] = loop.create_future()
+            self._waiters.append(waiter)
+            try:
+                await waiter
+            except asyncio.CancelledError:
+                if waiter.done() and not waiter.cancelled():
+                    self._wake()  # woken, but leaving: pass the turn on
+                else:
+                    with contextlib.suppress(ValueError):
+                        self._waiters.remove(waiter)
+                raise
+        entry = self._free.popleft()
+        wait = entry[2] - loop.time()
+        if wait > 0:
+            try:
+                await asyncio.sleep(wait)
+            except asyncio.CancelledError:
+                self._free.appendleft(entry)
+                self._wake()
+                raise
+        return entry[0], entry[1]
+
+    def give_back(self, account: AccountKey) -> None:
+        free_at = asyncio.get_running_loop().time() + self.reuse_delay
+        self._free.append((account[0], account[1], free_at))
+        self._wake()
+
+    def _wake(self) -> None:
+        while self._waiters:
+            waiter = self._waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(None)
+                return
+
+
+class LoginServerClient(Session):
+    """One connection to the login server: one request, one reply."""
+
+    def __init__(self, worker: Worker, account_no: int, key: bytes) -> None:
+        super().__init__()
+        cfg = worker.config
+        self.worker = worker
+        self.meter = worker.meter
+        self.account_no = account_no
+        self.key = key
+        self.state = CONNECTED
+        self.timeout_ns = int(cfg.reply_timeout * 1e9)
+        self.late_ns = int(cfg.late_ms * 1e6)
+        #: OK / REFUSED once the reply is in; a close reason if it never came.
+        self.done: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+        #: From an OK reply: GameServerIP (the raw WCHAR field) and GameServerPort.
+        self.game_ip = b""
+        self.game_port = 0
+        self._sent_at = 0
+        self._rest = b""
+
+    # --- ClientLink ------------------------------------------------------------------------
+    @property
+    def logged_in(self) -> bool:
+        return False
+
+    def outstanding(self) -> int:
+        return 1 if self.state == REQUEST_SENT else 0
+
+    def check(self, now_ns: int) -> None:
+        if self.state == REQUEST_SENT and now_ns - self._sent_at > self.timeout_ns:
+            self.meter.error("login_timeout", "login_server:timeout")
+            self.abort("login_timeout")
+
+    def finish(self, now_ns: int) -> None:
+        if self.state == REQUEST_SENT and now_ns - self._sent_at > self.late_ns:
+            self.meter.error("login_timeout", "login_server:no_reply_at_end")
+
+    def leave(self) -> None:
+        # Only logged-in (game) connections leave on purpose.
+        pass
+
+    def shutdown(self) -> None:
+        self.abort("stop")
+
+    # --- the exchange ----------------------------------------------------------------------
+    def send_request(self) -> None:
+        if self.closed or self.transport is None:
+            return
+        self.state = REQUEST_SENT
+        self._sent_at = _clock()
+        self.transport.write(
+            self.framing.encode(CS_LOGIN_REQ_LOGIN.build(self.account_no, self.key))
+        )
+
+    def data_received(self, data: bytes) -> None:
+        if self.closed:
+            return
+        if self._rest:
+            data = self._rest + data
+        try:
+            payloads, end = self.framing.split(data, 0)
+        except FrameError as exc:
+            self._fail(exc.reason)
+            return
+        self._rest = data[end:] if end != len(data) else b""
+        if not payloads:
+            return
+        if self.state != REQUEST_SENT or len(payloads) > 1:
+            # One reply per request, and nothing after it.
+            self._fail("unexpected_packet")
+            return
+        p = payloads[0]
+        if p[:2] != _RES_TYPE:
+            self._fail("unexpected_type")
+            return
+        if len(p) != _RES_SIZE:
+            self._fail("bad_size")
+            return
+        # Only the fields the flow needs; ID / Nickname / chat are not decoded.
+        _, account_no, status, _, _, game_ip, game_port, _, _ = _RES.unpack(p)
+        if account_no != self.account_no:
+            self._fail("wrong_account")
+            return
+        self.state = ANSWERED
+        if status == LoginStatus.OK:
+            self.meter.login_server_ok += 1
+            self.game_ip = game_ip
+            self.game_port = game_port
+            result = OK
+        else:
+            name = _status_name(LoginStatus, status)
+            self.meter.error("login_server_fail", LOGIN_SERVER_STATUS + name)
+            result = REFUSED
+        # The server closes the connection next (expected, see on_close); the
+        # flow goes on at once rather than waiting for that close.
+        if not self.done.done():
+            self.done.set_result(result)
+
+    def _fail(self, reason: str) -> None:
+        self.meter.error("packet_error", f"packet:login_server_{reason}")
+        self.abort(f"protocol:{reason}")
+
+    def protocol_error(self, reason: str, detail: str) -> None:
+        self._fail(reason)
+
+    def on_close(self) -> None:
+        state = self.state
+        self.state = CLOSED
+        reason = self.close_reason
+        # After the reply the server's close is the protocol; before it, an error.
+        if (
+            state != ANSWERED
+            and reason in ("peer_closed", "peer_reset")
+            and not self.worker.stopping
+        ):
+            self.meter.error("disconnect_server", f"disconnect:{reason}_in_login_server")
+        if not self.done.done():
+            self.done.set_result(reason)
+
+
+class GameClient(EchoClient):
+    """The game server connection of a login flow: EchoClient, plus the flow's
+    completion time and refusals counted by Status name."""
+
+    def __init__(self, worker: Worker, account_no: int, flow_started: int) -> None:
+        super().__init__(worker, account_no)
+        self.flow_started = flow_started
+
+    def login_refused(self, status: int) -> None:
+        self.meter.error("login_fail", GAME_LOGIN_STATUS + _status_name(GameLoginStatus, status))
+
+    def logged_in_at(self, now: int) -> None:
+        meter = self.meter
+        meter.login_flows += 1
+        lat = now - self.flow_started
+        if lat > meter.login_lat_max_ns:
+            meter.login_lat_max_ns = lat
+        hist = meter.login_hist
+        bucket = lat // BUCKET_NS
+        hist[bucket] = hist.get(bucket, 0) + 1
+
+
+class ReloginClient(GameClient):
+    """``relogin``: log in, one echo (none with echo_depth 0), disconnect."""
+
+    def __init__(self, worker: Worker, account_no: int, flow_started: int) -> None:
+        super().__init__(worker, account_no, flow_started)
+        self.depth = min(self.depth, 1)
+        self._echoed = False
+
+    def logged_in_at(self, now: int) -> None:
+        super().logged_in_at(now)
+        if not self.depth:
+            self.close("relogin")
+
+    def _send_echoes(self, n: int, now: int) -> None:
+        # Called once at login (send the one echo), then once its reply has been
+        # verified by EchoClient.data_received: that is the end of this flow.
+        if self._echoed:
+            self.close("relogin")
+            return
+        self._echoed = True
+        super()._send_echoes(n, now)
+
+
+class LoginScenario:
+    """Login server -> game server -> echo; see the module docstring."""
+
+    def __init__(self, worker: Worker) -> None:
+        cfg = worker.config
+        assert cfg.keys_file is not None  # DummyConfig checks it in login mode
+        self.worker = worker
+        keys = keys_of(worker.index, worker.processes, load_keys(cfg.keys_file))
+        self.accounts = AccountPool(keys, cfg.account_reuse_delay, worker.meter)
+        self.game_client = ReloginClient if cfg.relogin else GameClient
+        self._addresses: dict[tuple[bytes, int], tuple[str, int] | None] = {}
+
+    @staticmethod
+    def preflight(config: DummyConfig) -> None:
+        """The key file is readable, well formed and has enough accounts
+        (KeyFileError, a ValueError with a one-line message)."""
+        assert config.keys_file is not None
+        check_key_count(config, len(load_keys(config.keys_file)))
+
+    async def run_once(self, client: VirtualClient) -> bool:
+        account = await self.accounts.take()
+        try:
+            return await self._flow(client, account)
+        finally:
+            self.accounts.give_back(account)
+
+    async def _flow(self, client: VirtualClient, account: AccountKey) -> bool:
+        worker = self.worker
+        meter = worker.meter
+        account_no, key = account
+        started = _clock()
+
+        # --- login server ---
+        meter.in_login += 1
+        try:
+            login = await worker.connect(
+                worker.login_address,
+                lambda: LoginServerClient(worker, account_no, key),
+                "login_server",
+            )
+            if login is None:
+                return True
+            client.link = login
+            try:
+                login.send_request()
+                outcome = await login.done
+            finally:
+                client.link = None
+        finally:
+            meter.in_login -= 1
+        if outcome != OK:
+            return outcome not in CLEAN_ENDS
+        address = self._game_address(login.game_ip, login.game_port)
+        if address is None:
+            meter.error("packet_error", "packet:login_server_no_game_address")
+            return True
+
+        # --- game server ---
+        meter.in_game += 1
+        try:
+            game = await worker.connect(
+                address, lambda: self.game_client(worker, account_no, started), "game"
+            )
+            if game is None:
+                return True
+            client.link = game
+            try:
+                game.send_login(key)
+                # Set in on_close: the connection is fully closed, so the account
+                # can go back to the queue.
+                reason = await game.done
+            finally:
+                client.link = None
+        finally:
+            meter.in_game -= 1
+            if not login.closed:
+                # The login server should have closed it long ago.
+                login.abort("flow_done")
+        return reason not in CLEAN_ENDS
+
+    def _game_address(self, ip_field: bytes, port: int) -> tuple[str, int] | None:
+        """GameServerIP/Port of a reply as a connect address (None if empty),
+        decoded once per distinct value."""
+        cache = self._addresses
+        entry = (ip_field, port)
+        try:
+            return cache[entry]
+        except KeyError:
+            pass
+        host = decode_wstr(ip_field)
+        address = (host, port) if host and port else None
+        if len(cache) < _ADDRESS_CACHE_MAX:
+            cache[entry] = address
+        return address
