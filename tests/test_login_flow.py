@@ -198,7 +198,7 @@ async def test_login_then_immediate_disconnect_never_leaves_account_in_game(
             clients.append(c)
         for c in clients:  # gone before (or while) the login's status is written
             c.abort("test")
-        await _until(lambda: not system.game.in_game and not system.game.status_writer._writers)  # type: ignore[union-attr]
+        await _until(lambda: not system.game.in_game and not system.game.status_writer.busy)  # type: ignore[union-attr]
     rows = await raw_sql(system.db_url, "SELECT count(*) FROM status WHERE status <> 0", [])
     assert rows[0][0] == 0
 

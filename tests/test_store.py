@@ -35,6 +35,7 @@ from serverlink.store import (
     verify_password,
 )
 from serverlink.store.admin import init_db, new_session_key, seed_db
+from serverlink.store.base import MAX_BATCH
 from serverlink.store.cli import db_group
 from serverlink.store.url import MysqlTarget, SqliteTarget
 
@@ -145,6 +146,29 @@ async def test_set_status_if_without_status_row_is_false(
     await raw_sql(db_url, "DELETE FROM status WHERE accountno = %s", (1,))
     assert await store.set_status_if(1, 0, 7) is False
     assert await status_of(store, 1) is None
+
+
+async def test_set_statuses_sets_exactly_the_listed_accounts(store: AdminStore) -> None:
+    await add_accounts(store, 1, 2, 3, 4)
+    await store.set_statuses([1, 3, 4], 9)
+    assert [await status_of(store, n) for n in (1, 2, 3, 4)] == [9, 0, 9, 9]
+
+
+async def test_clear_statuses_if_clears_only_rows_holding_the_expected_value(
+    store: AdminStore,
+) -> None:
+    await add_accounts(store, 1, 2, 3, 4)
+    await store.set_statuses([1, 2, 3], 5)
+    await store.set_status(3, 6)  # taken over by another server meanwhile
+    assert await store.clear_statuses_if([1, 3, 4], 5) == 1
+    assert [await status_of(store, n) for n in (1, 2, 3, 4)] == [0, 5, 6, 0]
+
+
+async def test_batches_are_bounded(store: AdminStore) -> None:
+    with pytest.raises(ValueError, match="batch"):
+        await store.set_statuses([], 1)
+    with pytest.raises(ValueError, match="batch"):
+        await store.clear_statuses_if(list(range(1, MAX_BATCH + 2)), 1)
 
 
 async def test_reset_statuses_all_clears_every_nonzero_and_counts_them(store: AdminStore) -> None:

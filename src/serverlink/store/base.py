@@ -21,6 +21,10 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import Self
 
+#: Accounts in one set_statuses / clear_statuses_if statement at most (SQLite's
+#: oldest builds allow 999 bound parameters).
+MAX_BATCH = 500
+
 DEFAULT_TIMEOUT = 5.0
 """Seconds one store call may take, retry included, before ``StoreUnavailable``."""
 
@@ -45,6 +49,11 @@ class SeedAccount:
     nickname: str
     session_key: str
     userpass: str | None = None  # None = keep an existing account's password ('' if new)
+
+
+def check_batch(account_nos: Sequence[int]) -> None:
+    if not 0 < len(account_nos) <= MAX_BATCH:
+        raise ValueError(f"a batch holds 1..{MAX_BATCH} accounts, got {len(account_nos)}")
 
 
 class StoreError(Exception):
@@ -128,6 +137,16 @@ class AccountStore(abc.ABC):
         status was something else or there is no status row. If an attempt lost its
         connection while its UPDATE was in flight, the retry also counts a row that
         already holds ``status`` as a match (the lost attempt may have been applied)."""
+
+    @abc.abstractmethod
+    async def set_statuses(self, account_nos: Sequence[int], status: int) -> None:
+        """``set_status`` for many accounts in one statement (at most
+        ``MAX_BATCH`` of them): the game server batches the logins of a moment."""
+
+    @abc.abstractmethod
+    async def clear_statuses_if(self, account_nos: Sequence[int], expected: int) -> int:
+        """Set to 0 the status of each of these accounts that is ``expected``, in one
+        statement (at most ``MAX_BATCH`` accounts); returns the rows changed."""
 
     @abc.abstractmethod
     async def reset_statuses(self, only: int | None = None) -> int:

@@ -39,6 +39,7 @@ from serverlink.store.base import (
     SeedAccount,
     StoreError,
     StoreUnavailable,
+    check_batch,
 )
 from serverlink.store.schema import MYSQL_SCHEMA, SCHEMA_PROBE, mysql_create_database
 from serverlink.store.url import MysqlTarget
@@ -319,6 +320,30 @@ class MySqlStore(AdminStore):
             return bool(n)
 
         return await self._run("set_status_if", op)
+
+    async def set_statuses(self, account_nos: Sequence[int], status: int) -> None:
+        check_batch(account_nos)
+        sql = (
+            "UPDATE status SET status = %s "
+            f"WHERE accountno IN ({', '.join(['%s'] * len(account_nos))})"
+        )
+
+        async def op(conn: Connection, maybe_applied: bool) -> None:
+            await conn.cursor().execute(sql, (status, *account_nos))
+
+        await self._run("set_statuses", op)
+
+    async def clear_statuses_if(self, account_nos: Sequence[int], expected: int) -> int:
+        check_batch(account_nos)
+        sql = (
+            "UPDATE status SET status = 0 WHERE status = %s "
+            f"AND accountno IN ({', '.join(['%s'] * len(account_nos))})"
+        )
+
+        async def op(conn: Connection, maybe_applied: bool) -> int:
+            return int(await conn.cursor().execute(sql, (expected, *account_nos)))
+
+        return await self._run("clear_statuses_if", op)
 
     async def reset_statuses(self, only: int | None = None) -> int:
         async def op(conn: Connection, maybe_applied: bool) -> int:

@@ -32,6 +32,7 @@ from serverlink.store.base import (
     SeedAccount,
     StoreError,
     StoreUnavailable,
+    check_batch,
 )
 from serverlink.store.schema import SCHEMA_PROBE, SQLITE_SCHEMA
 from serverlink.store.url import SqliteTarget
@@ -276,6 +277,30 @@ class SqliteStore(AdminStore):
             return cur.rowcount > 0
 
         return await self._run("set_status_if", op)
+
+    async def set_statuses(self, account_nos: Sequence[int], status: int) -> None:
+        check_batch(account_nos)
+        sql = (
+            f"UPDATE status SET status = ? WHERE accountno IN ({', '.join('?' * len(account_nos))})"
+        )
+
+        async def op(conn: aiosqlite.Connection, maybe_applied: bool) -> None:
+            await conn.execute(sql, (status, *account_nos))
+
+        await self._run("set_statuses", op)
+
+    async def clear_statuses_if(self, account_nos: Sequence[int], expected: int) -> int:
+        check_batch(account_nos)
+        sql = (
+            "UPDATE status SET status = 0 WHERE status = ? "
+            f"AND accountno IN ({', '.join('?' * len(account_nos))})"
+        )
+
+        async def op(conn: aiosqlite.Connection, maybe_applied: bool) -> int:
+            cur = await conn.execute(sql, (expected, *account_nos))
+            return int(cur.rowcount)
+
+        return await self._run("clear_statuses_if", op)
 
     async def reset_statuses(self, only: int | None = None) -> int:
         async def op(conn: aiosqlite.Connection, maybe_applied: bool) -> int:
