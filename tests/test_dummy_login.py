@@ -1,0 +1,442 @@
+"""The dummy client in login mode over real sockets: login server -> hand-off to
+the game server -> game login -> echo, on SQLite and on MariaDB (``db_url``);
+relogin leaves no account in game; refusals are counted by Status name; the
+command line validates the key file."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner
+
+from conftest import RawSql
+from serverlink.dummy.cli import dummy_command
+from serverlink.dummy.config import DummyConfig
+from serverlink.dummy.engine import DummyResult, run_dummy_async
+from serverlink.dummy.keys import KeyFileError, check_key_count, keys_of, load_keys
+from serverlink.dummy.metrics import Meter
+from serverlink.dummy.scenario_login import AccountPool
+from serverlink.servers.game_linked import LinkedGameConfig, LinkedGameServer
+from serverlink.servers.login import LoginConfig, LoginServer
+from serverlink.store.admin import seed_db
+
+RunSync = Callable[[Coroutine[Any, Any, Any]], Any]
+
+
+# --- in-process login + linked game server ------------------------------------------------------
+@dataclass
+class System:
+    db_url: str
+    keys_file: Path
+    login: LoginServer
+    game: LinkedGameServer | None = None
+
+    async def start_game(self) -> LinkedGameServer:
+        config = LinkedGameConfig(
+            host="127.0.0.1",
+            port=0,
+            db_url=self.db_url,
+            login_server=("127.0.0.1", self.login.lan_port),
+        )
+        self.game = LinkedGameServer(config)
+        await self.game.start()
+        await self.login.wait_links(game=1)
+        return self.game
+
+    async def stop_game(self) -> None:
+        assert self.game is not None
+        await self.game.stop()
+        await self.login.wait_links(game=0)
+        self.game = None
+
+    def config(self, **overrides: Any) -> DummyConfig:
+        settings: dict[str, Any] = {
+            "mode": "login",
+            "login_host": "127.0.0.1",
+            "login_port": self.login.port,
+            "keys_file": str(self.keys_file),
+            "clients": 4,
+            "echo_depth": 2,
+            "seconds": 1.5,
+            "processes": 1,
+        }
+        settings.update(overrides)
+        return DummyConfig(**settings)
+
+
+async def start_system(db_url: str, keys_file: Path, accounts: int) -> System:
+    await seed_db(db_url, accounts, keys_out=keys_file)
+    login = LoginServer(
+        LoginConfig(host="127.0.0.1", port=0, lan_host="127.0.0.1", lan_port=0, db_url=db_url)
+    )
+    await login.start()
+    system = System(db_url, keys_file, login)
+    await system.start_game()
+    return system
+
+
+async def stop_system(system: System) -> None:
+    if system.game is not None:
+        await system.game.stop()
+    await system.login.stop()
+
+
+@pytest.fixture
+async def system(db_url: str, tmp_path: Path) -> AsyncIterator[System]:
+    sys_ = await start_system(db_url, tmp_path / "keys.txt", 40)
+    try:
+        yield sys_
+    finally:
+        await stop_system(sys_)
+
+
+async def _until(condition: Callable[[], bool], timeout: float = 10.0) -> None:
+    async def poll() -> None:
+        while not condition():
+            await asyncio.sleep(0.01)
+
+    await asyncio.wait_for(poll(), timeout)
+
+
+async def settle(game: LinkedGameServer) -> None:
+    """Wait until the game server has seen every client go and written every
+    logout: no session, no login still being completed, the status writer idle."""
+    await _until(lambda: not game.listener.sessions)
+    await asyncio.sleep(0.05)  # login tasks created by the last reads run now
+    await _until(lambda: not game.in_game)
+    await game.status_writer.flush(5)
+
+
+async def in_game_count(raw_sql: RawSql, db_url: str) -> int:
+    rows = await raw_sql(db_url, "SELECT count(*) FROM status WHERE status <> 0", [])
+    return int(rows[0][0])
+
+
+def check_report(result: DummyResult) -> dict[str, Any]:
+    report: dict[str, Any] = json.loads(json.dumps(result.report()))
+    for key in ("echo_per_s", "errors_total", "latency_ms", "login_flows_per_s"):
+        assert key in report
+    assert set(report["latency_ms"]) >= {"p50", "p99", "max"}
+    assert set(report["login_latency_ms"]) >= {"p50", "p99", "max"}
+    assert report["errors_total"] == result.errors_total
+    return report
+
+
+# --- the flow ----------------------------------------------------------------------------------
+async def test_login_mode_logs_in_through_the_login_server_then_echoes(system: System) -> None:
+    result = await run_dummy_async(system.config())
+    assert result.errors_total == 0, result.error_details
+    assert result.exit_code == 0
+    c = result.counters
+    assert c["login_server_ok"] == c["login_flows"] == c["login_ok"] == 4
+    assert c["echo_recv"] > 0
+    assert result.login_flows_per_s > 0
+    report = check_report(result)
+    assert report["mode"] == "login"
+    assert report["target"] == f"127.0.0.1:{system.login.port}"
+    latency = report["login_latency_ms"]
+    assert 0 < latency["p50"] <= latency["p99"]
+    assert latency["max"] > 0
+    assert report["login_failures"] == {} and report["game_login_failures"] == {}
+    assert sum(report["login_flows_per_s_series"]) == 4
+    assert system.login.login_stats.success == 4
+    assert system.game is not None and system.game.game_stats.logins == 4
+
+
+@pytest.mark.parametrize("processes", [1, 2])
+async def test_relogin_repeats_the_flow_and_leaves_no_account_in_game(
+    system: System, raw_sql: RawSql, processes: int
+) -> None:
+    config = system.config(clients=6, relogin=True, seconds=2.0, processes=processes)
+    result = await run_dummy_async(config)
+    assert result.processes == processes
+    assert result.errors_total == 0, result.error_details
+    c = result.counters
+    assert c["login_flows"] > 2 * 6  # back to back, far more flows than clients
+    # One echo per flow, each answered before the disconnect.
+    assert c["echo_recv"] >= c["login_flows"] - 6
+    assert result.login_flows_per_s > 0
+    report = check_report(result)
+    assert report["relogin"] is True
+    assert system.game is not None
+    await settle(system.game)
+    assert await in_game_count(raw_sql, system.db_url) == 0
+
+
+@pytest.mark.parametrize("accounts", ["spare", "one_per_client"])
+async def test_disconnect_rate_reruns_the_whole_flow(
+    db_url: str, tmp_path: Path, raw_sql: RawSql, accounts: str
+) -> None:
+    clients = 4
+    system = await start_system(
+        db_url, tmp_path / "keys.txt", 2 * clients if accounts == "spare" else clients
+    )
+    try:
+        config = system.config(
+            clients=clients, disconnect_rate=1.0, seconds=2.7, account_reuse_delay=0.3
+        )
+        result = await run_dummy_async(config)
+        # With one account per client each client logs the same account in again
+        # right after leaving: its logout must have been written (else Status GAME).
+        assert result.errors_total == 0, result.error_details
+        c = result.counters
+        assert c["disconnect_planned"] >= clients
+        # Each leave ran the login server part again, not only the game login.
+        assert c["login_server_ok"] >= 2 * clients
+        assert c["login_flows"] >= 2 * clients
+        assert system.login.login_stats.success == c["login_server_ok"]
+        assert system.game is not None
+        await settle(system.game)
+        assert await in_game_count(raw_sql, system.db_url) == 0
+    finally:
+        await stop_system(system)
+
+
+# --- failures ----------------------------------------------------------------------------------
+async def test_wrong_keys_are_refused_with_fail(system: System, tmp_path: Path) -> None:
+    wrong = tmp_path / "wrong.txt"
+    wrong.write_text("".join(f"{n} {'x' * 64}\n" for n in range(1, 11)))
+    result = await run_dummy_async(system.config(keys_file=str(wrong), reconnect_backoff=0.2))
+    assert result.exit_code == 1
+    assert result.counters["login_server_fail"] >= 4
+    assert result.counters["login_flows"] == 0
+    assert set(result.login_failures) == {"FAIL"}
+    assert result.login_failures["FAIL"] == result.counters["login_server_fail"]
+    report = check_report(result)
+    assert report["login_failures"] == result.login_failures
+    assert report["error_details"]["login_server:FAIL"] >= 4
+
+
+async def test_no_game_server_linked_is_refused_with_noserver(system: System) -> None:
+    await system.stop_game()
+    result = await run_dummy_async(system.config(clients=2, seconds=1.0))
+    assert result.exit_code == 1
+    assert set(result.login_failures) == {"NOSERVER"}
+    assert result.login_failures["NOSERVER"] >= 2
+    assert result.counters["login_flows"] == 0
+
+
+async def test_game_login_refusal_is_counted_by_status_name(system: System) -> None:
+    result = await run_dummy_async(system.config(clients=2, seconds=1.0, version=7))
+    assert result.exit_code == 1
+    assert result.counters["login_server_ok"] >= 2  # the login server said yes
+    assert set(result.game_login_failures) == {"VERSION_MISMATCH"}
+    assert result.counters["login_fail"] == result.game_login_failures["VERSION_MISMATCH"]
+    assert result.counters["login_flows"] == 0
+
+
+async def _closing_server(reply: bytes) -> tuple[asyncio.Server, int]:
+    """A 'login server' that answers every connection with ``reply`` and closes."""
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.read(100)
+        writer.write(reply)
+        writer.close()
+
+    server = await asyncio.start_server(handle, "127.0.0.1", 0)
+    return server, server.sockets[0].getsockname()[1]
+
+
+@pytest.mark.parametrize(
+    ("reply", "counter", "detail"),
+    [
+        (b"", "disconnect_server", "disconnect:peer_closed_in_login_server"),
+        (b"\x00" * 10, "packet_error", "packet:login_server_bad_code"),
+    ],
+)
+async def test_login_server_closing_before_its_reply_is_an_error(
+    tmp_path: Path, reply: bytes, counter: str, detail: str
+) -> None:
+    keys = tmp_path / "keys.txt"
+    keys.write_text("".join(f"{n} {'k' * 64}\n" for n in range(1, 5)))
+    server, port = await _closing_server(reply)
+    try:
+        config = DummyConfig(
+            mode="login", login_port=port, keys_file=str(keys), clients=2, seconds=1.0,
+            processes=1, reconnect_backoff=0.2,
+        )  # fmt: skip
+        result = await run_dummy_async(config)
+    finally:
+        server.close()
+    assert result.exit_code == 1
+    assert result.counters[counter] >= 2, result.error_details
+    assert result.error_details.get(detail, 0) >= 2, result.error_details
+
+
+async def test_login_server_down_counts_connect_failures(tmp_path: Path) -> None:
+    keys = tmp_path / "keys.txt"
+    keys.write_text("".join(f"{n} {'k' * 64}\n" for n in range(1, 3)))
+    loop = asyncio.get_running_loop()
+    server = await loop.create_server(asyncio.Protocol, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    server.close()
+    await server.wait_closed()
+    config = DummyConfig(
+        mode="login", login_port=port, keys_file=str(keys), clients=2, seconds=0.8,
+        processes=1, reconnect_backoff=0.2,
+    )  # fmt: skip
+    result = await run_dummy_async(config)
+    assert result.exit_code == 1
+    assert result.error_details.get("connect:login_server:ConnectionRefusedError", 0) >= 2
+
+
+# --- units -------------------------------------------------------------------------------------
+def test_key_file_loading_and_split(tmp_path: Path) -> None:
+    path = tmp_path / "keys.txt"
+    path.write_text("".join(f"{n} {chr(65 + n % 26) * 64}\n" for n in range(1, 11)) + "\n")
+    keys = load_keys(path)
+    assert [a for a, _ in keys] == list(range(1, 11))
+    assert keys[0][1] == b"B" * 64
+    shares = [keys_of(w, 3, keys) for w in range(3)]
+    flat = [a for share in shares for a, _ in share]
+    assert sorted(flat) == list(range(1, 11))  # every account, each in one worker only
+    assert len(set(flat)) == len(flat)
+
+    check_key_count(DummyConfig(mode="login", keys_file=str(path), clients=10), 10)
+    check_key_count(DummyConfig(mode="login", keys_file=str(path), clients=5, relogin=True), 10)
+    with pytest.raises(KeyFileError, match="fewer than the 11 clients"):
+        check_key_count(DummyConfig(mode="login", keys_file=str(path), clients=11), 10)
+    with pytest.raises(KeyFileError, match="2 × clients"):
+        check_key_count(DummyConfig(mode="login", keys_file=str(path), clients=6, relogin=True), 10)
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("", "lists no accounts"),
+        ("1\n", "expected 'accountno key'"),
+        ("x " + "k" * 64 + "\n", "expected 'accountno key'"),
+        ("1 short\n", "key of 5 characters"),
+        ("0 " + "k" * 64 + "\n", "out of range"),
+        (f"1 {'k' * 64}\n1 {'j' * 64}\n", "listed twice"),
+    ],
+)
+def test_bad_key_files(tmp_path: Path, text: str, message: str) -> None:
+    path = tmp_path / "keys.txt"
+    path.write_text(text)
+    with pytest.raises(KeyFileError, match=message):
+        load_keys(path)
+    with pytest.raises(KeyFileError, match="cannot read"):
+        load_keys(tmp_path / "missing.txt")
+
+
+async def test_account_pool_rotates_and_respects_the_reuse_delay() -> None:
+    meter = Meter()
+    pool = AccountPool([(1, b"a"), (2, b"b"), (3, b"c")], 0.2, meter)
+    first = await pool.take()
+    second = await pool.take()
+    assert (first[0], second[0]) == (1, 2)
+    pool.give_back(first)
+    # Account 3 has been free longest: it comes before the one just given back.
+    assert (await pool.take())[0] == 3
+    assert meter.account_wait == 0
+    loop = asyncio.get_running_loop()
+    t0 = loop.time()
+    assert (await pool.take())[0] == 1  # freed just now: waits out the delay
+    assert loop.time() - t0 >= 0.18
+    assert meter.account_wait == 1
+    # Nothing free: a taker waits until an account comes back.
+    waiting = asyncio.ensure_future(pool.take())
+    await asyncio.sleep(0.05)
+    assert not waiting.done()
+    pool.give_back(second)
+    assert (await asyncio.wait_for(waiting, 2))[0] == 2
+    # A cancelled taker does not lose an account.
+    cancelled = asyncio.ensure_future(pool.take())
+    await asyncio.sleep(0.01)
+    pool.give_back((2, b"b"))
+    cancelled.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await cancelled
+    assert len(pool) == 1
+
+
+def test_config_checks() -> None:
+    with pytest.raises(ValueError, match="key file"):
+        DummyConfig(mode="login")
+    with pytest.raises(ValueError, match="relogin"):
+        DummyConfig(relogin=True)
+    assert DummyConfig(mode="login", keys_file="k", login_port=9).target == "127.0.0.1:9"
+
+
+# --- command line ------------------------------------------------------------------------------
+@pytest.fixture
+def threaded_system(db_url: str, tmp_path: Path) -> Iterator[System]:
+    """Login + game server on their own loop in a thread, for the synchronous CLI."""
+    loop = asyncio.new_event_loop()
+    started = threading.Event()
+    box: list[System] = []
+    errors: list[BaseException] = []
+
+    def serve() -> None:
+        asyncio.set_event_loop(loop)
+        try:
+            box.append(loop.run_until_complete(start_system(db_url, tmp_path / "keys.txt", 12)))
+        except BaseException as exc:
+            errors.append(exc)
+            return
+        finally:
+            started.set()
+        loop.run_forever()
+        loop.run_until_complete(stop_system(box[0]))
+        loop.close()
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    assert started.wait(30)
+    if errors:
+        raise errors[0]
+    try:
+        yield box[0]
+    finally:
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(30)
+
+
+def test_cli_login_mode_writes_report(threaded_system: System, tmp_path: Path) -> None:
+    report = tmp_path / "r.json"
+    args = [
+        "--mode", "login", "--login", f"127.0.0.1:{threaded_system.login.port}",
+        "--keys", str(threaded_system.keys_file), "--clients", "4", "--relogin",
+        "--seconds", "1.2", "--processes", "1", "--quiet", "--report", str(report),
+    ]  # fmt: skip
+    result = CliRunner().invoke(dummy_command, args)
+    assert result.exit_code == 0, result.output
+    assert "logins/s=" in result.output and "in_login=" in result.output
+    data = json.loads(report.read_text())
+    assert data["errors_total"] == 0
+    assert data["login_flows_per_s"] > 0
+    assert set(data["login_latency_ms"]) >= {"p50", "p99", "max"}
+    assert data["config"]["relogin"] is True
+
+
+def _cli_error(args: list[str]) -> str:
+    result = CliRunner().invoke(dummy_command, args)
+    assert result.exit_code == 2, result.output
+    assert "Traceback" not in result.output
+    errors = [line for line in result.output.splitlines() if line.startswith("Error")]
+    assert len(errors) == 1, result.output
+    return errors[0]
+
+
+def test_cli_validates_the_key_file(tmp_path: Path) -> None:
+    keys = tmp_path / "keys.txt"
+    keys.write_text("".join(f"{n} {'k' * 64}\n" for n in range(1, 11)))
+    bad = tmp_path / "bad.txt"
+    bad.write_text("1 2 3\n")
+    login = ["--mode", "login", "--keys"]
+    assert "needs a key file" in _cli_error(["--mode", "login"])
+    assert "does not exist" in _cli_error([*login, str(tmp_path / "none.txt")])
+    assert "directory" in _cli_error([*login, str(tmp_path)])
+    assert "expected 'accountno key'" in _cli_error([*login, str(bad)])
+    assert "fewer than the 11 clients" in _cli_error([*login, str(keys), "--clients", "11"])
+    assert "2 × clients" in _cli_error([*login, str(keys), "--clients", "6", "--relogin"])
+    assert "relogin" in _cli_error(["--relogin"])
+    assert "HOST:PORT" in _cli_error([*login, str(keys), "--login", "nohost"])
