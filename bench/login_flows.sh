@@ -1,0 +1,162 @@
+#!/usr/bin/env bash
+# Login throughput of the linked system on MariaDB: login server -> hand-off to
+# the game server -> reply -> game login, repeated back to back by the dummy
+# client (--relogin). Acceptance (issue 3): >= 1,000 login flows/s with 200
+# clients and 4,000 accounts, errors_total 0, and no account left with a
+# non-zero status once the dummy has exited.
+#
+#   bench/login_flows.sh [CLIENTS] [ACCOUNTS] [SECONDS] [DUMMY_PROCESSES]
+#
+# Environment: DB (default mysql://root@127.0.0.1:3306/serverlink_bench, created
+# by the seed), KEYS (/tmp/keys.txt), REPORT (/tmp/login.json), LOGIN_PORT
+# (8091), LAN_PORT (8090), GAME_PORT (12211), SERVERLINK (the command).
+# Prints the dummy's figures as JSON, the CPU seconds each part used during the
+# run (login server, game server, mariadbd, dummy) and the status check; exit
+# status 0 only when every acceptance condition holds.
+set -euo pipefail
+here=$(cd "$(dirname "$0")/.." && pwd)
+py=${PYTHON:-/work/venv/bin/python}
+sl=${SERVERLINK:-$(dirname "$py")/serverlink}
+clients=${1:-200} accounts=${2:-4000} seconds=${3:-20} procs=${4:-0}
+db=${DB:-mysql://root@127.0.0.1:3306/serverlink_bench}
+keys=${KEYS:-/tmp/keys.txt} report=${REPORT:-/tmp/login.json}
+login_port=${LOGIN_PORT:-8091} lan_port=${LAN_PORT:-8090} game_port=${GAME_PORT:-12211}
+logs=$(mktemp -d)
+pids=()
+
+stop_servers() {
+    # Only the processes this script started, by pid; SIGTERM = graceful stop
+    # (the game server writes its pending logouts before it exits); a second
+    # SIGTERM after 5 s ends a server that hangs.
+    for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
+    for pid in "${pids[@]}"; do
+        for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+        kill "$pid" 2>/dev/null || true
+    done
+    pids=()
+}
+trap stop_servers EXIT
+
+# CPU seconds (user + system) of a process and its children, from /proc.
+hz=$(getconf CLK_TCK)
+cpu_ticks() {
+    local total=0 p
+    for p in "$1" $(cat "/proc/$1/task/$1/children" 2>/dev/null); do
+        [ -r "/proc/$p/stat" ] || continue
+        total=$((total + $(awk '{print $14 + $15}' "/proc/$p/stat")))
+    done
+    echo "$total"
+}
+
+wait_log() {  # wait_log FILE PATTERN WHAT
+    for _ in $(seq 100); do
+        grep -q "$2" "$1" && return 0
+        sleep 0.1
+    done
+    echo "timed out waiting for $3; log:" >&2
+    cat "$1" >&2
+    exit 1
+}
+
+"$sl" db seed --accounts "$accounts" --keys-out "$keys" --db "$db"
+"$sl" login --db "$db" --port "$login_port" --lan-port "$lan_port" --quiet \
+    >"$logs/login.log" 2>&1 &
+login_pid=$!
+pids+=("$login_pid")
+wait_log "$logs/login.log" "ready: listening" "the login server"
+"$sl" game --login-server "127.0.0.1:$lan_port" --port "$game_port" --db "$db" --quiet \
+    >"$logs/game.log" 2>&1 &
+game_pid=$!
+pids+=("$game_pid")
+wait_log "$logs/login.log" "linked from" "the game server to link"
+
+mariadb_pid=$(pgrep -x mariadbd || pgrep -x mysqld || true)
+before_login=$(cpu_ticks "$login_pid") before_game=$(cpu_ticks "$game_pid")
+before_db=$([ -n "$mariadb_pid" ] && cpu_ticks "$mariadb_pid" || echo 0)
+dummy_cpu=$(mktemp)
+status=0
+# Bash's `times` would mix in the seed; time the dummy alone with a small wrapper.
+"$py" - "$dummy_cpu" "$sl" dummy --mode login --relogin --clients "$clients" --keys "$keys" \
+    --seconds "$seconds" --processes "$procs" --login "127.0.0.1:$login_port" \
+    --report "$report" --quiet >"$logs/dummy.log" 2>&1 <<'PY' || status=$?
+import os, subprocess, sys
+out, cmd = sys.argv[1], sys.argv[2:]
+rc = subprocess.call(cmd)
+t = os.times()
+with open(out, "w") as f:
+    f.write(f"{t.children_user + t.children_system:.2f}\n")
+sys.exit(rc)
+PY
+after_login=$(cpu_ticks "$login_pid") after_game=$(cpu_ticks "$game_pid")
+after_db=$([ -n "$mariadb_pid" ] && cpu_ticks "$mariadb_pid" || echo 0)
+
+# The dummy has exited; the game server writes the logouts of the last
+# connections within moments. Poll the status table for up to 10 s.
+"$py" - "$db" "$report" "$status" "$hz" \
+    "$((after_login - before_login))" "$((after_game - before_game))" \
+    "$((after_db - before_db))" "$(cat "$dummy_cpu")" <<'PY' || status=1
+import asyncio, json, sys, time
+
+import asyncmy
+
+from serverlink.store.url import parse_db_url
+
+url, report, dummy_rc, hz = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+login_t, game_t, db_t = (int(x) / hz for x in sys.argv[5:8])
+dummy_t = float(sys.argv[8])
+t = parse_db_url(url)
+
+
+async def in_game() -> int:
+    conn = await asyncmy.connect(
+        host=t.host, port=t.port, user=t.user, password=t.password, db=t.database
+    )
+    try:
+        async with conn.cursor() as cur:
+            await cur.execute("SELECT count(*) FROM status WHERE status <> 0")
+            return int((await cur.fetchone())[0])
+    finally:
+        conn.close()
+
+
+async def settle() -> tuple[int, int, float]:
+    first = await in_game()
+    start = time.monotonic()
+    left = first
+    while left and time.monotonic() - start < 10:
+        await asyncio.sleep(0.2)
+        left = await in_game()
+    return first, left, time.monotonic() - start
+
+
+d = json.load(open(report))
+first, left, waited = asyncio.run(settle())
+figures = {
+    "login_flows_per_s": round(d["login_flows_per_s"], 1),
+    "errors_total": d["errors_total"],
+    "login_latency_ms": d["login_latency_ms"],
+    "login_failures": d["login_failures"],
+    "game_login_failures": d["game_login_failures"],
+    "echo_per_s": round(d["echo_per_s"], 1),
+    "clients": d["clients"],
+    "processes": d["processes"],
+    "seconds": round(d["seconds"], 2),
+    "login_flows_per_s_series": d["login_flows_per_s_series"],
+    "cpu_seconds": {
+        "login_server": round(login_t, 2),
+        "game_server": round(game_t, 2),
+        "mariadbd": round(db_t, 2),
+        "dummy": round(dummy_t, 2),
+    },
+    "status_nonzero_at_exit": first,
+    "status_nonzero_after_settle": left,
+    "settle_seconds": round(waited, 2),
+}
+print(json.dumps(figures, indent=2))
+if d["error_details"]:
+    print("error reasons:", d["error_details"])
+ok = d["login_flows_per_s"] >= 1000 and d["errors_total"] == 0 and left == 0 and dummy_rc == 0
+print("PASS" if ok else "FAIL", "(>= 1000 login flows/s, 0 errors, 0 accounts left in game)")
+sys.exit(0 if ok else 1)
+PY
+exit "$status"
