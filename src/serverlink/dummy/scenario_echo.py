@@ -161,9 +161,13 @@ class EchoClient(Session):
 
     # --- login ----------------------------------------------------------------------------
     def send_login(self, key: bytes) -> None:
+        self.send_login_payload(CS_GAME_REQ_LOGIN.build(self.account_no, key, self.version))
+
+    def send_login_payload(self, payload: bytes) -> None:
+        """Send a CS_GAME_REQ_LOGIN payload built beforehand (login mode builds
+        each account's once)."""
         if self.closed:
             return
-        payload = CS_GAME_REQ_LOGIN.build(self.account_no, key, self.version)
         self.state = LOGIN_SENT
         self._login_at = _clock()
         self._write(self.framing.encode(payload))

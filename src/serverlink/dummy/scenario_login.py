@@ -37,6 +37,7 @@ from serverlink.dummy.scenario_echo import CLEAN_ENDS, EchoClient
 from serverlink.net.session import Session
 from serverlink.protocol.codec import FrameError
 from serverlink.protocol.packets import (
+    CS_GAME_REQ_LOGIN,
     CS_LOGIN_REQ_LOGIN,
     CS_LOGIN_RES_LOGIN,
     decode_wstr,
@@ -131,13 +132,14 @@ class AccountPool:
 class LoginServerClient(Session):
     """One connection to the login server: one request, one reply."""
 
-    def __init__(self, worker: Worker, account_no: int, key: bytes) -> None:
+    def __init__(self, worker: Worker, account_no: int, request: bytes) -> None:
         super().__init__()
         cfg = worker.config
         self.worker = worker
         self.meter = worker.meter
         self.account_no = account_no
-        self.key = key
+        #: The CS_LOGIN_REQ_LOGIN payload (built once per account).
+        self.request = request
         self.state = CONNECTED
         self.timeout_ns = int(cfg.reply_timeout * 1e9)
         self.late_ns = int(cfg.late_ms * 1e6)
@@ -179,9 +181,7 @@ class LoginServerClient(Session):
             return
         self.state = REQUEST_SENT
         self._sent_at = _clock()
-        self.transport.write(
-            self.framing.encode(CS_LOGIN_REQ_LOGIN.build(self.account_no, self.key))
-        )
+        self.transport.write(self.framing.encode(self.request))
 
     def data_received(self, data: bytes) -> None:
         if self.closed:
@@ -303,6 +303,15 @@ class LoginScenario:
         self.worker = worker
         keys = keys_of(worker.index, worker.processes, load_keys(cfg.keys_file))
         self.accounts = AccountPool(keys, cfg.account_reuse_delay, worker.meter)
+        # An account's two request payloads never change: built once here, not
+        # per flow (the frames around them still get a fresh random byte each).
+        self.requests = {
+            no: (
+                CS_LOGIN_REQ_LOGIN.build(no, key),
+                CS_GAME_REQ_LOGIN.build(no, key, cfg.version),
+            )
+            for no, key in keys
+        }
         self.game_client = ReloginClient if cfg.relogin else GameClient
         self._addresses: dict[tuple[bytes, int], tuple[str, int] | None] = {}
 
@@ -323,7 +332,8 @@ class LoginScenario:
     async def _flow(self, client: VirtualClient, account: AccountKey) -> bool:
         worker = self.worker
         meter = worker.meter
-        account_no, key = account
+        account_no = account[0]
+        login_request, game_request = self.requests[account_no]
         started = _clock()
 
         # --- login server ---
@@ -331,7 +341,7 @@ class LoginScenario:
         try:
             login = await worker.connect(
                 worker.login_address,
-                lambda: LoginServerClient(worker, account_no, key),
+                lambda: LoginServerClient(worker, account_no, login_request),
                 "login_server",
             )
             if login is None:
@@ -361,7 +371,7 @@ class LoginScenario:
                 return True
             client.link = game
             try:
-                game.send_login(key)
+                game.send_login_payload(game_request)
                 # Set in on_close: the connection is fully closed, so the account
                 # can go back to the queue.
                 reason = await game.done
