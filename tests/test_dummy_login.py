@@ -270,6 +270,39 @@ async def test_login_server_closing_before_its_reply_is_an_error(
     assert result.error_details.get(detail, 0) >= 2, result.error_details
 
 
+@pytest.mark.parametrize(("reply_timeout", "errors"), [(0.3, True), (30.0, False)])
+async def test_unanswered_login_times_out_but_one_cut_off_by_the_end_is_no_error(
+    tmp_path: Path, reply_timeout: float, errors: bool
+) -> None:
+    keys = tmp_path / "keys.txt"
+    keys.write_text("".join(f"{n} {'k' * 64}\n" for n in range(1, 3)))
+    held: list[asyncio.StreamWriter] = []
+
+    async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        held.append(writer)  # reads the request, never answers
+
+    server = await asyncio.start_server(silent, "127.0.0.1", 0)
+    try:
+        config = DummyConfig(
+            mode="login", login_port=server.sockets[0].getsockname()[1], keys_file=str(keys),
+            clients=2, seconds=1.5, processes=1, reply_timeout=reply_timeout, late_ms=50,
+            reconnect_backoff=0.2,
+        )  # fmt: skip
+        result = await run_dummy_async(config)
+    finally:
+        server.close()
+        for w in held:
+            w.close()
+    if errors:
+        assert result.error_details.get("login_server:timeout", 0) >= 2
+        assert result.exit_code == 1
+    else:
+        # Still waiting when the run ended, well within reply_timeout: cut off,
+        # not failed (a login has no "late" threshold, unlike an echo).
+        assert result.errors_total == 0, result.error_details
+        assert result.exit_code == 0
+
+
 async def test_login_server_down_counts_connect_failures(tmp_path: Path) -> None:
     keys = tmp_path / "keys.txt"
     keys.write_text("".join(f"{n} {'k' * 64}\n" for n in range(1, 3)))
