@@ -101,7 +101,7 @@ class EchoClient(Session):
         self.late_ns = int(cfg.late_ms * 1e6)
         self.timeout_ns = int(cfg.reply_timeout * 1e9)
         self.heartbeat_ns = int(cfg.heartbeat_interval * 1e9)
-        self.done: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+        self.done: asyncio.Future[str] = worker.loop.create_future()
         acc = _ACCOUNT.pack(account_no)
         self._acc = acc
         self._req_prefix = CS_GAME_REQ_ECHO.type_bytes + acc

@@ -84,6 +84,7 @@ class AccountPool:
     def __init__(self, accounts: Sequence[AccountKey], reuse_delay: float, meter: Meter) -> None:
         self.reuse_delay = reuse_delay
         self.meter = meter
+        self._loop = asyncio.get_running_loop()
         self._free: deque[tuple[int, bytes, float]] = deque((a, k, 0.0) for a, k in accounts)
         self._waiters: deque[asyncio.Future[None]] = deque()
 
@@ -91,7 +92,7 @@ class AccountPool:
         return len(self._free)
 
     async def take(self) -> AccountKey:
-        loop = asyncio.get_running_loop()
+        loop = self._loop
         if not self._free or self._free[0][2] > loop.time():
             self.meter.account_wait += 1
         while not self._free:
@@ -118,7 +119,7 @@ class AccountPool:
         return entry[0], entry[1]
 
     def give_back(self, account: AccountKey) -> None:
-        free_at = asyncio.get_running_loop().time() + self.reuse_delay
+        free_at = self._loop.time() + self.reuse_delay
         self._free.append((account[0], account[1], free_at))
         self._wake()
 
@@ -144,7 +145,7 @@ class LoginServerClient(Session):
         self.state = CONNECTED
         self.timeout_ns = int(cfg.reply_timeout * 1e9)
         #: OK / REFUSED once the reply is in; a close reason if it never came.
-        self.done: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+        self.done: asyncio.Future[str] = worker.loop.create_future()
         #: From an OK reply: GameServerIP (the raw WCHAR field) and GameServerPort.
         self.game_ip = b""
         self.game_port = 0
