@@ -347,9 +347,10 @@ class LoginServer:
         stats.requests += 1
         started = time.perf_counter()
         try:
-            status, record_id, nickname, game, chat = await asyncio.wait_for(
-                self._check_and_hand_off(account_no, key), self.config.login_timeout
-            )
+            async with asyncio.timeout(self.config.login_timeout):
+                status, record_id, nickname, game, chat = await self._check_and_hand_off(
+                    account_no, key
+                )
         except TimeoutError:
             stats.timeouts += 1
             log.warning(

@@ -41,7 +41,12 @@ from serverlink.store.base import (
     StoreUnavailable,
     check_batch,
 )
-from serverlink.store.schema import MYSQL_SCHEMA, SCHEMA_PROBE, mysql_create_database
+from serverlink.store.schema import (
+    MYSQL_SCHEMA,
+    SCHEMA_PROBE,
+    V_ACCOUNT_SELECT,
+    mysql_create_database,
+)
 from serverlink.store.url import MysqlTarget
 
 log = logging.getLogger("serverlink.store")
@@ -67,9 +72,12 @@ _ER_ACCESS_DENIED = frozenset({1044, 1045})
 _ER_BAD_DB = 1049
 _ER_NO_SUCH_TABLE = 1146
 
-_SQL_GET_ACCOUNT = (
-    "SELECT accountno, userid, usernick, sessionkey, status FROM v_account WHERE accountno = %s"
-)
+# v_account's own definition (schema.py), inlined: MariaDB re-processes a view
+# on every statement that names it, which measured here costs the server 203 µs
+# of CPU per login read against 123 µs for its definition run directly (and
+# 5,700 vs 9,100 reads/s through a 10-connection pool). The login path is hot;
+# the view stays in the schema for tools and operators.
+_SQL_GET_ACCOUNT = f"{V_ACCOUNT_SELECT} WHERE a.accountno = %s"
 _SQL_SET_STATUS = "UPDATE status SET status = %s WHERE accountno = %s"
 _SQL_SET_STATUS_IF = "UPDATE status SET status = %s WHERE accountno = %s AND status = %s"
 _SQL_SET_STATUS_IF_RETRY = (

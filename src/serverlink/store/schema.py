@@ -15,11 +15,13 @@ from __future__ import annotations
 TABLES = ("account", "sessionkey", "status", "whiteip")
 VIEW = "v_account"
 
-_V_ACCOUNT_SELECT = (
+V_ACCOUNT_SELECT = (
     "SELECT a.accountno, a.userid, a.usernick, b.sessionkey, c.status\n"
     "  FROM account a LEFT JOIN sessionkey b ON a.accountno = b.accountno\n"
     "                 LEFT JOIN status c ON a.accountno = c.accountno"
 )
+"""The definition of ``v_account`` (the seed's view), also read directly by the
+MySQL store's login query (see ``mysql._SQL_GET_ACCOUNT``)."""
 
 
 def mysql_create_database(database: str) -> str:
@@ -44,7 +46,7 @@ MYSQL_SCHEMA: tuple[str, ...] = (
   `accountno` BIGINT NOT NULL, `status` INT NOT NULL DEFAULT 0, PRIMARY KEY (`accountno`))""",
     """CREATE TABLE IF NOT EXISTS `whiteip` (
   `no` BIGINT NOT NULL AUTO_INCREMENT, `ip` CHAR(32) NOT NULL, PRIMARY KEY (`no`))""",
-    f"CREATE OR REPLACE VIEW `v_account` AS\n  {_V_ACCOUNT_SELECT}",
+    f"CREATE OR REPLACE VIEW `v_account` AS\n  {V_ACCOUNT_SELECT}",
 )
 
 SQLITE_SCHEMA: tuple[str, ...] = (
@@ -61,7 +63,7 @@ SQLITE_SCHEMA: tuple[str, ...] = (
     """CREATE TABLE IF NOT EXISTS whiteip (
   no INTEGER PRIMARY KEY AUTOINCREMENT, ip CHAR(32) NOT NULL)""",
     "DROP VIEW IF EXISTS v_account",
-    f"CREATE VIEW v_account AS\n  {_V_ACCOUNT_SELECT}",
+    f"CREATE VIEW v_account AS\n  {V_ACCOUNT_SELECT}",
 )
 
 # Used by connect() to check that ``init`` has been run.
