@@ -148,6 +148,13 @@ async def test_set_status_if_without_status_row_is_false(
     assert await status_of(store, 1) is None
 
 
+async def test_get_accounts_reads_many_and_leaves_out_unknown_ones(store: AdminStore) -> None:
+    await add_accounts(store, 1, 2, 3)
+    found = await store.get_accounts([3, 1, 99])
+    assert sorted(found) == [1, 3]
+    assert found[3] == await store.get_account(3)
+
+
 async def test_set_statuses_sets_exactly_the_listed_accounts(store: AdminStore) -> None:
     await add_accounts(store, 1, 2, 3, 4)
     await store.set_statuses([1, 3, 4], 9)

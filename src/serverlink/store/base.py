@@ -125,6 +125,12 @@ class AccountStore(abc.ABC):
         """The account's ``v_account`` row (one SELECT), or None if no such account."""
 
     @abc.abstractmethod
+    async def get_accounts(self, account_nos: Sequence[int]) -> dict[int, AccountRecord]:
+        """``get_account`` for many accounts in one statement (at most ``MAX_BATCH``):
+        the rows found, by account number. The login server batches the reads of
+        the logins that arrive together."""
+
+    @abc.abstractmethod
     async def set_status(self, account_no: int, status: int) -> None:
         """Set the account's status. An account without a status row keeps having none
         (the login server reports that as STATUS_MISS; it is not created here)."""

@@ -311,6 +311,26 @@ class MySqlStore(AdminStore):
 
         return await self._run("get_account", op)
 
+    async def get_accounts(self, account_nos: Sequence[int]) -> dict[int, AccountRecord]:
+        check_batch(account_nos)
+        sql = f"{V_ACCOUNT_SELECT} WHERE a.accountno IN ({', '.join(['%s'] * len(account_nos))})"
+
+        async def op(conn: Connection, maybe_applied: bool) -> dict[int, AccountRecord]:
+            cur = conn.cursor()
+            await cur.execute(sql, tuple(account_nos))
+            found: dict[int, AccountRecord] = {}
+            for acc, user_id, nick, key, status in await cur.fetchall():
+                found[int(acc)] = AccountRecord(
+                    int(acc),
+                    user_id,
+                    nick,
+                    _key_bytes(key),
+                    None if status is None else int(status),
+                )
+            return found
+
+        return await self._run("get_accounts", op)
+
     async def set_status(self, account_no: int, status: int) -> None:
         async def op(conn: Connection, maybe_applied: bool) -> None:
             await conn.cursor().execute(_SQL_SET_STATUS, (status, account_no))

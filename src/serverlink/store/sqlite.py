@@ -34,7 +34,7 @@ from serverlink.store.base import (
     StoreUnavailable,
     check_batch,
 )
-from serverlink.store.schema import SCHEMA_PROBE, SQLITE_SCHEMA
+from serverlink.store.schema import SCHEMA_PROBE, SQLITE_SCHEMA, V_ACCOUNT_SELECT
 from serverlink.store.url import SqliteTarget
 
 log = logging.getLogger("serverlink.store")
@@ -259,6 +259,26 @@ class SqliteStore(AdminStore):
             )
 
         return await self._run("get_account", op)
+
+    async def get_accounts(self, account_nos: Sequence[int]) -> dict[int, AccountRecord]:
+        check_batch(account_nos)
+        sql = f"{V_ACCOUNT_SELECT} WHERE a.accountno IN ({', '.join('?' * len(account_nos))})"
+
+        async def op(conn: aiosqlite.Connection, maybe_applied: bool) -> dict[int, AccountRecord]:
+            found: dict[int, AccountRecord] = {}
+            for acc, user_id, nick, key, status in await conn.execute_fetchall(
+                sql, tuple(account_nos)
+            ):
+                found[int(acc)] = AccountRecord(
+                    int(acc),
+                    str(user_id),
+                    str(nick),
+                    _key_bytes(key),
+                    None if status is None else int(status),
+                )
+            return found
+
+        return await self._run("get_accounts", op)
 
     async def set_status(self, account_no: int, status: int) -> None:
         async def op(conn: aiosqlite.Connection, maybe_applied: bool) -> None:
