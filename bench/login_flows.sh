@@ -11,8 +11,9 @@
 # by the seed), KEYS (/tmp/keys.txt), REPORT (/tmp/login.json), LOGIN_PORT
 # (8091), LAN_PORT (8090), GAME_PORT (12211), SERVERLINK (the command).
 # Prints the dummy's figures as JSON, the CPU seconds each part used during the
-# run (login server, game server, mariadbd, dummy) and the status check; exit
-# status 0 only when every acceptance condition holds.
+# run (login server, game server, mariadbd, dummy), a CPU speed calibration
+# (seconds for a fixed Python loop, before and after; lower is faster) and the
+# status check; exit status 0 only when every acceptance condition holds.
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
 py=${PYTHON:-/work/venv/bin/python}
@@ -70,6 +71,21 @@ if command -v ss >/dev/null; then
     done
 fi
 
+# This machine's speed right now: a fixed pure-Python loop, best of 3 (the
+# VM's CPU has been seen to vary by 2x between runs minutes apart; compare
+# figures only at similar calibration).
+calibrate() {
+    "$py" -c '
+import time
+best = 1e9
+for _ in range(3):
+    t = time.perf_counter(); s = 0
+    for i in range(5_000_000): s += i
+    best = min(best, time.perf_counter() - t)
+print(f"{best:.3f}")'
+}
+calibration_before=$(calibrate)
+
 "$sl" db seed --accounts "$accounts" --keys-out "$keys" --db "$db"
 "$sl" login --db "$db" --port "$login_port" --lan-port "$lan_port" --quiet \
     >"$logs/login.log" 2>&1 &
@@ -101,12 +117,14 @@ sys.exit(rc)
 PY
 after_login=$(cpu_ticks "$login_pid") after_game=$(cpu_ticks "$game_pid")
 after_db=$([ -n "$mariadb_pid" ] && cpu_ticks "$mariadb_pid" || echo 0)
+calibration_after=$(calibrate)
 
 # The dummy has exited; the game server writes the logouts of the last
 # connections within moments. Poll the status table for up to 10 s.
 "$py" - "$db" "$report" "$status" "$hz" \
     "$((after_login - before_login))" "$((after_game - before_game))" \
-    "$((after_db - before_db))" "$(cat "$dummy_cpu")" <<'PY' || status=1
+    "$((after_db - before_db))" "$(cat "$dummy_cpu")" "$calibration_before" \
+    "$calibration_after" <<'PY' || status=1
 import asyncio, json, sys, time
 
 import asyncmy
@@ -116,6 +134,7 @@ from serverlink.store.url import parse_db_url
 url, report, dummy_rc, hz = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
 login_t, game_t, db_t = (int(x) / hz for x in sys.argv[5:8])
 dummy_t = float(sys.argv[8])
+calibration = [float(sys.argv[9]), float(sys.argv[10])]
 t = parse_db_url(url)
 
 
@@ -160,6 +179,10 @@ figures = {
         "mariadbd": round(db_t, 2),
         "dummy": round(dummy_t, 2),
     },
+    "cpu_ms_per_flow": round(
+        1000 * (login_t + game_t + db_t + dummy_t) / max(1, d["counters"]["login_flows"]), 3
+    ),
+    "calibration_s_before_after": calibration,
     "status_nonzero_at_exit": first,
     "status_nonzero_after_settle": left,
     "settle_seconds": round(waited, 2),
