@@ -123,6 +123,22 @@ async def test_echo_against_game_server(game_server: GameServer, processes: int)
     assert latency["max"] > 0
 
 
+async def test_echo_interval_paces_each_client(game_server: GameServer) -> None:
+    # 4 clients, depth 1, one request per 200 ms of think time, for 1.5 s: each
+    # client can send at most 1 + 1.5 / 0.2 requests; unpaced it sends thousands.
+    config = DummyConfig(
+        game_port=game_server.port,
+        clients=4,
+        echo_depth=1,
+        seconds=1.5,
+        processes=1,
+        echo_interval_ms=200,
+    )
+    result = await run_dummy_async(config)
+    assert result.errors_total == 0, result.error_details
+    assert 4 <= result.counters["echo_sent"] <= 4 * (1 + 1.5 / 0.2)
+
+
 async def test_disconnect_rate_ramp_and_login_delay(game_server: GameServer) -> None:
     config = DummyConfig(
         game_port=game_server.port,

@@ -182,6 +182,16 @@ BYTE = click.IntRange(0, 255)
 @click.option("--key1", type=BYTE, default=DEFAULT_KEY1, show_default=True, help="Net frame key 1.")
 @click.option("--key2", type=BYTE, default=DEFAULT_KEY2, show_default=True, help="Net frame key 2.")
 @click.option(
+    "--echo-interval",
+    "echo_interval_ms",
+    type=click.FloatRange(min=0),
+    default=0.0,
+    show_default=True,
+    metavar="MS",
+    help="Think time after each echo reply before the next request (0: at once, as the "
+    "original). For connection-count tests at a chosen load.",
+)
+@click.option(
     "--late-ms",
     type=click.FloatRange(min=0, min_open=True),
     default=500.0,
@@ -217,6 +227,7 @@ def dummy_command(
     code: int,
     key1: int,
     key2: int,
+    echo_interval_ms: float,
     late_ms: float,
     reply_timeout: float,
 ) -> None:
@@ -240,6 +251,7 @@ def dummy_command(
             ramp_up=ramp_up,
             version=client_version,
             codec=NetCodec(code=code, key1=key1, key2=key2),
+            echo_interval_ms=echo_interval_ms,
             late_ms=late_ms,
             reply_timeout=reply_timeout,
             login_host=login_server[0],

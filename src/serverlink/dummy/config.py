@@ -44,6 +44,11 @@ class DummyConfig:
     #: CS_GAME_REQ_LOGIN.Version
     version: int = 1
     codec: NetCodec = field(default_factory=NetCodec)
+    #: Think time: a client waits this long after a reply before sending the
+    #: request that replaces it (0: at once, the original's closed loop). Lets a
+    #: connection-count test (10,000 clients) hold a steady, chosen load instead
+    #: of saturating the machine, where latency is clients / throughput.
+    echo_interval_ms: float = 0.0
     #: An echo reply slower than this is an error (the original's 500 ms).
     late_ms: float = 500.0
     #: A login or echo reply missing for this long is an error; the client drops

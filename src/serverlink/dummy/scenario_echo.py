@@ -99,6 +99,9 @@ class EchoClient(Session):
         self.version = cfg.version
         self.state = CONNECTED
         self.late_ns = int(cfg.late_ms * 1e6)
+        self.interval = cfg.echo_interval_ms / 1000.0
+        self._paced = 0  # replies answered, whose next requests wait for the interval
+        self._pace_timer: asyncio.TimerHandle | None = None
         self.timeout_ns = int(cfg.reply_timeout * 1e9)
         self.heartbeat_ns = int(cfg.heartbeat_interval * 1e9)
         self.done: asyncio.Future[str] = worker.loop.create_future()
@@ -268,7 +271,20 @@ class EchoClient(Session):
             hist[bucket] = hist.get(bucket, 0) + count
             if lat > late:
                 meter.echo_late += count
-        self._send_echoes(n, now)
+        if self.interval:
+            self._paced += n
+            if self._pace_timer is None:
+                self._pace_timer = asyncio.get_running_loop().call_later(
+                    self.interval, self._send_paced
+                )
+        else:
+            self._send_echoes(n, now)
+
+    def _send_paced(self) -> None:
+        self._pace_timer = None
+        n, self._paced = self._paced, 0
+        if n and not self.closed and self.state == ECHOING:
+            self._send_echoes(n, _clock())
 
     def _send_echoes(self, n: int, now: int) -> None:
         """Send n requests in one write, with ticks now, now+1, ... (never
@@ -336,6 +352,9 @@ class EchoClient(Session):
 
     # --- Session hooks ---------------------------------------------------------------------
     def on_close(self) -> None:
+        if self._pace_timer is not None:
+            self._pace_timer.cancel()
+            self._pace_timer = None
         state = self.state
         self.state = CLOSED
         reason = self.close_reason
