@@ -235,12 +235,16 @@ def test_echo_fast_path_matches_generic_path(items: list[tuple[int, int, int]]) 
     assert CODEC.split_frames(bytes(replies))[0] == _generic_answer(data)
 
 
-@given(position=st.integers(0, 2 * ECHO_FRAME_SIZE - 1), bit=st.integers(0, 7))
+@given(
+    frames=st.integers(1, 2),
+    position=st.integers(0, 2 * ECHO_FRAME_SIZE - 1),
+    bit=st.integers(0, 7),
+)
 def test_echo_fast_path_declines_exactly_what_the_generic_path_would_not_answer(
-    position: int, bit: int
+    frames: int, position: int, bit: int
 ) -> None:
-    data = bytearray(_echo_frame(5) + _echo_frame(6))
-    data[position] ^= 1 << bit
+    data = bytearray(b"".join(_echo_frame(5 + i) for i in range(frames)))
+    data[position % len(data)] ^= 1 << bit
     try:
         payloads, end = CODEC.split_frames(bytes(data))
         generic_ok = end == len(data) and all(
@@ -248,7 +252,7 @@ def test_echo_fast_path_declines_exactly_what_the_generic_path_would_not_answer(
         )
     except FrameError:
         generic_ok = False
-    replies = answer_echo_batch(bytes(data), 2, CODEC.code)
+    replies = answer_echo_batch(bytes(data), frames, CODEC.code)
     assert (replies is not None) == generic_ok
     if replies is not None:
         assert CODEC.split_frames(bytes(replies))[0] == _generic_answer(bytes(data))

@@ -42,6 +42,7 @@ ENCODED_REQ_TYPE: tuple[int, ...] = tuple(_REQ_TYPE ^ (x | (x << 8)) for x in ra
 _FRAME_FORMAT = f"BHBBH{ECHO_PAYLOAD_SIZE - 2}s"
 _MAX_BATCH = 4096 // ECHO_FRAME_SIZE
 _STRUCTS: dict[int, struct.Struct] = {}
+_SINGLE = struct.Struct("<" + _FRAME_FORMAT)
 
 
 def _batch_struct(count: int) -> struct.Struct:
@@ -55,6 +56,19 @@ def answer_echo_batch(data: bytes, count: int, code: int) -> bytearray | None:
     """Encoded CS_GAME_RES_ECHO frames answering the ``count`` whole
     CS_GAME_REQ_ECHO frames at the start of ``data``, or None when any of those
     frames is not a well-formed, correctly checksummed echo request."""
+    if count == 1:
+        # One request per read (many clients, one in flight each): the same
+        # checks without the batch machinery, whose setup would dominate.
+        frame_code, length, rk, ck, etype, rest = _SINGLE.unpack_from(data)
+        if frame_code != code or length != ECHO_PAYLOAD_SIZE or etype != ENCODED_REQ_TYPE[rk]:
+            return None
+        checksum = (zlib.adler32(rest.translate(XOR_TABLES[rk])) + _TYPE_BYTES_SUM - 1) & 0xFF
+        if checksum != ck ^ rk:
+            return None
+        one = bytearray(data[:ECHO_FRAME_SIZE] if len(data) != ECHO_FRAME_SIZE else data)
+        one[4] = ((checksum + 1) & 0xFF) ^ rk
+        one[5] = (_RES_TYPE & 0xFF) ^ rk
+        return one
     if count > _MAX_BATCH:
         return None
     fields = _batch_struct(count).unpack_from(data)
