@@ -49,6 +49,11 @@ cpu_ticks() {
     echo "$total"
 }
 
+# Whole machine, from /proc/stat: user+nice+system, irq+softirq, steal, idle+iowait.
+machine_ticks() {
+    awk '/^cpu /{print $2+$3+$4, $7+$8, $9, $5+$6}' /proc/stat
+}
+
 wait_log() {  # wait_log FILE PATTERN WHAT
     for _ in $(seq 100); do
         grep -q "$2" "$1" && return 0
@@ -101,6 +106,7 @@ wait_log "$logs/login.log" "linked from" "the game server to link"
 mariadb_pid=$(pgrep -x mariadbd || pgrep -x mysqld || true)
 before_login=$(cpu_ticks "$login_pid") before_game=$(cpu_ticks "$game_pid")
 before_db=$([ -n "$mariadb_pid" ] && cpu_ticks "$mariadb_pid" || echo 0)
+machine_before=$(machine_ticks)
 dummy_cpu=$(mktemp)
 status=0
 # Bash's `times` would mix in the seed; time the dummy alone with a small wrapper.
@@ -117,6 +123,7 @@ sys.exit(rc)
 PY
 after_login=$(cpu_ticks "$login_pid") after_game=$(cpu_ticks "$game_pid")
 after_db=$([ -n "$mariadb_pid" ] && cpu_ticks "$mariadb_pid" || echo 0)
+machine_after=$(machine_ticks)
 calibration_after=$(calibrate)
 
 # The dummy has exited; the game server writes the logouts of the last
@@ -124,7 +131,7 @@ calibration_after=$(calibrate)
 "$py" - "$db" "$report" "$status" "$hz" \
     "$((after_login - before_login))" "$((after_game - before_game))" \
     "$((after_db - before_db))" "$(cat "$dummy_cpu")" "$calibration_before" \
-    "$calibration_after" <<'PY' || status=1
+    "$calibration_after" "$machine_before" "$machine_after" <<'PY' || status=1
 import asyncio, json, sys, time
 
 import asyncmy
@@ -135,6 +142,10 @@ url, report, dummy_rc, hz = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.
 login_t, game_t, db_t = (int(x) / hz for x in sys.argv[5:8])
 dummy_t = float(sys.argv[8])
 calibration = [float(sys.argv[9]), float(sys.argv[10])]
+machine = [
+    (b - a) / hz
+    for a, b in zip(map(int, sys.argv[11].split()), map(int, sys.argv[12].split()), strict=True)
+]
 t = parse_db_url(url)
 
 
@@ -183,6 +194,12 @@ figures = {
         1000 * (login_t + game_t + db_t + dummy_t) / max(1, d["counters"]["login_flows"]), 3
     ),
     "calibration_s_before_after": calibration,
+    # CPU seconds of the whole machine while the dummy ran (dummy start-up
+    # included): processes' user+system (ours and anyone else's), interrupts
+    # (loopback TCP is mostly softirq), stolen by the hypervisor, idle.
+    "machine_cpu_seconds": dict(
+        zip(("processes", "irq", "steal", "idle"), (round(x, 2) for x in machine), strict=True)
+    ),
     "status_nonzero_at_exit": first,
     "status_nonzero_after_settle": left,
     "settle_seconds": round(waited, 2),
