@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 import json
 import threading
-from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,7 +22,7 @@ from serverlink.dummy.config import DummyConfig
 from serverlink.dummy.engine import DummyResult, run_dummy_async
 from serverlink.dummy.keys import KeyFileError, check_key_count, keys_of, load_keys
 from serverlink.dummy.metrics import Meter
-from serverlink.dummy.scenario_login import AccountPool
+from serverlink.dummy.scenario_login import Account, AccountPool
 from serverlink.servers.game_linked import LinkedGameConfig, LinkedGameServer
 from serverlink.servers.login import LoginConfig, LoginServer
 from serverlink.store.admin import seed_db
@@ -199,6 +199,66 @@ async def test_disconnect_rate_reruns_the_whole_flow(
         await stop_system(system)
 
 
+def slow_logouts(game: LinkedGameServer, delay: float | None) -> None:
+    """Make the game server's logout writes (status back to 0) take ``delay``
+    seconds longer, or with None never happen (a stuck status)."""
+    clear = game.store.clear_statuses_if
+
+    async def delayed(account_nos: Sequence[int], expected: int) -> int:
+        if delay is None:
+            return 0
+        await asyncio.sleep(delay)
+        return await clear(account_nos, expected)
+
+    game.store.clear_statuses_if = delayed  # type: ignore[method-assign]
+
+
+async def test_an_account_still_closing_is_retried_not_counted(
+    db_url: str, tmp_path: Path, raw_sql: RawSql
+) -> None:
+    # One account per client, reused 0.05 s after its game connection closed,
+    # while the game server takes 0.6 s to write a logout: the login server
+    # answers GAME until then. That is the dummy's haste, not a server error.
+    system = await start_system(db_url, tmp_path / "keys.txt", 3)
+    try:
+        assert system.game is not None
+        slow_logouts(system.game, 0.6)
+        config = system.config(
+            clients=3, disconnect_rate=1.0, seconds=3.2, account_reuse_delay=0.05
+        )
+        result = await run_dummy_async(config)
+        assert result.errors_total == 0, result.error_details
+        assert result.counters["account_busy"] > 0
+        assert result.counters["login_flows"] >= 6  # and they did get back in
+        await settle(system.game)
+        assert await in_game_count(raw_sql, system.db_url) == 0
+    finally:
+        await stop_system(system)
+
+
+async def test_an_account_left_in_game_is_an_error(db_url: str, tmp_path: Path) -> None:
+    # The game server never writes the logouts: past reply_timeout after our
+    # close, GAME means a stuck status (the bug the issue's prototype had).
+    system = await start_system(db_url, tmp_path / "keys.txt", 2)
+    try:
+        assert system.game is not None
+        slow_logouts(system.game, None)
+        config = system.config(
+            clients=2,
+            disconnect_rate=1.0,
+            seconds=3.5,
+            account_reuse_delay=0.05,
+            reply_timeout=0.8,
+            reconnect_backoff=0.2,
+        )
+        result = await run_dummy_async(config)
+        assert result.exit_code == 1
+        assert result.login_failures.get("GAME", 0) > 0, result.error_details
+        assert result.counters["account_busy"] > 0  # within reply_timeout: retried
+    finally:
+        await stop_system(system)
+
+
 # --- failures ----------------------------------------------------------------------------------
 async def test_wrong_keys_are_refused_with_fail(system: System, tmp_path: Path) -> None:
     wrong = tmp_path / "wrong.txt"
@@ -362,17 +422,17 @@ def test_bad_key_files(tmp_path: Path, text: str, message: str) -> None:
 
 async def test_account_pool_rotates_and_respects_the_reuse_delay() -> None:
     meter = Meter()
-    pool = AccountPool([(1, b"a"), (2, b"b"), (3, b"c")], 0.2, meter)
+    pool = AccountPool([Account(n, b"k" * 64, 1) for n in (1, 2, 3)], 0.2, meter)
     first = await pool.take()
     second = await pool.take()
-    assert (first[0], second[0]) == (1, 2)
+    assert (first.no, second.no) == (1, 2)
     pool.give_back(first)
     # Account 3 has been free longest: it comes before the one just given back.
-    assert (await pool.take())[0] == 3
+    assert (await pool.take()).no == 3
     assert meter.account_wait == 0
     loop = asyncio.get_running_loop()
     t0 = loop.time()
-    assert (await pool.take())[0] == 1  # freed just now: waits out the delay
+    assert (await pool.take()).no == 1  # freed just now: waits out the delay
     assert loop.time() - t0 >= 0.18
     assert meter.account_wait == 1
     # Nothing free: a taker waits until an account comes back.
@@ -380,11 +440,11 @@ async def test_account_pool_rotates_and_respects_the_reuse_delay() -> None:
     await asyncio.sleep(0.05)
     assert not waiting.done()
     pool.give_back(second)
-    assert (await asyncio.wait_for(waiting, 2))[0] == 2
+    assert (await asyncio.wait_for(waiting, 2)).no == 2
     # A cancelled taker does not lose an account.
     cancelled = asyncio.ensure_future(pool.take())
     await asyncio.sleep(0.01)
-    pool.give_back((2, b"b"))
+    pool.give_back(second)
     cancelled.cancel()
     with pytest.raises(asyncio.CancelledError):
         await cancelled

@@ -48,6 +48,9 @@ COUNTERS = (
     # flows that waited for a free account (all in use, or freed less than
     # account_reuse_delay ago): not an error, but it caps the flow rate
     "account_wait",
+    # Status GAME for an account whose game session this dummy closed less than
+    # reply_timeout ago (its logout not written yet): retried later, not an error
+    "account_busy",
 )
 
 #: Counters that make a run fail (exit status 1).
@@ -78,6 +81,7 @@ class Meter:
     """A worker's live counters. Attribute names match COUNTERS."""
 
     __slots__ = (
+        "account_busy",
         "account_wait",
         "connect_fail",
         "connect_total",
@@ -123,6 +127,7 @@ class Meter:
         self.login_server_fail = 0
         self.login_flows = 0
         self.account_wait = 0
+        self.account_busy = 0
         #: Open connections (a gauge, kept by the worker as session owner).
         self.connected = 0
         #: Clients in each phase of a login flow (gauges, kept by the scenario).

@@ -17,6 +17,15 @@ One flow of a virtual client:
 5. once the game connection is fully closed the account goes to the back of
    the free queue, and the client starts again at 1.
 
+Still closing: the game server writes an account's logout (status 0) after it
+has seen the close, and the login server refuses the account (Status GAME)
+until then. The free queue's ``account_reuse_delay`` covers that write
+normally; under heavy load it may not. So Status GAME for an account whose game
+session *this dummy* closed less than ``reply_timeout`` ago is not an error but
+``account_busy``: the account goes back to the queue and the client takes the
+next one. Past ``reply_timeout`` (or for an account this run never had in game)
+GAME is an error: the status was left set (the bug the issue's prototype had).
+
 Per flow this costs two connects and a handful of small packets; nothing here
 runs per echo (the echo hot path is EchoClient's, unchanged).
 """
@@ -31,7 +40,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from serverlink.dummy.config import DummyConfig
-from serverlink.dummy.keys import AccountKey, check_key_count, keys_of, load_keys
+from serverlink.dummy.keys import check_key_count, keys_of, load_keys
 from serverlink.dummy.metrics import BUCKET_NS, GAME_LOGIN_STATUS, LOGIN_SERVER_STATUS, Meter
 from serverlink.dummy.scenario_echo import CLEAN_ENDS, EchoClient
 from serverlink.dummy.scenario_echo import LOGIN_SENT as GAME_LOGIN_SENT
@@ -56,8 +65,9 @@ _RES_TYPE = CS_LOGIN_RES_LOGIN.type_bytes
 # LoginServerClient states.
 CONNECTED, REQUEST_SENT, ANSWERED, CLOSED = range(4)
 
-#: ``done`` results of a LoginServerClient that got its reply.
-OK, REFUSED = "ok", "refused"
+#: ``done`` results of a LoginServerClient that got its reply (BUSY: Status GAME
+#: for an account still closing, see the module docstring).
+OK, REFUSED, BUSY = "ok", "refused", "busy"
 
 #: Distinct game server addresses a worker keeps decoded (a real deployment
 #: has a handful; the cap only bounds what a broken server could make us keep).
@@ -71,6 +81,24 @@ def _status_name(enum: type[LoginStatus] | type[GameLoginStatus], status: int) -
         return f"status_{status}"
 
 
+class Account:
+    """One account of the key file, as a worker uses it."""
+
+    __slots__ = ("free_at", "game_request", "key", "left_game_at", "login_request", "no")
+
+    def __init__(self, no: int, key: bytes, version: int) -> None:
+        self.no = no
+        self.key = key
+        # Its two request payloads never change: built once, not per flow (the
+        # frames around them still get a fresh random byte each time).
+        self.login_request = CS_LOGIN_REQ_LOGIN.build(no, key)
+        self.game_request = CS_GAME_REQ_LOGIN.build(no, key, version)
+        #: Loop time before which it is not handed out again.
+        self.free_at = 0.0
+        #: Loop time its last game connection closed (None: not in game this run).
+        self.left_game_at: float | None = None
+
+
 class AccountPool:
     """One worker's free accounts, first in first out.
 
@@ -81,19 +109,19 @@ class AccountPool:
     account at the front has been free the longest, so takers rarely wait.
     """
 
-    def __init__(self, accounts: Sequence[AccountKey], reuse_delay: float, meter: Meter) -> None:
+    def __init__(self, accounts: Sequence[Account], reuse_delay: float, meter: Meter) -> None:
         self.reuse_delay = reuse_delay
         self.meter = meter
         self._loop = asyncio.get_running_loop()
-        self._free: deque[tuple[int, bytes, float]] = deque((a, k, 0.0) for a, k in accounts)
+        self._free: deque[Account] = deque(accounts)
         self._waiters: deque[asyncio.Future[None]] = deque()
 
     def __len__(self) -> int:
         return len(self._free)
 
-    async def take(self) -> AccountKey:
+    async def take(self) -> Account:
         loop = self._loop
-        if not self._free or self._free[0][2] > loop.time():
+        if not self._free or self._free[0].free_at > loop.time():
             self.meter.account_wait += 1
         while not self._free:
             waiter: asyncio.Future[None] = loop.create_future()
@@ -107,20 +135,20 @@ class AccountPool:
                     with contextlib.suppress(ValueError):
                         self._waiters.remove(waiter)
                 raise
-        entry = self._free.popleft()
-        wait = entry[2] - loop.time()
+        account = self._free.popleft()
+        wait = account.free_at - loop.time()
         if wait > 0:
             try:
                 await asyncio.sleep(wait)
             except asyncio.CancelledError:
-                self._free.appendleft(entry)
+                self._free.appendleft(account)
                 self._wake()
                 raise
-        return entry[0], entry[1]
+        return account
 
-    def give_back(self, account: AccountKey) -> None:
-        free_at = self._loop.time() + self.reuse_delay
-        self._free.append((account[0], account[1], free_at))
+    def give_back(self, account: Account) -> None:
+        account.free_at = self._loop.time() + self.reuse_delay
+        self._free.append(account)
         self._wake()
 
     def _wake(self) -> None:
@@ -134,14 +162,13 @@ class AccountPool:
 class LoginServerClient(Session):
     """One connection to the login server: one request, one reply."""
 
-    def __init__(self, worker: Worker, account_no: int, request: bytes) -> None:
+    def __init__(self, worker: Worker, account: Account) -> None:
         super().__init__()
         cfg = worker.config
         self.worker = worker
         self.meter = worker.meter
-        self.account_no = account_no
-        #: The CS_LOGIN_REQ_LOGIN payload (built once per account).
-        self.request = request
+        self.account = account
+        self.account_no = account.no
         self.state = CONNECTED
         self.timeout_ns = int(cfg.reply_timeout * 1e9)
         #: OK / REFUSED once the reply is in; a close reason if it never came.
@@ -185,7 +212,7 @@ class LoginServerClient(Session):
             return
         self.state = REQUEST_SENT
         self._sent_at = _clock()
-        self.transport.write(self.framing.encode(self.request))
+        self.transport.write(self.framing.encode(self.account.login_request))
 
     def data_received(self, data: bytes) -> None:
         if self.closed:
@@ -222,6 +249,9 @@ class LoginServerClient(Session):
             self.game_ip = game_ip
             self.game_port = game_port
             result = OK
+        elif status == LoginStatus.GAME and self._still_closing():
+            self.meter.account_busy += 1
+            result = BUSY
         else:
             name = _status_name(LoginStatus, status)
             self.meter.error("login_server_fail", LOGIN_SERVER_STATUS + name)
@@ -230,6 +260,12 @@ class LoginServerClient(Session):
         # flow goes on at once rather than waiting for that close.
         if not self.done.done():
             self.done.set_result(result)
+
+    def _still_closing(self) -> bool:
+        """Our own last game session of this account ended less than
+        reply_timeout ago: its logout may not be written yet."""
+        left = self.account.left_game_at
+        return left is not None and self.worker.loop.time() - left < self.timeout_ns / 1e9
 
     def _fail(self, reason: str) -> None:
         self.meter.error("packet_error", f"packet:login_server_{reason}")
@@ -314,16 +350,11 @@ class LoginScenario:
         assert cfg.keys_file is not None  # DummyConfig checks it in login mode
         self.worker = worker
         keys = keys_of(worker.index, worker.processes, load_keys(cfg.keys_file))
-        self.accounts = AccountPool(keys, cfg.account_reuse_delay, worker.meter)
-        # An account's two request payloads never change: built once here, not
-        # per flow (the frames around them still get a fresh random byte each).
-        self.requests = {
-            no: (
-                CS_LOGIN_REQ_LOGIN.build(no, key),
-                CS_GAME_REQ_LOGIN.build(no, key, cfg.version),
-            )
-            for no, key in keys
-        }
+        self.accounts = AccountPool(
+            [Account(no, key, cfg.version) for no, key in keys],
+            cfg.account_reuse_delay,
+            worker.meter,
+        )
         self.game_client = ReloginClient if cfg.relogin else GameClient
         self._addresses: dict[tuple[bytes, int], tuple[str, int] | None] = {}
 
@@ -341,11 +372,10 @@ class LoginScenario:
         finally:
             self.accounts.give_back(account)
 
-    async def _flow(self, client: VirtualClient, account: AccountKey) -> bool:
+    async def _flow(self, client: VirtualClient, account: Account) -> bool:
         worker = self.worker
         meter = worker.meter
-        account_no = account[0]
-        login_request, game_request = self.requests[account_no]
+        account_no = account.no
         started = _clock()
 
         # --- login server ---
@@ -353,7 +383,7 @@ class LoginScenario:
         try:
             login = await worker.connect(
                 worker.login_address,
-                lambda: LoginServerClient(worker, account_no, login_request),
+                lambda: LoginServerClient(worker, account),
                 "login_server",
             )
             if login is None:
@@ -367,7 +397,8 @@ class LoginScenario:
         finally:
             meter.in_login -= 1
         if outcome != OK:
-            return outcome not in CLEAN_ENDS
+            # BUSY: no failure, the client goes on with the next free account.
+            return outcome not in CLEAN_ENDS and outcome != BUSY
         address = self._game_address(login.game_ip, login.game_port)
         if address is None:
             meter.error("packet_error", "packet:login_server_no_game_address")
@@ -383,12 +414,14 @@ class LoginScenario:
                 return True
             client.link = game
             try:
-                game.send_login_payload(game_request)
+                game.send_login_payload(account.game_request)
                 # Set in on_close: the connection is fully closed, so the account
                 # can go back to the queue.
                 reason = await game.done
             finally:
                 client.link = None
+                # Even a game login cut short may have marked it in game.
+                account.left_game_at = worker.loop.time()
         finally:
             meter.in_game -= 1
             if not login.closed:
