@@ -105,7 +105,7 @@ def _check_report(result: DummyResult) -> dict[str, Any]:
 @pytest.mark.parametrize("processes", [1, 2])
 async def test_echo_against_game_server(game_server: GameServer, processes: int) -> None:
     config = DummyConfig(
-        game_port=game_server.port, clients=6, echo_depth=4, seconds=1.5, processes=processes
+        game_port=game_server.port, clients=6, echo_depth=4, seconds=3.0, processes=processes
     )
     result = await run_dummy_async(config)
     assert result.processes == processes
