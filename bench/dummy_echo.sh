@@ -7,9 +7,9 @@
 #   bench/dummy_echo.sh [CLIENTS] [DEPTH] [SECONDS] [PROCESSES]
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
-py=${PYTHON:-/work/venv/bin/python}
+# The project venv of the README commands when there is one, else python3 on PATH.
+py=${PYTHON:-$([ -x "$here/.venv/bin/python" ] && echo "$here/.venv/bin/python" || command -v python3)}
 src=${NETBENCH_SRC:-$here/../shared/tools/netbench.c}
-[ -f "$src" ] || src=/work/shared/tools/netbench.c
 clients=${1:-200} depth=${2:-20} seconds=${3:-10} procs=${4:-2}
 port=${PORT:-19001}
 bin=$(mktemp -d)/netbench

@@ -16,7 +16,8 @@
 # status check; exit status 0 only when every acceptance condition holds.
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
-py=${PYTHON:-/work/venv/bin/python}
+# The project venv of the README commands when there is one, else python3 on PATH.
+py=${PYTHON:-$([ -x "$here/.venv/bin/python" ] && echo "$here/.venv/bin/python" || command -v python3)}
 sl=${SERVERLINK:-$(dirname "$py")/serverlink}
 clients=${1:-200} accounts=${2:-4000} seconds=${3:-20} procs=${4:-0}
 db=${DB:-mysql://root@127.0.0.1:3306/serverlink_bench}
