@@ -197,3 +197,30 @@ async def _until(condition: object) -> None:
     assert callable(condition)
     while not condition():
         await asyncio.sleep(0.01)
+
+
+async def test_a_handler_bug_drops_only_that_connection() -> None:
+    from serverlink.net.server import SessionServer
+    from serverlink.net.session import Session
+
+    def broken(session: Session, payload: bytes) -> None:
+        raise RuntimeError("handler bug")
+
+    def echo(session: Session, payload: bytes) -> None:
+        session.send(payload)
+
+    class Buggy(Session):
+        handlers = {1: broken, 2: echo}  # noqa: RUF012
+
+    server = SessionServer("t", Buggy, FRAMING, "127.0.0.1", 0)
+    await server.start()
+    try:
+        good = await connect_frame_client(FRAMING, "127.0.0.1", server.port)
+        bad = await connect_frame_client(FRAMING, "127.0.0.1", server.port)
+        bad.send(b"\x01\x00")
+        await bad.wait_closed()
+        assert server.stats.errors["internal_error"] == 1
+        good.send(b"\x02\x00hi")
+        assert await good.recv() == b"\x02\x00hi"
+    finally:
+        await server.stop()

@@ -120,6 +120,19 @@ class Session(asyncio.Protocol):
             self._out = None
             self.protocol_error(exc.reason, exc.detail)
             return
+        except Exception as exc:
+            # A bug in a handler: this connection goes, the server keeps serving.
+            self._out = None
+            self.stats.count_error("internal_error")
+            log.error(
+                "%s: internal error handling a packet (%s: %s); connection dropped",
+                self.peer,
+                type(exc).__name__,
+                exc,
+            )
+            log.debug("handler failure", exc_info=True)
+            self.abort("internal_error")
+            return
         self._out = None
         if out and (not self.closed or self._close_after_batch):
             self.stats.packets_out += len(out)
