@@ -420,6 +420,17 @@ class LoginServer:
             )
             session.abort("login_timeout")
             return
+        except Exception as exc:  # a bug: this client goes, the server keeps serving
+            self.stats.count_error("internal_error")
+            log.error(
+                "%s: login of account %d failed (%s: %s); disconnected",
+                session.peer,
+                account_no,
+                type(exc).__name__,
+                exc,
+            )
+            session.abort("internal_error")
+            return
         stats.by_status[status.name] += 1
         if status == LoginStatus.OK:
             stats.completed(time.perf_counter() - started)
