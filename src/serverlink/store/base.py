@@ -19,7 +19,7 @@ import random
 from collections.abc import Sequence
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Self
+from typing import Any, Self
 
 #: Accounts in one set_statuses / clear_statuses_if statement at most (SQLite's
 #: oldest builds allow 999 bound parameters).
@@ -38,6 +38,17 @@ class AccountRecord:
     nickname: str
     session_key: bytes | None  # None = no sessionkey row (or NULL)
     status: int | None  # None = no status row
+
+
+def record_from_row(row: Sequence[Any]) -> AccountRecord:
+    """An ``AccountRecord`` from a ``v_account`` row (accountno, userid, usernick,
+    sessionkey, status) as either driver returns it."""
+    acc, user_id, nick, key, status = row
+    if key is not None and not isinstance(key, bytes):
+        key = bytes(key) if isinstance(key, bytearray | memoryview) else str(key).encode()
+    return AccountRecord(
+        int(acc), str(user_id), str(nick), key, None if status is None else int(status)
+    )
 
 
 @dataclass(frozen=True, slots=True)

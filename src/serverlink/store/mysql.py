@@ -40,6 +40,7 @@ from serverlink.store.base import (
     StoreError,
     StoreUnavailable,
     check_batch,
+    record_from_row,
 )
 from serverlink.store.schema import (
     MYSQL_SCHEMA,
@@ -127,14 +128,6 @@ def _one_line(exc: BaseException) -> str:
     if isinstance(exc, my_errors.MySQLError) and len(exc.args) >= 2:
         text = " ".join(str(exc.args[1]).split())
     return text or type(exc).__name__
-
-
-def _key_bytes(value: object) -> bytes | None:
-    if value is None:
-        return None
-    if isinstance(value, bytes | bytearray):
-        return bytes(value)
-    return str(value).encode("utf-8")
 
 
 class MySqlStore(AdminStore):
@@ -300,14 +293,7 @@ class MySqlStore(AdminStore):
             row = await cur.fetchone()
             if row is None:
                 return None
-            acc, user_id, nick, key, status = row
-            return AccountRecord(
-                int(acc),
-                user_id,
-                nick,
-                _key_bytes(key),
-                None if status is None else int(status),
-            )
+            return record_from_row(row)
 
         return await self._run("get_account", op)
 
@@ -319,14 +305,9 @@ class MySqlStore(AdminStore):
             cur = conn.cursor()
             await cur.execute(sql, tuple(account_nos))
             found: dict[int, AccountRecord] = {}
-            for acc, user_id, nick, key, status in await cur.fetchall():
-                found[int(acc)] = AccountRecord(
-                    int(acc),
-                    user_id,
-                    nick,
-                    _key_bytes(key),
-                    None if status is None else int(status),
-                )
+            for row in await cur.fetchall():
+                record = record_from_row(row)
+                found[record.account_no] = record
             return found
 
         return await self._run("get_accounts", op)

@@ -33,6 +33,7 @@ from serverlink.store.base import (
     StoreError,
     StoreUnavailable,
     check_batch,
+    record_from_row,
 )
 from serverlink.store.schema import SCHEMA_PROBE, SQLITE_SCHEMA, V_ACCOUNT_SELECT
 from serverlink.store.url import SqliteTarget
@@ -89,14 +90,6 @@ def is_connection_error(exc: BaseException) -> bool:
         text = str(exc).lower()
         return any(m in text for m in _REOPEN_MESSAGES)
     return False
-
-
-def _key_bytes(value: object) -> bytes | None:
-    if value is None:
-        return None
-    if isinstance(value, bytes | bytearray | memoryview):
-        return bytes(value)
-    return str(value).encode("utf-8")
 
 
 class SqliteStore(AdminStore):
@@ -249,14 +242,7 @@ class SqliteStore(AdminStore):
             rows = list(await conn.execute_fetchall(_SQL_GET_ACCOUNT, (account_no,)))
             if not rows:
                 return None
-            acc, user_id, nick, key, status = rows[0]
-            return AccountRecord(
-                int(acc),
-                str(user_id),
-                str(nick),
-                _key_bytes(key),
-                None if status is None else int(status),
-            )
+            return record_from_row(rows[0])
 
         return await self._run("get_account", op)
 
@@ -266,16 +252,9 @@ class SqliteStore(AdminStore):
 
         async def op(conn: aiosqlite.Connection, maybe_applied: bool) -> dict[int, AccountRecord]:
             found: dict[int, AccountRecord] = {}
-            for acc, user_id, nick, key, status in await conn.execute_fetchall(
-                sql, tuple(account_nos)
-            ):
-                found[int(acc)] = AccountRecord(
-                    int(acc),
-                    str(user_id),
-                    str(nick),
-                    _key_bytes(key),
-                    None if status is None else int(status),
-                )
+            for row in await conn.execute_fetchall(sql, tuple(account_nos)):
+                record = record_from_row(row)
+                found[record.account_no] = record
             return found
 
         return await self._run("get_accounts", op)
