@@ -9,7 +9,6 @@ import asyncio
 import json
 import threading
 from collections.abc import AsyncIterator, Callable, Coroutine, Iterator, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -17,75 +16,32 @@ import pytest
 from click.testing import CliRunner
 
 from conftest import RawSql
+from linked_system import System, start_system, until
 from serverlink.dummy.cli import dummy_command
 from serverlink.dummy.config import DummyConfig
 from serverlink.dummy.engine import DummyResult, run_dummy_async
 from serverlink.dummy.keys import KeyFileError, check_key_count, keys_of, load_keys
 from serverlink.dummy.metrics import Meter
 from serverlink.dummy.scenario_login import Account, AccountPool
-from serverlink.servers.game_linked import LinkedGameConfig, LinkedGameServer
-from serverlink.servers.login import LoginConfig, LoginServer
-from serverlink.store.admin import seed_db
+from serverlink.servers.game_linked import LinkedGameServer
 
 RunSync = Callable[[Coroutine[Any, Any, Any]], Any]
 
 
 # --- in-process login + linked game server ------------------------------------------------------
-@dataclass
-class System:
-    db_url: str
-    keys_file: Path
-    login: LoginServer
-    game: LinkedGameServer | None = None
-
-    async def start_game(self) -> LinkedGameServer:
-        config = LinkedGameConfig(
-            host="127.0.0.1",
-            port=0,
-            db_url=self.db_url,
-            login_server=("127.0.0.1", self.login.lan_port),
-        )
-        self.game = LinkedGameServer(config)
-        await self.game.start()
-        await self.login.wait_links(game=1)
-        return self.game
-
-    async def stop_game(self) -> None:
-        assert self.game is not None
-        await self.game.stop()
-        await self.login.wait_links(game=0)
-        self.game = None
-
-    def config(self, **overrides: Any) -> DummyConfig:
-        settings: dict[str, Any] = {
-            "mode": "login",
-            "login_host": "127.0.0.1",
-            "login_port": self.login.port,
-            "keys_file": str(self.keys_file),
-            "clients": 4,
-            "echo_depth": 2,
-            "seconds": 1.5,
-            "processes": 1,
-        }
-        settings.update(overrides)
-        return DummyConfig(**settings)
-
-
-async def start_system(db_url: str, keys_file: Path, accounts: int) -> System:
-    await seed_db(db_url, accounts, keys_out=keys_file)
-    login = LoginServer(
-        LoginConfig(host="127.0.0.1", port=0, lan_host="127.0.0.1", lan_port=0, db_url=db_url)
-    )
-    await login.start()
-    system = System(db_url, keys_file, login)
-    await system.start_game()
-    return system
-
-
-async def stop_system(system: System) -> None:
-    if system.game is not None:
-        await system.game.stop()
-    await system.login.stop()
+def dummy_config(system: System, **overrides: Any) -> DummyConfig:
+    settings: dict[str, Any] = {
+        "mode": "login",
+        "login_host": "127.0.0.1",
+        "login_port": system.login.port,
+        "keys_file": str(system.keys_file),
+        "clients": 4,
+        "echo_depth": 2,
+        "seconds": 1.5,
+        "processes": 1,
+    }
+    settings.update(overrides)
+    return DummyConfig(**settings)
 
 
 @pytest.fixture
@@ -94,23 +50,14 @@ async def system(db_url: str, tmp_path: Path) -> AsyncIterator[System]:
     try:
         yield sys_
     finally:
-        await stop_system(sys_)
-
-
-async def _until(condition: Callable[[], bool], timeout: float = 10.0) -> None:
-    async def poll() -> None:
-        while not condition():
-            await asyncio.sleep(0.01)
-
-    await asyncio.wait_for(poll(), timeout)
+        await sys_.stop()
 
 
 async def settle(game: LinkedGameServer) -> None:
     """Wait until the game server has seen every client go and written every
     logout: no session, no login still being completed, the status writer idle."""
-    await _until(lambda: not game.listener.sessions)
-    await asyncio.sleep(0.05)  # login tasks created by the last reads run now
-    await _until(lambda: not game.in_game)
+    await until(lambda: not game.listener.sessions and not game.logins_in_progress)
+    await until(lambda: not game.in_game)
     await game.status_writer.flush(5)
 
 
@@ -131,7 +78,11 @@ def check_report(result: DummyResult) -> dict[str, Any]:
 
 # --- the flow ----------------------------------------------------------------------------------
 async def test_login_mode_logs_in_through_the_login_server_then_echoes(system: System) -> None:
-    result = await run_dummy_async(system.config())
+    result = await run_dummy_async(
+        dummy_config(
+            system,
+        )
+    )
     assert result.errors_total == 0, result.error_details
     assert result.exit_code == 0
     c = result.counters
@@ -154,7 +105,7 @@ async def test_login_mode_logs_in_through_the_login_server_then_echoes(system: S
 async def test_relogin_repeats_the_flow_and_leaves_no_account_in_game(
     system: System, raw_sql: RawSql, processes: int
 ) -> None:
-    config = system.config(clients=6, relogin=True, seconds=2.0, processes=processes)
+    config = dummy_config(system, clients=6, relogin=True, seconds=2.0, processes=processes)
     result = await run_dummy_async(config)
     assert result.processes == processes
     assert result.errors_total == 0, result.error_details
@@ -179,8 +130,8 @@ async def test_disconnect_rate_reruns_the_whole_flow(
         db_url, tmp_path / "keys.txt", 2 * clients if accounts == "spare" else clients
     )
     try:
-        config = system.config(
-            clients=clients, disconnect_rate=1.0, seconds=2.7, account_reuse_delay=0.3
+        config = dummy_config(
+            system, clients=clients, disconnect_rate=1.0, seconds=2.7, account_reuse_delay=0.3
         )
         result = await run_dummy_async(config)
         # With one account per client each client logs the same account in again
@@ -196,7 +147,7 @@ async def test_disconnect_rate_reruns_the_whole_flow(
         await settle(system.game)
         assert await in_game_count(raw_sql, system.db_url) == 0
     finally:
-        await stop_system(system)
+        await system.stop()
 
 
 def slow_logouts(game: LinkedGameServer, delay: float | None) -> None:
@@ -223,8 +174,8 @@ async def test_an_account_still_closing_is_retried_not_counted(
     try:
         assert system.game is not None
         slow_logouts(system.game, 0.6)
-        config = system.config(
-            clients=3, disconnect_rate=1.0, seconds=3.2, account_reuse_delay=0.05
+        config = dummy_config(
+            system, clients=3, disconnect_rate=1.0, seconds=3.2, account_reuse_delay=0.05
         )
         result = await run_dummy_async(config)
         assert result.errors_total == 0, result.error_details
@@ -233,7 +184,7 @@ async def test_an_account_still_closing_is_retried_not_counted(
         await settle(system.game)
         assert await in_game_count(raw_sql, system.db_url) == 0
     finally:
-        await stop_system(system)
+        await system.stop()
 
 
 async def test_an_account_left_in_game_is_an_error(db_url: str, tmp_path: Path) -> None:
@@ -243,7 +194,8 @@ async def test_an_account_left_in_game_is_an_error(db_url: str, tmp_path: Path) 
     try:
         assert system.game is not None
         slow_logouts(system.game, None)
-        config = system.config(
+        config = dummy_config(
+            system,
             clients=2,
             disconnect_rate=1.0,
             seconds=3.5,
@@ -256,14 +208,16 @@ async def test_an_account_left_in_game_is_an_error(db_url: str, tmp_path: Path) 
         assert result.login_failures.get("GAME", 0) > 0, result.error_details
         assert result.counters["account_busy"] > 0  # within reply_timeout: retried
     finally:
-        await stop_system(system)
+        await system.stop()
 
 
 # --- failures ----------------------------------------------------------------------------------
 async def test_wrong_keys_are_refused_with_fail(system: System, tmp_path: Path) -> None:
     wrong = tmp_path / "wrong.txt"
     wrong.write_text("".join(f"{n} {'x' * 64}\n" for n in range(1, 11)))
-    result = await run_dummy_async(system.config(keys_file=str(wrong), reconnect_backoff=0.2))
+    result = await run_dummy_async(
+        dummy_config(system, keys_file=str(wrong), reconnect_backoff=0.2)
+    )
     assert result.exit_code == 1
     assert result.counters["login_server_fail"] >= 4
     assert result.counters["login_flows"] == 0
@@ -276,7 +230,7 @@ async def test_wrong_keys_are_refused_with_fail(system: System, tmp_path: Path) 
 
 async def test_no_game_server_linked_is_refused_with_noserver(system: System) -> None:
     await system.stop_game()
-    result = await run_dummy_async(system.config(clients=2, seconds=1.0))
+    result = await run_dummy_async(dummy_config(system, clients=2, seconds=1.0))
     assert result.exit_code == 1
     assert set(result.login_failures) == {"NOSERVER"}
     assert result.login_failures["NOSERVER"] >= 2
@@ -284,7 +238,7 @@ async def test_no_game_server_linked_is_refused_with_noserver(system: System) ->
 
 
 async def test_game_login_refusal_is_counted_by_status_name(system: System) -> None:
-    result = await run_dummy_async(system.config(clients=2, seconds=1.0, version=7))
+    result = await run_dummy_async(dummy_config(system, clients=2, seconds=1.0, version=7))
     assert result.exit_code == 1
     assert result.counters["login_server_ok"] >= 2  # the login server said yes
     assert set(result.game_login_failures) == {"VERSION_MISMATCH"}
@@ -478,7 +432,7 @@ def threaded_system(db_url: str, tmp_path: Path) -> Iterator[System]:
         finally:
             started.set()
         loop.run_forever()
-        loop.run_until_complete(stop_system(box[0]))
+        loop.run_until_complete(box[0].stop())
         loop.close()
 
     thread = threading.Thread(target=serve, daemon=True)

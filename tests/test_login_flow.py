@@ -5,79 +5,28 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
 from conftest import RawSql
+from linked_system import System, start_login, start_system, until
 from private_mariadb import PrivateMariaDB
 from serverlink.net.client import FrameClient, connect_frame_client
 from serverlink.net.framing import lan_framing, net_framing
 from serverlink.protocol import packets as pk
 from serverlink.protocol.codec import NetCodec
 from serverlink.protocol.status import GameLoginStatus, LoginStatus, ServerType
-from serverlink.servers.game_linked import LinkedGameConfig, LinkedGameServer
-from serverlink.servers.login import LoginConfig, LoginServer
 from serverlink.store.admin import seed_db
 
 FRAMING = net_framing(NetCodec())
 
 
-@dataclass
-class System:
-    db_url: str
-    keys: dict[int, bytes]
-    login: LoginServer
-    game: LinkedGameServer | None = None
-
-    async def start_game(self, **overrides: object) -> LinkedGameServer:
-        config = LinkedGameConfig(
-            host="127.0.0.1",
-            port=0,
-            db_url=self.db_url,
-            login_server=("127.0.0.1", self.login.lan_port),
-            **overrides,  # type: ignore[arg-type]
-        )
-        self.game = LinkedGameServer(config)
-        await self.game.start()
-        await self.login.wait_links(game=1)
-        return self.game
-
-    async def stop_game(self) -> None:
-        assert self.game is not None
-        await self.game.stop()
-        await self.login.wait_links(game=0)
-        self.game = None
-
-
-async def start_login(db_url: str, **overrides: object) -> LoginServer:
-    config = LoginConfig(host="127.0.0.1", port=0, lan_host="127.0.0.1", lan_port=0, db_url=db_url)
-    for k, v in overrides.items():
-        setattr(config, k, v)
-    login = LoginServer(config)
-    await login.start()
-    return login
-
-
-def read_keys(path: Path) -> dict[int, bytes]:
-    """The ``accountno key`` lines of ``serverlink db seed --keys-out``."""
-    pairs = (line.split() for line in path.read_text().splitlines())
-    return {int(no): key.encode() for no, key in pairs}
-
-
 @pytest.fixture
 async def system(db_url: str, tmp_path: Path) -> AsyncIterator[System]:
-    keys_file = tmp_path / "keys.txt"
-    await seed_db(db_url, 20, keys_out=keys_file)
-    keys = read_keys(keys_file)
-    login = await start_login(db_url)
-    sys_ = System(db_url, keys, login)
-    await sys_.start_game()
+    sys_ = await start_system(db_url, tmp_path / "keys.txt", 20)
     yield sys_
-    if sys_.game is not None:
-        await sys_.game.stop()
-    await login.stop()
+    await sys_.stop()
 
 
 async def login_request(port: int, account_no: int, key: bytes) -> tuple[object, FrameClient]:
@@ -144,7 +93,7 @@ async def test_account_in_game_is_refused_then_free_again_after_logout(
 
     g.close("test")
     await g.wait_closed()
-    await _until_logged_out(system.game, 5)
+    await until(lambda: 5 not in system.game.in_game)  # type: ignore[union-attr]
     await system.game.status_writer.flush(5)
     rows = await raw_sql(system.db_url, "SELECT status FROM status WHERE accountno = %s", [5])
     assert rows[0][0] == 0
@@ -198,7 +147,7 @@ async def test_login_then_immediate_disconnect_never_leaves_account_in_game(
             clients.append(c)
         for c in clients:  # gone before (or while) the login's status is written
             c.abort("test")
-        await _until(lambda: not system.game.in_game and not system.game.status_writer.busy)  # type: ignore[union-attr]
+        await until(lambda: not system.game.in_game and not system.game.status_writer.busy)  # type: ignore[union-attr]
     rows = await raw_sql(system.db_url, "SELECT count(*) FROM status WHERE status <> 0", [])
     assert rows[0][0] == 0
 
@@ -270,14 +219,11 @@ async def test_database_outage_answers_db_unavailable_then_recovers_without_rest
     running_mariadb: PrivateMariaDB, tmp_path: Path
 ) -> None:
     url = running_mariadb.url("login_outage")
-    keys_file = tmp_path / "keys.txt"
-    await seed_db(url, 3, keys_out=keys_file)
-    keys = {
-        int(n): k.encode() for n, k in (ln.split() for ln in keys_file.read_text().splitlines())
-    }
+    await seed_db(url, 3, keys_out=tmp_path / "keys.txt")
     login = await start_login(url, db_timeout=2.0)
-    system = System(url, keys, login)
+    system = System(url, tmp_path / "keys.txt", login)
     await system.start_game(db_timeout=2.0)
+    keys = system.keys
     try:
         reply, _ = await login_request(login.port, 1, keys[1])
         assert reply.Status == LoginStatus.OK
@@ -297,17 +243,3 @@ async def test_database_outage_answers_db_unavailable_then_recovers_without_rest
     finally:
         await system.stop_game()
         await login.stop()
-
-
-async def _until_logged_out(game: LinkedGameServer, account_no: int) -> None:
-    await _until(lambda: account_no not in game.in_game)
-
-
-async def _until(condition: object, timeout: float = 10.0) -> None:
-    assert callable(condition)
-
-    async def poll() -> None:
-        while not condition():
-            await asyncio.sleep(0.01)
-
-    await asyncio.wait_for(poll(), timeout)

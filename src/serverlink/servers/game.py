@@ -7,7 +7,6 @@ login server handed over for that account.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from dataclasses import dataclass, field
 
@@ -61,7 +60,6 @@ class EchoSession(Session):
         self.server = server
         self.account_no: int | None = None
         self.login_pending = False  # linked mode: key accepted, status being written
-        self.login_task: asyncio.Task[None] | None = None
         self._code = server.config.codec.code
 
     def data_received(self, data: bytes) -> None:

@@ -230,6 +230,8 @@ class LinkedGameServer(GameServer):
         self.keys = KeyTable(config.login_timeout)
         self.handoffs = 0
         self.in_game: dict[int, EchoSession] = {}
+        # Game logins whose status write is under way (their tasks, referenced here).
+        self.logins_in_progress: set[asyncio.Task[None]] = set()
         host, port = config.login_server
         self.link = ReconnectingLink(
             "game->login",
@@ -291,7 +293,9 @@ class LinkedGameServer(GameServer):
             self._refuse(session, account_no, GameLoginStatus.FAIL, "bad_key")
             return
         session.login_pending = True
-        session.login_task = asyncio.create_task(self._complete_login(session, account_no))
+        task = asyncio.create_task(self._complete_login(session, account_no))
+        self.logins_in_progress.add(task)
+        task.add_done_callback(self.logins_in_progress.discard)
 
     def _refuse(
         self, session: EchoSession, account_no: int, status: GameLoginStatus, reason: str

@@ -1,0 +1,85 @@
+"""A login server and a linked game server in this process, on a seeded
+database: shared by the login-flow and the login-dummy tests."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from serverlink.servers.game_linked import LinkedGameConfig, LinkedGameServer
+from serverlink.servers.login import LoginConfig, LoginServer
+from serverlink.store.admin import seed_db
+
+
+def read_keys(path: Path) -> dict[int, bytes]:
+    """The ``accountno key`` lines of ``serverlink db seed --keys-out``."""
+    pairs = (line.split() for line in path.read_text().splitlines())
+    return {int(no): key.encode() for no, key in pairs}
+
+
+async def start_login(db_url: str, **overrides: object) -> LoginServer:
+    config = LoginConfig(host="127.0.0.1", port=0, lan_host="127.0.0.1", lan_port=0, db_url=db_url)
+    for k, v in overrides.items():
+        setattr(config, k, v)
+    login = LoginServer(config)
+    await login.start()
+    return login
+
+
+@dataclass
+class System:
+    db_url: str
+    keys_file: Path
+    login: LoginServer
+    game: LinkedGameServer | None = None
+    keys: dict[int, bytes] = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.keys = read_keys(self.keys_file)
+
+    async def start_game(self, **overrides: object) -> LinkedGameServer:
+        config = LinkedGameConfig(
+            host="127.0.0.1",
+            port=0,
+            db_url=self.db_url,
+            login_server=("127.0.0.1", self.login.lan_port),
+            **overrides,  # type: ignore[arg-type]
+        )
+        self.game = LinkedGameServer(config)
+        await self.game.start()
+        await self.login.wait_links(game=1)
+        return self.game
+
+    async def stop_game(self) -> None:
+        assert self.game is not None
+        await self.game.stop()
+        await self.login.wait_links(game=0)
+        self.game = None
+
+    async def stop(self) -> None:
+        if self.game is not None:
+            await self.game.stop()
+        await self.login.stop()
+
+
+async def start_system(
+    db_url: str, keys_file: Path, accounts: int, **game_overrides: object
+) -> System:
+    """Seed ``accounts`` accounts (keys to ``keys_file``), start both servers and
+    wait until the game server is linked."""
+    await seed_db(db_url, accounts, keys_out=keys_file)
+    system = System(db_url, keys_file, await start_login(db_url))
+    await system.start_game(**game_overrides)
+    return system
+
+
+async def until(condition: Callable[[], bool], timeout: float = 10.0) -> None:
+    """Poll a condition that has no event to await (server-side state)."""
+
+    async def poll() -> None:
+        while not condition():
+            await asyncio.sleep(0.01)
+
+    await asyncio.wait_for(poll(), timeout)
