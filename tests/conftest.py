@@ -206,3 +206,13 @@ def running_mariadb(private_mariadb: PrivateMariaDB) -> PrivateMariaDB:
         private_mariadb.start()
     assert private_mariadb.wait_ready(), private_mariadb.log_tail()
     return private_mariadb
+
+
+async def until(condition: Callable[[], bool], timeout: float = 10.0) -> None:
+    """Poll a condition that has no event to await (server-side state)."""
+
+    async def poll() -> None:
+        while not condition():
+            await asyncio.sleep(0.01)
+
+    await asyncio.wait_for(poll(), timeout)

@@ -3,8 +3,6 @@ database: shared by the login-flow and the login-dummy tests."""
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -73,13 +71,3 @@ async def start_system(
     system = System(db_url, keys_file, await start_login(db_url))
     await system.start_game(**game_overrides)
     return system
-
-
-async def until(condition: Callable[[], bool], timeout: float = 10.0) -> None:
-    """Poll a condition that has no event to await (server-side state)."""
-
-    async def poll() -> None:
-        while not condition():
-            await asyncio.sleep(0.01)
-
-    await asyncio.wait_for(poll(), timeout)

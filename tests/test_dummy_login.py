@@ -15,8 +15,8 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
-from conftest import RawSql
-from linked_system import System, start_system, until
+from conftest import RawSql, until
+from linked_system import System, start_system
 from serverlink.dummy.cli import dummy_command
 from serverlink.dummy.config import DummyConfig
 from serverlink.dummy.engine import DummyResult, run_dummy_async

@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
+from conftest import until
 from serverlink.net.client import FrameClient, connect_frame_client
 from serverlink.net.framing import net_framing
 from serverlink.net.server import ServerLimits
@@ -175,7 +176,7 @@ async def test_client_that_stops_reading_is_dropped_at_the_send_buffer_limit() -
             await asyncio.sleep(0)
             if server.stats.errors["send_buffer_full"]:
                 break
-        await asyncio.wait_for(_until(lambda: server.stats.sessions == 1), 10)
+        await until(lambda: server.stats.sessions == 1)
         assert server.stats.errors["send_buffer_full"] == 1
         await assert_echoes(bystander, 1, range(3))
     finally:
@@ -191,12 +192,6 @@ async def test_stop_closes_every_session_gracefully() -> None:
     assert server.stats.disconnects["server_shutdown"] == 5
     with pytest.raises(OSError):
         await client(server)
-
-
-async def _until(condition: object) -> None:
-    assert callable(condition)
-    while not condition():
-        await asyncio.sleep(0.01)
 
 
 async def test_a_handler_bug_drops_only_that_connection() -> None:

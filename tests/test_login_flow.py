@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from conftest import RawSql
-from linked_system import System, start_login, start_system, until
+from conftest import RawSql, until
+from linked_system import System, start_login, start_system
 from private_mariadb import PrivateMariaDB
 from serverlink.net.client import FrameClient, connect_frame_client
 from serverlink.net.framing import lan_framing, net_framing
