@@ -11,9 +11,10 @@ import json
 import sys
 import time
 
-from serverlink.net.framing import net_framing
+from serverlink.net.session import SessionDeps
 from serverlink.net.stats import NetStats
 from serverlink.protocol.codec import NetCodec
+from serverlink.protocol.framing import net_framing
 from serverlink.protocol.packets import CS_GAME_REQ_ECHO
 from serverlink.servers.game import EchoSession, GameConfig, GameServer
 
@@ -37,9 +38,7 @@ def main() -> None:
     total = int(sys.argv[2]) if len(sys.argv) > 2 else 200_000
     codec = NetCodec()
     server = GameServer(GameConfig(port=0))
-    s = EchoSession(server)
-    s.framing = net_framing(codec)
-    s.stats = NetStats()
+    s = EchoSession(SessionDeps(net_framing(codec), NetStats()), server)
     s.connection_made(NullTransport())  # type: ignore[arg-type]
     s.account_no = 1
     read = b"".join(codec.encode_frame(CS_GAME_REQ_ECHO.build(1, i), i & 255) for i in range(k))

@@ -6,9 +6,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from serverlink.servers.game_linked import LinkedGameConfig, LinkedGameServer
+from serverlink.servers.game import GameConfig, GameServer
+from serverlink.servers.link import LinkConfig
 from serverlink.servers.login import LoginConfig, LoginServer
 from serverlink.store.admin import seed_db
+from serverlink.store import DEFAULT_TIMEOUT
+from serverlink.store.config import StoreConfig
 
 
 def read_keys(path: Path) -> dict[int, bytes]:
@@ -17,10 +20,17 @@ def read_keys(path: Path) -> dict[int, bytes]:
     return {int(no): key.encode() for no, key in pairs}
 
 
-async def start_login(db_url: str, **overrides: object) -> LoginServer:
-    config = LoginConfig(host="127.0.0.1", port=0, lan_host="127.0.0.1", lan_port=0, db_url=db_url)
-    for k, v in overrides.items():
-        setattr(config, k, v)
+async def start_login(
+    db_url: str, db_timeout: float = DEFAULT_TIMEOUT, **overrides: object
+) -> LoginServer:
+    config = LoginConfig(
+        host="127.0.0.1",
+        port=0,
+        lan_host="127.0.0.1",
+        lan_port=0,
+        store=StoreConfig(db_url, timeout=db_timeout),
+        **overrides,  # type: ignore[arg-type]
+    )
     login = LoginServer(config)
     await login.start()
     return login
@@ -31,21 +41,23 @@ class System:
     db_url: str
     keys_file: Path
     login: LoginServer
-    game: LinkedGameServer | None = None
+    game: GameServer | None = None
     keys: dict[int, bytes] = field(init=False)
 
     def __post_init__(self) -> None:
         self.keys = read_keys(self.keys_file)
 
-    async def start_game(self, **overrides: object) -> LinkedGameServer:
-        config = LinkedGameConfig(
+    async def start_game(
+        self, db_timeout: float = DEFAULT_TIMEOUT, **overrides: object
+    ) -> GameServer:
+        config = GameConfig(
             host="127.0.0.1",
             port=0,
-            db_url=self.db_url,
-            login_server=("127.0.0.1", self.login.lan_port),
+            store=StoreConfig(self.db_url, timeout=db_timeout),
+            link=LinkConfig(login_server=("127.0.0.1", self.login.lan_port)),
             **overrides,  # type: ignore[arg-type]
         )
-        self.game = LinkedGameServer(config)
+        self.game = GameServer(config)
         await self.game.start()
         await self.login.wait_links(game=1)
         return self.game

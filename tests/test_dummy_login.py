@@ -23,7 +23,7 @@ from serverlink.dummy.engine import DummyResult, run_dummy_async
 from serverlink.dummy.keys import KeyFileError, check_key_count, keys_of, load_keys
 from serverlink.dummy.metrics import Meter
 from serverlink.dummy.scenario_login import Account, AccountPool
-from serverlink.servers.game_linked import LinkedGameServer
+from serverlink.servers.game import GameServer
 
 RunSync = Callable[[Coroutine[Any, Any, Any]], Any]
 
@@ -53,12 +53,13 @@ async def system(db_url: str, tmp_path: Path) -> AsyncIterator[System]:
         await sys_.stop()
 
 
-async def settle(game: LinkedGameServer) -> None:
+async def settle(game: GameServer) -> None:
     """Wait until the game server has seen every client go and written every
     logout: no session, no login still being completed, the status writer idle."""
     await until(lambda: not game.listener.sessions and not game.logins_in_progress)
     await until(lambda: not game.in_game)
-    await game.status_writer.flush(5)
+    assert game.claims is not None
+    await game.claims.drain(5)
 
 
 async def in_game_count(raw_sql: RawSql, db_url: str) -> int:
@@ -150,9 +151,10 @@ async def test_disconnect_rate_reruns_the_whole_flow(
         await system.stop()
 
 
-def slow_logouts(game: LinkedGameServer, delay: float | None) -> None:
+def slow_logouts(game: GameServer, delay: float | None) -> None:
     """Make the game server's logout writes (status back to 0) take ``delay``
     seconds longer, or with None never happen (a stuck status)."""
+    assert game.store is not None
     clear = game.store.clear_statuses_if
 
     async def delayed(account_nos: Sequence[int], expected: int) -> int:

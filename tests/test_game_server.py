@@ -10,10 +10,10 @@ import pytest
 
 from conftest import until
 from serverlink.net.client import FrameClient, connect_frame_client
-from serverlink.net.framing import net_framing
 from serverlink.net.server import ServerLimits
 from serverlink.protocol import packets as pk
 from serverlink.protocol.codec import NetCodec
+from serverlink.protocol.framing import net_framing
 from serverlink.protocol.status import GameLoginStatus
 from serverlink.servers.game import GameConfig, GameServer
 
@@ -196,16 +196,16 @@ async def test_stop_closes_every_session_gracefully() -> None:
 
 async def test_a_handler_bug_drops_only_that_connection() -> None:
     from serverlink.net.server import SessionServer
-    from serverlink.net.session import Session
-
-    def broken(session: Session, payload: bytes) -> None:
-        raise RuntimeError("handler bug")
-
-    def echo(session: Session, payload: bytes) -> None:
-        session.send(payload)
+    from serverlink.net.session import Session, handles_raw
 
     class Buggy(Session):
-        handlers = {1: broken, 2: echo}  # noqa: RUF012
+        @handles_raw(pk.CS_CHAT_REQ_LOGIN)  # type 1
+        def broken(self, payload: bytes) -> None:
+            raise RuntimeError("handler bug")
+
+        @handles_raw(pk.CS_CHAT_RES_LOGIN)  # type 2
+        def echo(self, payload: bytes) -> None:
+            self.send(payload)
 
     server = SessionServer("t", Buggy, FRAMING, "127.0.0.1", 0)
     await server.start()

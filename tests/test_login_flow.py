@@ -13,9 +13,9 @@ from conftest import RawSql, until
 from linked_system import System, start_login, start_system
 from private_mariadb import PrivateMariaDB
 from serverlink.net.client import FrameClient, connect_frame_client
-from serverlink.net.framing import lan_framing, net_framing
 from serverlink.protocol import packets as pk
 from serverlink.protocol.codec import NetCodec
+from serverlink.protocol.framing import lan_framing, net_framing
 from serverlink.protocol.status import GameLoginStatus, LoginStatus, ServerType
 from serverlink.store.admin import seed_db
 
@@ -94,7 +94,8 @@ async def test_account_in_game_is_refused_then_free_again_after_logout(
     g.close("test")
     await g.wait_closed()
     await until(lambda: 5 not in system.game.in_game)  # type: ignore[union-attr]
-    await system.game.status_writer.flush(5)
+    assert system.game.claims is not None
+    await system.game.claims.drain(5)
     rows = await raw_sql(system.db_url, "SELECT status FROM status WHERE accountno = %s", [5])
     assert rows[0][0] == 0
     reply, _ = await login_request(system.login.port, 5, system.keys[5])
@@ -147,7 +148,7 @@ async def test_login_then_immediate_disconnect_never_leaves_account_in_game(
             clients.append(c)
         for c in clients:  # gone before (or while) the login's status is written
             c.abort("test")
-        await until(lambda: not system.game.in_game and not system.game.status_writer.busy)  # type: ignore[union-attr]
+        await until(lambda: not system.game.in_game and not system.game.claims.busy)  # type: ignore[union-attr]
     rows = await raw_sql(system.db_url, "SELECT count(*) FROM status WHERE status <> 0", [])
     assert rows[0][0] == 0
 
@@ -156,7 +157,7 @@ async def test_game_server_restart_clears_its_own_stale_statuses(
     system: System, raw_sql: RawSql
 ) -> None:
     assert system.game is not None
-    own = system.game.status_id
+    own = system.game.config.status_id
     await raw_sql(system.db_url, "UPDATE status SET status = %s WHERE accountno = 9", [own])
     await raw_sql(system.db_url, "UPDATE status SET status = %s WHERE accountno = 10", [own + 50])
     await system.stop_game()
@@ -194,7 +195,7 @@ async def test_stale_answers_are_ignored_and_unanswered_login_times_out(db_url: 
         fake.send(pk.SS_RES_NEW_CLIENT_LOGIN.build(2, handoff.Parameter))  # wrong account
         await c.wait_closed(timeout=5)  # never answered: dropped at the login timeout
         assert c.received.empty()
-        assert login.login_stats.stale_answers == 2
+        assert login.lan.stale_answers == 2
         assert login.login_stats.timeouts == 1
     finally:
         await login.stop()
@@ -208,8 +209,8 @@ async def test_whiteip_refuses_servers_from_other_addresses(db_url: str, raw_sql
         fake = await connect_frame_client(lan_framing(), "127.0.0.1", login.lan_port)
         fake.send(pk.SS_LOGINSERVER_LOGIN.build(ServerType.GAME, "game"))
         await fake.wait_closed()
-        assert login.login_stats.rejected_links == 1
-        assert login.linked_count() == 0
+        assert login.lan.rejected_links == 1
+        assert not login.lan.links
     finally:
         await login.stop()
 

@@ -16,10 +16,8 @@ import pytest
 from rich.console import Console
 
 from serverlink import logs
-from serverlink.cli import build_game_server
 from serverlink.monitor.console import Monitor
 from serverlink.monitor.screen import (
-    GAME_SCREEN,
     Row,
     ScreenSpec,
     View,
@@ -33,7 +31,7 @@ from serverlink.monitor.stats import Aggregator, RateTracker, merge_snapshots
 from serverlink.protocol.codec import NetCodec
 from serverlink.protocol.packets import CS_GAME_REQ_ECHO, CS_GAME_REQ_LOGIN, CS_GAME_RES_ECHO
 from serverlink.runner import ServeError, ServerSpec, WorkerPool, describe_listen_error
-from serverlink.servers.game import GameConfig
+from serverlink.servers.game import GAME_SCREEN, GameConfig, build_game_server
 
 CODEC = NetCodec()
 

@@ -68,22 +68,16 @@ from serverlink.config import (
     toml_value,
 )
 from serverlink.monitor.screen import (
-    Row,
     ScreenSpec,
-    breakdown,
-    fmt,
-    of,
-    rate,
-    standard_rows,
-    value,
 )
 from serverlink.net.server import ServerLimits
 from serverlink.protocol.codec import DEFAULT_CODE, DEFAULT_KEY1, DEFAULT_KEY2, NetCodec
 from serverlink.runner import RunOptions, ServeError, ServerSpec, WorkerPool, run_loop, serve
-from serverlink.servers.game import GameConfig, GameServer
-from serverlink.servers.game_linked import LinkedGameConfig
-from serverlink.servers.login import LoginConfig, LoginServer
+from serverlink.servers.game import GameConfig, build_game_server, game_screen
+from serverlink.servers.link import LinkConfig
+from serverlink.servers.login import LOGIN_SCREEN, LoginConfig, build_login_server
 from serverlink.store import DEFAULT_DB_URL, parse_db_url
+from serverlink.store.config import StoreConfig
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -440,11 +434,6 @@ def serve_command(
 # --- serverlink game ----------------------------------------------------------------------------
 
 
-def build_game_server(config: GameConfig) -> GameServer:
-    """Builder of the standalone game server (module level: worker processes import it)."""
-    return GameServer(config)
-
-
 def game_config_from(opts: Mapping[str, Any]) -> GameConfig:
     return GameConfig(
         host=opts["host"],
@@ -532,13 +521,6 @@ def game_command(
     return serve_command(ctx, ServerSpec("game", build_game_server, config), opts)
 
 
-def build_linked_game_server(config: LinkedGameConfig) -> GameServer:
-    """Builder of the linked game server (module level: worker processes import it)."""
-    from serverlink.servers.game_linked import LinkedGameServer
-
-    return LinkedGameServer(config)
-
-
 def linked_game(
     ctx: click.Context,
     config: GameConfig,
@@ -552,17 +534,19 @@ def linked_game(
             "game: linked mode (the default) needs --login-server HOST:PORT; "
             "use --standalone to run without a login server"
         )
-    linked = LinkedGameConfig(
-        **{f.name: getattr(config, f.name) for f in dataclasses.fields(GameConfig)},
-        login_server=login_server,
-        db_url=_checked_db_url(db or DEFAULT_DB_URL, "--db"),
-        login_timeout=opts["login_timeout"],
+    linked = dataclasses.replace(
+        config,
+        link=LinkConfig(
+            login_server=login_server,
+            server_name=opts["server_name"],
+            public_addr=opts["public_addr"],
+            key_ttl=opts["login_timeout"],
+        ),
+        store=StoreConfig(url=_checked_db_url(db or DEFAULT_DB_URL, "--db")),
         server_id=opts["server_id"],
-        server_name=opts["server_name"],
-        public_addr=opts["public_addr"],
     )
     return serve_command(
-        ctx, ServerSpec("game", build_linked_game_server, linked), opts, LINKED_GAME_SCREEN
+        ctx, ServerSpec("game", build_game_server, linked), opts, game_screen(linked)
     )
 
 
@@ -574,79 +558,7 @@ def _checked_db_url(url: str, option: str) -> str:
     return url
 
 
-LINKED_GAME_SCREEN = ScreenSpec(
-    "game",
-    (
-        *standard_rows(),
-        Row(
-            "Login server",
-            (
-                fmt("{login_link}"),
-                value("link_reconnects", "reconnects"),
-                value("handoffs", "hand-offs"),
-                value("keys_waiting", "keys waiting"),
-            ),
-        ),
-        Row(
-            "Accounts", (value("in_game", "in game"), value("status_write_failures", "DB failures"))
-        ),
-    ),
-)
-
-
 # --- serverlink login -----------------------------------------------------------------------------
-
-
-def build_login_server(config: LoginConfig) -> LoginServer:
-    """Builder of the login server (module level)."""
-    from serverlink.servers.login import LoginServer
-
-    return LoginServer(config)
-
-
-LOGIN_SCREEN = ScreenSpec(
-    "login",
-    (
-        Row(
-            "Sessions",
-            (
-                of("sessions", "max_sessions"),
-                value("sessions_peak", "peak"),
-                value("accepted", "accepted"),
-            ),
-        ),
-        Row("Login OK", (value("logins"), rate("logins"), value("login_requests", "requests"))),
-        Row(
-            "Completion",
-            (
-                fmt("avg {login_time_avg_ms:.1f} ms"),
-                fmt("min {login_time_min_ms:.1f} ms"),
-                fmt("max {login_time_max_ms:.1f} ms"),
-            ),
-        ),
-        Row(
-            "Linked",
-            (
-                value("linked_game", "game"),
-                value("linked_chat", "chat"),
-                value("pending_handoffs", "pending"),
-            ),
-        ),
-        Row(
-            "Problems",
-            (
-                value("login_timeouts", "timeouts"),
-                value("stale_answers", "stale answers"),
-                value("db_errors", "DB errors"),
-                value("rejected_links", "refused links"),
-            ),
-        ),
-        Row("Packets", (rate("packets_in", "in"), rate("packets_out", "out"))),
-        breakdown("Results", "login_by_status"),
-        breakdown("Disconnects", "disconnects"),
-        breakdown("Protocol errors", "errors"),
-    ),
-)
 
 
 @main_group.command("login")
@@ -718,13 +630,12 @@ def login_command(
         port=opts["port"],
         lan_host=lan_host or opts["host"],
         lan_port=lan_port,
-        db_url=_checked_db_url(db, "--db"),
+        store=StoreConfig(url=_checked_db_url(db, "--db"), timeout=db_timeout),
         codec=codec_from(opts),
         limits=limits_from(opts),
         login_timeout=login_timeout,
         game_addr=game_addr,
         chat_addr=chat_addr,
-        db_timeout=db_timeout,
     )
     return serve_command(ctx, ServerSpec("login", build_login_server, config), opts, LOGIN_SCREEN)
 
@@ -913,13 +824,16 @@ def _start_linked_demo(
         log.info("seeded %d demo accounts into %s (keys in %s)", result.count, db, keys)
     lan_port = _free_port()
     login = LoginConfig(
-        host="127.0.0.1", port=0, lan_host="127.0.0.1", lan_port=lan_port, db_url=db
+        host="127.0.0.1", port=0, lan_host="127.0.0.1", lan_port=lan_port, store=StoreConfig(db)
     )
     login_port = _start_pool(pools, ServerSpec("login", build_login_server, login), level)
-    game = LinkedGameConfig(
-        host="127.0.0.1", port=0, login_server=("127.0.0.1", lan_port), db_url=db
+    game = GameConfig(
+        host="127.0.0.1",
+        port=0,
+        link=LinkConfig(login_server=("127.0.0.1", lan_port)),
+        store=StoreConfig(db),
     )
-    _start_pool(pools, ServerSpec("game", build_linked_game_server, game), level)
+    _start_pool(pools, ServerSpec("game", build_game_server, game), level)
     login_pool = pools[0][1]
     deadline = time.monotonic() + 15
     while not login_pool.snapshot().get("linked_game"):  # snapshots arrive once a second

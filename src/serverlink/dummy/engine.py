@@ -46,9 +46,9 @@ from serverlink.dummy.metrics import (
     Snapshot,
     SnapshotMaker,
 )
-from serverlink.net.framing import net_framing
-from serverlink.net.session import Session
+from serverlink.net.session import Session, SessionDeps
 from serverlink.net.stats import NetStats
+from serverlink.protocol.framing import net_framing
 
 T = TypeVar("T")
 S = TypeVar("S", bound=Session)
@@ -157,7 +157,7 @@ class Worker:
         self.loop = asyncio.get_running_loop()
         self.meter = Meter()
         self.netstats = NetStats()
-        self.framing = net_framing(config.codec)
+        self.deps = SessionDeps(net_framing(config.codec), self.netstats, self)
         self.clients = [VirtualClient(a) for a in accounts]
         self.stopping = False
         self.game_address: tuple[str, int] = (config.game_host, config.game_port)
@@ -185,7 +185,7 @@ class Worker:
 
     # --- for scenarios ------------------------------------------------------------------------
     async def connect(
-        self, address: tuple[str, int], factory: Callable[[], S], what: str = ""
+        self, address: tuple[str, int], factory: Callable[[SessionDeps], S], what: str = ""
     ) -> S | None:
         """Open one connection with a fresh session from ``factory``. Counts the
         attempt, and the failure (returning None); ``what`` names the server in
@@ -193,19 +193,15 @@ class Worker:
         meter = self.meter
         meter.connect_total += 1
 
-        def make() -> S:
-            session = factory()
-            session.framing = self.framing
-            session.stats = self.netstats
-            session.owner = self
-            return session
-
+        deps = self.deps
         loop = self.loop
         try:
             # asyncio.timeout, not wait_for: wait_for wraps the connect in a new
             # task, and login mode connects twice per flow, >1,000 flows/s.
             async with asyncio.timeout(self.config.connect_timeout):
-                _, session = await loop.create_connection(make, address[0], address[1])
+                _, session = await loop.create_connection(
+                    lambda: factory(deps), address[0], address[1]
+                )
         except TimeoutError:
             meter.error("connect_fail", f"connect:{what}:timeout" if what else "connect:timeout")
             return None

@@ -32,7 +32,7 @@ from collections import deque
 from functools import cache
 from typing import TYPE_CHECKING
 
-from serverlink.net.session import Session
+from serverlink.net.session import Session, SessionDeps
 from serverlink.protocol.codec import XOR_TABLES, FrameError
 from serverlink.protocol.packets import (
     CS_GAME_REQ_ECHO,
@@ -89,8 +89,33 @@ def encode_fixed(headers: tuple[bytes, ...], payload: bytes, randkey_field: int)
 class EchoClient(Session):
     """One virtual client's connection to the game server."""
 
-    def __init__(self, worker: Worker, account_no: int) -> None:
-        super().__init__()
+    __slots__ = (
+        "_acc",
+        "_expect",
+        "_headers",
+        "_heartbeat_at",
+        "_last_tick",
+        "_login_at",
+        "_pace_timer",
+        "_paced",
+        "_req_prefix",
+        "_res_prefix",
+        "_runs",
+        "account_no",
+        "depth",
+        "done",
+        "heartbeat_ns",
+        "interval",
+        "late_ns",
+        "meter",
+        "state",
+        "timeout_ns",
+        "version",
+        "worker",
+    )
+
+    def __init__(self, deps: SessionDeps, worker: Worker, account_no: int) -> None:
+        super().__init__(deps)
         cfg = worker.config
         self.worker = worker
         self.meter = worker.meter
@@ -112,8 +137,6 @@ class EchoClient(Session):
         self._headers = frame_headers(cfg.codec.code, ECHO_SIZE)
         #: The replies still owed, in order, as their exact payload bytes.
         self._expect = bytearray()
-        #: The incomplete frame at the end of the last read.
-        self._rest = b""
         #: One [first tick, count] per write of requests not fully answered yet.
         self._runs: deque[list[int]] = deque()
         self._last_tick = 0
@@ -219,14 +242,11 @@ class EchoClient(Session):
         # One clock reading per read: every reply in it arrived "now", and the
         # requests sent in answer carry this time.
         now = _clock()
-        if self._rest:
-            data = self._rest + data
         try:
-            payloads, end = self.framing.split(data, 0)
+            payloads = self.reader.feed(data)
         except FrameError as exc:
             self._fail(exc.reason)
             return
-        self._rest = data[end:] if end != len(data) else b""
         n = len(payloads)
         if not n or self.closed:
             return
@@ -375,7 +395,9 @@ class EchoScenario:
     async def run_once(self, client: VirtualClient) -> bool:
         worker = self.worker
         account_no = client.account_no
-        link = await worker.connect(worker.game_address, lambda: EchoClient(worker, account_no))
+        link = await worker.connect(
+            worker.game_address, lambda deps: EchoClient(deps, worker, account_no)
+        )
         if link is None:
             return True
         client.link = link

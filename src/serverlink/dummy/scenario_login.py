@@ -44,7 +44,7 @@ from serverlink.dummy.keys import check_key_count, keys_of, load_keys
 from serverlink.dummy.metrics import BUCKET_NS, GAME_LOGIN_STATUS, LOGIN_SERVER_STATUS, Meter
 from serverlink.dummy.scenario_echo import CLEAN_ENDS, EchoClient
 from serverlink.dummy.scenario_echo import LOGIN_SENT as GAME_LOGIN_SENT
-from serverlink.net.session import Session
+from serverlink.net.session import Session, SessionDeps
 from serverlink.protocol.codec import FrameError
 from serverlink.protocol.packets import (
     CS_GAME_REQ_LOGIN,
@@ -162,8 +162,21 @@ class AccountPool:
 class LoginServerClient(Session):
     """One connection to the login server: one request, one reply."""
 
-    def __init__(self, worker: Worker, account: Account) -> None:
-        super().__init__()
+    __slots__ = (
+        "_sent_at",
+        "account",
+        "account_no",
+        "done",
+        "game_ip",
+        "game_port",
+        "meter",
+        "state",
+        "timeout_ns",
+        "worker",
+    )
+
+    def __init__(self, deps: SessionDeps, worker: Worker, account: Account) -> None:
+        super().__init__(deps)
         cfg = worker.config
         self.worker = worker
         self.meter = worker.meter
@@ -177,7 +190,6 @@ class LoginServerClient(Session):
         self.game_ip = b""
         self.game_port = 0
         self._sent_at = 0
-        self._rest = b""
 
     # --- ClientLink ------------------------------------------------------------------------
     @property
@@ -217,14 +229,11 @@ class LoginServerClient(Session):
     def data_received(self, data: bytes) -> None:
         if self.closed:
             return
-        if self._rest:
-            data = self._rest + data
         try:
-            payloads, end = self.framing.split(data, 0)
+            payloads = self.reader.feed(data)
         except FrameError as exc:
             self._fail(exc.reason)
             return
-        self._rest = data[end:] if end != len(data) else b""
         if not payloads:
             return
         if self.state != REQUEST_SENT or len(payloads) > 1:
@@ -293,8 +302,12 @@ class GameClient(EchoClient):
     """The game server connection of a login flow: EchoClient, plus the flow's
     completion time and refusals counted by Status name."""
 
-    def __init__(self, worker: Worker, account_no: int, flow_started: int) -> None:
-        super().__init__(worker, account_no)
+    __slots__ = ("flow_started",)
+
+    def __init__(
+        self, deps: SessionDeps, worker: Worker, account_no: int, flow_started: int
+    ) -> None:
+        super().__init__(deps, worker, account_no)
         self.flow_started = flow_started
 
     def login_refused(self, status: int) -> None:
@@ -322,8 +335,12 @@ class GameClient(EchoClient):
 class ReloginClient(GameClient):
     """``relogin``: log in, one echo (none with echo_depth 0), disconnect."""
 
-    def __init__(self, worker: Worker, account_no: int, flow_started: int) -> None:
-        super().__init__(worker, account_no, flow_started)
+    __slots__ = ("_echoed",)
+
+    def __init__(
+        self, deps: SessionDeps, worker: Worker, account_no: int, flow_started: int
+    ) -> None:
+        super().__init__(deps, worker, account_no, flow_started)
         self.depth = min(self.depth, 1)
         self._echoed = False
 
@@ -383,7 +400,7 @@ class LoginScenario:
         try:
             login = await worker.connect(
                 worker.login_address,
-                lambda: LoginServerClient(worker, account),
+                lambda deps: LoginServerClient(deps, worker, account),
                 "login_server",
             )
             if login is None:
@@ -408,7 +425,7 @@ class LoginScenario:
         meter.in_game += 1
         try:
             game = await worker.connect(
-                address, lambda: self.game_client(worker, account_no, started), "game"
+                address, lambda deps: self.game_client(deps, worker, account_no, started), "game"
             )
             if game is None:
                 return True

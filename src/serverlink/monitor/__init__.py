@@ -2,7 +2,6 @@
 
 from serverlink.monitor.console import Monitor
 from serverlink.monitor.screen import (
-    GAME_SCREEN,
     Row,
     ScreenSpec,
     View,
@@ -21,7 +20,6 @@ from serverlink.monitor.screen import (
 from serverlink.monitor.stats import Aggregator, ProcessSampler, RateTracker, merge_snapshots
 
 __all__ = [
-    "GAME_SCREEN",
     "Aggregator",
     "Monitor",
     "ProcessSampler",

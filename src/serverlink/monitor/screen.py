@@ -185,11 +185,8 @@ def standard_rows() -> tuple[Row, ...]:
     )
 
 
-GAME_SCREEN = ScreenSpec("game", standard_rows())
-
-
 def default_screen(name: str) -> ScreenSpec:
-    return GAME_SCREEN if name == "game" else ScreenSpec(name, standard_rows())
+    return ScreenSpec(name, standard_rows())
 
 
 # --- drawing ------------------------------------------------------------------------------

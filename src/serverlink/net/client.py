@@ -7,14 +7,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import random
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
-from typing import ClassVar, TypeVar
+from typing import TypeVar
 
-from serverlink.net.framing import Framing
-from serverlink.net.session import Handler, Session
+from serverlink.net.session import Session, SessionDeps
 from serverlink.net.stats import NetStats
+from serverlink.protocol.framing import Framing
+from serverlink.retry import LINK_RETRY, Retry
 
 log = logging.getLogger("serverlink.net")
 
@@ -22,7 +21,7 @@ S = TypeVar("S", bound=Session)
 
 
 async def open_session(
-    factory: Callable[[], S],
+    factory: Callable[[SessionDeps], S],
     framing: Framing,
     host: str,
     port: int,
@@ -31,14 +30,9 @@ async def open_session(
 ) -> S:
     """Connect and return the session once the connection is made."""
     loop = asyncio.get_running_loop()
-
-    def make() -> S:
-        session = factory()
-        session.framing = framing
-        session.stats = stats or NetStats()
-        return session
-
-    _, session = await asyncio.wait_for(loop.create_connection(make, host, port), timeout)
+    deps = SessionDeps(framing, stats or NetStats())
+    async with asyncio.timeout(timeout):
+        _, session = await loop.create_connection(lambda: factory(deps), host, port)
     return session
 
 
@@ -46,20 +40,14 @@ class FrameClient(Session):
     """A session whose received payloads are awaited one by one (tools and tests;
     not a hot path: one queue operation per packet)."""
 
-    handlers: ClassVar[dict[int, Handler]] = {}
+    __slots__ = ("lost", "received")
 
-    def __init__(self) -> None:
-        super().__init__()
+    def __init__(self, deps: SessionDeps) -> None:
+        super().__init__(deps)
         self.received: asyncio.Queue[bytes] = asyncio.Queue()
         self.lost = asyncio.Event()
 
-    def data_received(self, data: bytes) -> None:
-        if self.closed:
-            return
-        if self._pending:
-            data = self._pending + data
-        payloads, end = self.framing.split(data, 0)
-        self._pending = data[end:]
+    def dispatch(self, payloads: list[bytes]) -> None:
         for p in payloads:
             self.received.put_nowait(p)
 
@@ -67,10 +55,16 @@ class FrameClient(Session):
         self.lost.set()
 
     async def recv(self, timeout: float = 5.0) -> bytes:
-        return await asyncio.wait_for(self.received.get(), timeout)
+        async with asyncio.timeout(timeout):
+            return await self.received.get()
 
     async def wait_closed(self, timeout: float = 5.0) -> None:
-        await asyncio.wait_for(self.lost.wait(), timeout)
+        async with asyncio.timeout(timeout):
+            await self.lost.wait()
+
+    def send_many(self, payloads: list[bytes]) -> None:
+        """Several frames in one write (pipelined requests)."""
+        self.send_raw(b"".join(self.framing.encode(p) for p in payloads))
 
     def send_raw(self, data: bytes) -> None:
         assert self.transport is not None
@@ -83,43 +77,32 @@ async def connect_frame_client(
     return await open_session(FrameClient, framing, host, port, timeout=timeout)
 
 
-@dataclass(frozen=True, slots=True)
-class Backoff:
-    """Exponential backoff with full jitter, capped (reconnect policy)."""
-
-    initial: float = 0.2
-    maximum: float = 5.0
-    factor: float = 2.0
-
-    def delay(self, attempt: int) -> float:
-        ceiling = min(self.maximum, self.initial * self.factor**attempt)
-        return random.uniform(ceiling / 2, ceiling)
-
-
 class ReconnectingLink:
     """Keeps one connection to ``host:port`` up: connects, calls ``on_up`` with
-    the new session, waits for it to drop, backs off, and connects again, until
-    ``stop()``. Each failed attempt is logged once, with the next delay."""
+    the new session, waits for it to drop, backs off (``retry``), and connects
+    again, until ``stop()``. The first failure of a streak is logged; the
+    following ones only at debug level, so a peer that stays down for hours
+    costs one warning."""
 
     def __init__(
         self,
         name: str,
-        factory: Callable[[], S],
+        factory: Callable[[SessionDeps], S],
         framing: Framing,
         host: str,
         port: int,
         on_up: Callable[[S], Awaitable[None] | None],
-        backoff: Backoff | None = None,
+        retry: Retry = LINK_RETRY,
         stats: NetStats | None = None,
     ) -> None:
         self.name = name
-        self._factory: Callable[[], Session] = factory
-        self.framing = framing
+        self._factory: Callable[[SessionDeps], Session] = factory
         self.host = host
         self.port = port
         self._on_up: Callable[[Session], Awaitable[None] | None] = on_up  # type: ignore[assignment]
-        self.backoff = backoff or Backoff()
+        self.retry = retry
         self.stats = stats or NetStats()
+        self.deps = SessionDeps(framing, self.stats, self)
         self.session: Session | None = None
         self.connected = asyncio.Event()
         self.attempts = 0
@@ -145,32 +128,26 @@ class ReconnectingLink:
     def release(self, session: Session) -> None:
         self._lost.set()
 
-    def _make(self) -> Session:
-        session = self._factory()
-        session.framing = self.framing
-        session.stats = self.stats
-        session.owner = self
-        return session
-
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()
         failures = 0
         while True:
             self.attempts += 1
             try:
-                _, session = await asyncio.wait_for(
-                    loop.create_connection(self._make, self.host, self.port), 5.0
-                )
+                async with asyncio.timeout(5.0):
+                    _, session = await loop.create_connection(
+                        lambda: self._factory(self.deps), self.host, self.port
+                    )
             except (OSError, TimeoutError) as exc:
-                delay = self.backoff.delay(failures)
                 failures += 1
-                log.warning(
-                    "%s: cannot connect to %s:%d (%s); retrying in %.1f s",
+                delay = self.retry.delay(failures)
+                log.log(
+                    logging.WARNING if failures == 1 else logging.DEBUG,
+                    "%s: cannot connect to %s:%d (%s); retrying with backoff",
                     self.name,
                     self.host,
                     self.port,
                     exc.strerror if isinstance(exc, OSError) and exc.strerror else "timed out",
-                    delay,
                 )
                 await asyncio.sleep(delay)
                 continue
@@ -187,13 +164,11 @@ class ReconnectingLink:
             self.connected.clear()
             self.session = None
             self.reconnects += 1
-            delay = self.backoff.delay(0)
             log.warning(
-                "%s: link to %s:%d lost (%s); reconnecting in %.1f s",
+                "%s: link to %s:%d lost (%s); reconnecting",
                 self.name,
                 self.host,
                 self.port,
                 session.close_reason,
-                delay,
             )
-            await asyncio.sleep(delay)
+            await asyncio.sleep(self.retry.delay(1))

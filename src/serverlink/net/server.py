@@ -9,9 +9,9 @@ import socket
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from serverlink.net.framing import Framing
-from serverlink.net.session import Session
+from serverlink.net.session import DEFAULT_SEND_BUFFER_LIMIT, Session, SessionDeps
 from serverlink.net.stats import NetStats
+from serverlink.protocol.framing import Framing
 
 log = logging.getLogger("serverlink.net")
 
@@ -23,7 +23,9 @@ ACCEPT_BATCH = 1024
 class ServerLimits:
     max_sessions: int = 20000
     idle_timeout: float = 40.0  # seconds without a byte from the peer; 0 disables
-    send_buffer_limit: int = 1 << 20  # bytes queued for a peer before it is dropped
+    send_buffer_limit: int = (
+        DEFAULT_SEND_BUFFER_LIMIT  # bytes queued for a peer before it is dropped
+    )
     backlog: int = 4096
 
 
@@ -33,7 +35,7 @@ class SessionServer:
     def __init__(
         self,
         name: str,
-        session_factory: Callable[[], Session],
+        session_factory: Callable[[SessionDeps], Session],
         framing: Framing,
         host: str,
         port: int,
@@ -49,6 +51,7 @@ class SessionServer:
         self.limits = limits or ServerLimits()
         self.stats = stats or NetStats()
         self.reuse_port = reuse_port
+        self.deps = SessionDeps(framing, self.stats, self, self.limits.send_buffer_limit)
         self.sessions: set[Session] = set()
         self._sock: socket.socket | None = None
         self._accepting: set[asyncio.Task[tuple[asyncio.BaseTransport, Session]]] = set()
@@ -85,12 +88,7 @@ class SessionServer:
 
     # --- lifecycle --------------------------------------------------------------------
     def _make_session(self) -> Session:
-        session = self.session_factory()
-        session.framing = self.framing
-        session.stats = self.stats
-        session.send_buffer_limit = self.limits.send_buffer_limit
-        session.owner = self
-        return session
+        return self.session_factory(self.deps)
 
     async def start(self) -> None:
         loop = asyncio.get_running_loop()

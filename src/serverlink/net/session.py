@@ -1,10 +1,26 @@
-"""One asyncio Protocol per connection: frame splitting, dispatch, batched
+"""One asyncio Protocol per connection: frame reading, dispatch, batched
 writes, idle and send-buffer limits. Knows nothing of logins or games.
 
 The hot path is ``data_received``: every complete frame in the read is decoded
-by one splitter call, each payload goes to the handler registered for its type,
+by one reader call, each payload goes to the handler registered for its type,
 and all replies produced while handling that read are written with one
 ``transport.write``.
+
+A session subclass declares its handlers as methods::
+
+    class EchoSession(Session):
+        __slots__ = ("account_no",)
+
+        @handles(CS_GAME_REQ_LOGIN)
+        def on_login(self, request: CsGameReqLogin) -> None:   # parsed, typed
+            ...
+
+        @handles_raw(CS_GAME_REQ_ECHO)
+        def on_echo(self, payload: bytes) -> None:             # the payload bytes
+            ...
+
+A payload that does not parse (``PacketError``) or a ``ProtocolViolation`` raised
+by a handler drops the connection, counted by reason, with one log line.
 """
 
 from __future__ import annotations
@@ -12,23 +28,40 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
-from typing import ClassVar, Protocol, cast
+from dataclasses import dataclass
+from typing import Any, ClassVar, Protocol, TypeVar, cast
 
-from serverlink.net.framing import Framing
 from serverlink.net.stats import NetStats
 from serverlink.protocol.codec import FrameError
+from serverlink.protocol.framing import Framing
+from serverlink.protocol.packets import PacketDef, PacketError
 
 log = logging.getLogger("serverlink.net")
 
-Handler = Callable[["Session", bytes], None]
+S = TypeVar("S", bound="Session")
+T = TypeVar("T", bound=tuple[object, ...])
+
+#: Bytes queued for a peer that does not read before it is dropped.
+DEFAULT_SEND_BUFFER_LIMIT = 1 << 20
 
 
 class SessionOwner(Protocol):
-    """Whoever keeps the set of live sessions (a server, a client pool)."""
+    """Whoever keeps the set of live sessions (a server, a client pool, a link)."""
 
     def admit(self, session: Session) -> bool: ...
 
     def release(self, session: Session) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class SessionDeps:
+    """What every session of one listener (or one client pool) shares: made once,
+    passed to each session's constructor."""
+
+    framing: Framing
+    stats: NetStats
+    owner: SessionOwner | None = None
+    send_buffer_limit: int = DEFAULT_SEND_BUFFER_LIMIT
 
 
 class ProtocolViolation(Exception):
@@ -41,39 +74,94 @@ class ProtocolViolation(Exception):
         self.detail = detail or reason
 
 
+# A handler as the dispatch table holds it: the function and, for a parsed
+# handler, the packet definition that parses the payload first.
+_Entry = tuple[Callable[[Any, Any], None], PacketDef[..., tuple[object, ...]] | None]
+_MARK = "__serverlink_handles__"
+
+
+def handles(
+    packet: PacketDef[..., T],
+) -> Callable[[Callable[[S, T], None]], Callable[[S, T], None]]:
+    """Mark a method as the handler of ``packet``; it receives the parsed packet."""
+
+    def mark(fn: Callable[[S, T], None]) -> Callable[[S, T], None]:
+        setattr(fn, _MARK, (packet, True))
+        return fn
+
+    return mark
+
+
+def handles_raw(
+    packet: PacketDef[..., T],
+) -> Callable[[Callable[[S, bytes], None]], Callable[[S, bytes], None]]:
+    """Mark a method as the handler of ``packet``; it receives the payload bytes
+    (hot paths that check the layout themselves)."""
+
+    def mark(fn: Callable[[S, bytes], None]) -> Callable[[S, bytes], None]:
+        setattr(fn, _MARK, (packet, False))
+        return fn
+
+    return mark
+
+
 class Session(asyncio.Protocol):
-    """Base class for a connection that speaks one framing.
+    """Base class for a connection that speaks one framing."""
 
-    Subclasses fill ``handlers`` (packet type -> function(session, payload)) and
-    may override ``on_open`` / ``on_close``. Handlers reply with ``send``.
-    """
+    __slots__ = (
+        "_close_after_batch",
+        "_out",
+        "active",
+        "close_reason",
+        "closed",
+        "framing",
+        "idle_ticks",
+        "owner",
+        "peer",
+        "reader",
+        "send_buffer_limit",
+        "stats",
+        "transport",
+    )
 
-    handlers: ClassVar[dict[int, Handler]] = {}
+    #: packet type -> handler, built from the @handles methods of the class.
+    handlers: ClassVar[dict[int, _Entry]] = {}
 
-    # Set by the owner (server or client) before the connection is made.
-    framing: Framing
-    stats: NetStats
-    send_buffer_limit: int = 1 << 20
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        table: dict[int, _Entry] = {}
+        for klass in reversed(cls.__mro__):
+            for fn in vars(klass).values():
+                mark = getattr(fn, _MARK, None)
+                if mark is not None:
+                    packet, parsed = mark
+                    table[packet.type] = (fn, packet if parsed else None)
+        cls.handlers = table
 
-    def __init__(self) -> None:
+    def __init__(self, deps: SessionDeps) -> None:
+        self.framing = deps.framing
+        self.stats = deps.stats
+        self.owner = deps.owner
+        self.send_buffer_limit = deps.send_buffer_limit
+        self.reader = deps.framing.reader()
         self.transport: asyncio.Transport | None = None
-        self.peer: str = "?"
+        self.peer = "?"
         self.closed = False
         self.close_reason = ""
         # Idle tracking: the sweeper clears ``active`` once a tick and counts
-        # ticks in which no byte arrived; a read sets it again (one store per read).
+        # ticks in which nothing arrived; a read sets it again (one store per read).
         self.active = True
         self.idle_ticks = 0
-        self._pending = b""
         self._out: list[bytes] | None = None
         self._close_after_batch = False
-        self.owner: SessionOwner | None = None
 
     # --- asyncio.Protocol -------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # uvloop's transports are not asyncio.Transport subclasses, hence the cast.
         transport = cast(asyncio.Transport, transport)
         self.transport = transport
+        peer = transport.get_extra_info("peername")
+        self.peer = f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else str(peer)
         if self.owner is not None and not self.owner.admit(self):
             # Over the session cap: refused before any byte is read.
             self.closed = True
@@ -81,8 +169,6 @@ class Session(asyncio.Protocol):
             self.owner = None
             transport.abort()
             return
-        peer = transport.get_extra_info("peername")
-        self.peer = f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else str(peer)
         # Past the limit asyncio calls pause_writing, where the peer is dropped:
         # a client that stops reading cannot make us buffer without bound.
         transport.set_write_buffer_limits(high=self.send_buffer_limit)
@@ -92,16 +178,16 @@ class Session(asyncio.Protocol):
         if self.closed:
             return
         self.active = True
-        if self._pending:
-            data = self._pending + data
         try:
-            payloads, end = self.framing.split(data, 0)
+            payloads = self.reader.feed(data)
         except FrameError as exc:
             self.protocol_error(exc.reason, str(exc))
             return
-        self._pending = data[end:] if end != len(data) else b""
-        if not payloads:
-            return
+        if payloads:
+            self.dispatch(payloads)
+
+    def dispatch(self, payloads: list[bytes]) -> None:
+        """Handle whole payloads; replies queued by the handlers go out in one write."""
         self.stats.packets_in += len(payloads)
         out: list[bytes] = []
         self._out = out
@@ -110,15 +196,19 @@ class Session(asyncio.Protocol):
             for p in payloads:
                 if len(p) < 2:
                     raise ProtocolViolation("no_type", f"payload of {len(p)} bytes has no type")
-                handler = handlers.get(p[0] | (p[1] << 8))
-                if handler is None:
+                entry = handlers.get(p[0] | (p[1] << 8))
+                if entry is None:
                     raise ProtocolViolation(
                         "unknown_type", f"unknown packet type {p[0] | (p[1] << 8)}"
                     )
-                handler(self, p)
-        except ProtocolViolation as exc:
+                handler, packet = entry
+                handler(self, p if packet is None else packet.parse(p))
+                if self.closed:  # a handler closed it: nothing more is handled
+                    break
+        except (ProtocolViolation, PacketError) as exc:
             self._out = None
-            self.protocol_error(exc.reason, exc.detail)
+            detail = exc.detail if isinstance(exc, ProtocolViolation) else str(exc)
+            self.protocol_error(exc.reason, detail)
             return
         except Exception as exc:
             # A bug in a handler: this connection goes, the server keeps serving.
@@ -134,13 +224,12 @@ class Session(asyncio.Protocol):
             self.abort("internal_error")
             return
         self._out = None
-        if out and (not self.closed or self._close_after_batch):
+        transport = self.transport
+        if out and (not self.closed or self._close_after_batch) and transport is not None:
             self.stats.packets_out += len(out)
-            assert self.transport is not None
-            self.transport.write(b"".join(out))
-        if self._close_after_batch:
-            assert self.transport is not None
-            self.transport.close()
+            transport.write(b"".join(out))
+        if self._close_after_batch and transport is not None:
+            transport.close()
 
     def eof_received(self) -> bool | None:
         self.close("peer_closed")
@@ -170,8 +259,8 @@ class Session(asyncio.Protocol):
 
     # --- for handlers and owners ---------------------------------------------------
     def send(self, payload: bytes) -> None:
-        """Queue one reply. Inside data_received it joins the batch written at
-        the end of the read; elsewhere (after a database call) it is written now."""
+        """Queue one reply. Inside a dispatch it joins the batch written at the
+        end of the read; elsewhere (after a database call) it is written now."""
         frame = self.framing.encode(payload)
         if self._out is not None:
             self._out.append(frame)
@@ -179,14 +268,11 @@ class Session(asyncio.Protocol):
             self.stats.packets_out += 1
             self.transport.write(frame)
 
-    def send_many(self, payloads: list[bytes]) -> None:
-        encode = self.framing.encode
-        frames = [encode(p) for p in payloads]
-        if self._out is not None:
-            self._out.extend(frames)
-        elif not self.closed and self.transport is not None:
-            self.stats.packets_out += len(frames)
-            self.transport.write(b"".join(frames))
+    def write_frames(self, data: bytes | bytearray, count: int) -> None:
+        """Write ``count`` already-encoded frames now (fast paths, fan-out)."""
+        if not self.closed and self.transport is not None:
+            self.stats.packets_out += count
+            self.transport.write(data)
 
     def protocol_error(self, reason: str, detail: str) -> None:
         self.stats.count_error(reason)
@@ -201,7 +287,7 @@ class Session(asyncio.Protocol):
         self.closed = True
         self.close_reason = reason
         if self._out is not None:
-            self._close_after_batch = True  # data_received writes the batch, then closes
+            self._close_after_batch = True  # dispatch writes the batch, then closes
         elif self.transport is not None:
             self.transport.close()
 

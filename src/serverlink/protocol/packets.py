@@ -1,84 +1,94 @@
-"""The packet catalog of PROTOCOL.md: every packet is defined here, once.
+"""The packet catalog of PROTOCOL.md: every packet is defined here, once, typed.
 
-A ``PacketDef`` knows its type number, its field layout and a precompiled
-``struct.Struct`` for the fixed part (the ``WORD Type`` included), so servers
-and the dummy client build and parse with the same definition.  Hot handlers
-may use ``PacketDef.struct`` / ``PacketDef.size`` directly instead of the
-generic ``parse`` to skip building a named tuple per packet.
+A packet is a ``NamedTuple`` whose field annotations carry the wire layout
+(``I64`` is an ``int`` sent as INT64, ``WStr20`` a ``str`` in ``WCHAR[20]``, ...)
+and a ``PacketDef`` that binds it to its type number::
+
+    class CsLoginReqLogin(NamedTuple):
+        AccountNo: I64
+        SessionKey: Key64
+
+    CS_LOGIN_REQ_LOGIN = PacketDef(101, "CS_LOGIN_REQ_LOGIN", CsLoginReqLogin)
+
+    payload = CS_LOGIN_REQ_LOGIN.build(7, key)      # arguments checked by mypy
+    request = CS_LOGIN_REQ_LOGIN.parse(payload)     # a CsLoginReqLogin
+    request.AccountNo                                # a misspelt field fails mypy
+
+``PacketDef`` precompiles a ``struct.Struct`` for the fixed part (the ``WORD
+Type`` included), so servers and the dummy client build and parse with the same
+definition; hot paths use ``PacketDef.struct`` / ``size`` / ``type_bytes``
+directly instead of building a tuple per packet.
 """
 
 from __future__ import annotations
 
 import struct
-from collections import namedtuple
-from dataclasses import dataclass, field
-from typing import Any
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Annotated, Generic, NamedTuple, ParamSpec, TypeVar, cast, get_type_hints
 
-# Field kinds: integer struct codes, fixed UTF-16 text, raw bytes, and the
-# variable-length chat message (WORD byte length + that many bytes).
-_INT_CODES = {"u8": "B", "u16": "H", "i32": "i", "i64": "q"}
+P = ParamSpec("P")
+T = TypeVar("T", bound=tuple[object, ...])
 
 
 class PacketError(ValueError):
-    """A payload that does not match its packet's layout. ``reason`` is a
-    stable counter label."""
+    """A payload that does not match its packet's layout. ``reason`` is a stable
+    counter label."""
 
     def __init__(self, message: str, reason: str = "bad_layout") -> None:
         super().__init__(message)
         self.reason = reason
 
 
+# --- field kinds (the metadata of the Annotated aliases below) --------------------------
+
+
 @dataclass(frozen=True, slots=True)
-class Field:
-    name: str
-    kind: str  # "u8" | "u16" | "i32" | "i64" | "wstr" | "raw" | "message"
-    length: int = 0  # code units for wstr, bytes for raw
+class Int:
+    """An integer field; ``code`` is its struct code."""
 
-    @property
-    def struct_code(self) -> str:
-        if self.kind in _INT_CODES:
-            return _INT_CODES[self.kind]
-        if self.kind == "wstr":
-            return f"{self.length * 2}s"
-        if self.kind == "raw":
-            return f"{self.length}s"
-        raise ValueError(f"{self.kind} has no fixed struct code")
+    code: str
 
 
-def u8(name: str) -> Field:
-    return Field(name, "u8")
-
-
-def u16(name: str) -> Field:
-    return Field(name, "u16")
-
-
-def i32(name: str) -> Field:
-    return Field(name, "i32")
-
-
-def i64(name: str) -> Field:
-    return Field(name, "i64")
-
-
-def wstr(name: str, units: int) -> Field:
+@dataclass(frozen=True, slots=True)
+class WChars:
     """``WCHAR name[units]``: UTF-16LE, NUL padded, text ends at the first NUL."""
-    return Field(name, "wstr", units)
+
+    units: int
 
 
-def raw(name: str, size: int) -> Field:
+@dataclass(frozen=True, slots=True)
+class Raw:
     """``char name[size]``: raw bytes compared byte for byte (session keys)."""
-    return Field(name, "raw", size)
+
+    size: int
 
 
-def message(name: str) -> Field:
+@dataclass(frozen=True, slots=True)
+class Message:
     """``WORD MessageLen, WCHAR Message[MessageLen/2]``; must be the last field."""
-    return Field(name, "message")
+
+
+Kind = Int | WChars | Raw | Message
+
+U8 = Annotated[int, Int("B")]
+U16 = Annotated[int, Int("H")]
+I32 = Annotated[int, Int("i")]
+I64 = Annotated[int, Int("q")]
+WStr16 = Annotated[str, WChars(16)]
+WStr20 = Annotated[str, WChars(20)]
+WStr32 = Annotated[str, WChars(32)]
+Key32 = Annotated[bytes, Raw(32)]
+Key64 = Annotated[bytes, Raw(64)]
+Text = Annotated[str, Message()]
 
 
 def encode_wstr(text: str, units: int) -> bytes:
-    """Fixed WCHAR field: cut to ``units - 1`` code units so a NUL always ends it."""
-    data = text.encode("utf-16-le")[: (units - 1) * 2]
+    """Fixed WCHAR field: cut to ``units - 1`` code units so a NUL always ends it,
+    never between the two halves of a surrogate pair."""
+    data = text.encode("utf-16-le", errors="surrogatepass")[: (units - 1) * 2]
+    if len(data) >= 2 and 0xD8 <= data[-1] <= 0xDB:  # a high surrogate left alone
+        data = data[:-2]
     return data.ljust(units * 2, b"\0")
 
 
@@ -92,30 +102,67 @@ def decode_wstr(data: bytes) -> str:
     return data.decode("utf-16-le", errors="replace")
 
 
-@dataclass(frozen=True)
-class PacketDef:
-    type: int
+@dataclass(frozen=True, slots=True)
+class Field:
     name: str
-    fields: tuple[Field, ...]
-    struct: struct.Struct = field(init=False, repr=False, compare=False)
-    tuple_type: Any = field(init=False, repr=False, compare=False)
-    has_message: bool = field(init=False, repr=False, compare=False)
-    type_bytes: bytes = field(init=False, repr=False, compare=False)
+    kind: Kind
 
-    def __post_init__(self) -> None:
-        fixed = [f for f in self.fields if f.kind != "message"]
-        has_message = len(fixed) != len(self.fields)
-        if has_message and self.fields[-1].kind != "message":
-            raise ValueError(f"{self.name}: the message field must come last")
-        fmt = "<H" + "".join(f.struct_code for f in fixed)
-        object.__setattr__(self, "struct", struct.Struct(fmt))
-        object.__setattr__(self, "has_message", has_message)
-        object.__setattr__(self, "type_bytes", self.type.to_bytes(2, "little"))
-        object.__setattr__(
-            self,
-            "tuple_type",
-            namedtuple(self.name, [f.name for f in self.fields]),
+    @property
+    def struct_code(self) -> str:
+        kind = self.kind
+        if isinstance(kind, Int):
+            return kind.code
+        if isinstance(kind, WChars):
+            return f"{kind.units * 2}s"
+        if isinstance(kind, Raw):
+            return f"{kind.size}s"
+        raise ValueError(f"{self.name}: a message field has no fixed struct code")
+
+
+def fields_of(cls: type[tuple[object, ...]]) -> tuple[Field, ...]:
+    """The wire fields of a packet class, from its annotations."""
+    fields: list[Field] = []
+    for name, hint in get_type_hints(cls, include_extras=True).items():
+        kinds = [m for m in getattr(hint, "__metadata__", ()) if isinstance(m, Kind)]
+        if len(kinds) != 1:
+            raise TypeError(f"{cls.__name__}.{name}: annotate with a wire type (I64, WStr20, ...)")
+        fields.append(Field(name, kinds[0]))
+    return tuple(fields)
+
+
+class PacketDef(Generic[P, T]):
+    """One packet type: its number, name, layout and tuple class ``T``."""
+
+    __slots__ = (
+        "_make",
+        "_wstr_indices",
+        "cls",
+        "fields",
+        "has_message",
+        "name",
+        "struct",
+        "type",
+        "type_bytes",
+    )
+
+    def __init__(self, type_: int, name: str, cls: Callable[P, T]) -> None:
+        self.type = type_
+        self.name = name
+        self.cls = cls
+        self._make = cast(Callable[..., T], cls)
+        self.fields = fields_of(cast(type[tuple[object, ...]], cls))
+        fixed = [f for f in self.fields if not isinstance(f.kind, Message)]
+        self.has_message = len(fixed) != len(self.fields)
+        if self.has_message and not isinstance(self.fields[-1].kind, Message):
+            raise ValueError(f"{name}: the message field must come last")
+        self.struct = struct.Struct("<H" + "".join(f.struct_code for f in fixed))
+        self.type_bytes = type_.to_bytes(2, "little")
+        self._wstr_indices = tuple(
+            i for i, f in enumerate(self.fields) if isinstance(f.kind, WChars)
         )
+
+    def __repr__(self) -> str:
+        return f"<PacketDef {self.type} {self.name}>"
 
     @property
     def size(self) -> int:
@@ -123,39 +170,40 @@ class PacketDef:
         no message field)."""
         return self.struct.size
 
-    def build(self, *args: Any, **kwargs: Any) -> bytes:
-        """Payload bytes from field values, positional in catalog order or by name."""
-        values = list(args)
-        for f in self.fields[len(args) :]:
-            if f.name not in kwargs:
-                raise TypeError(f"{self.name}: missing field {f.name}")
-            values.append(kwargs.pop(f.name))
-        if kwargs:
-            raise TypeError(f"{self.name}: unknown fields {sorted(kwargs)}")
-        packed: list[Any] = []
+    def build(self, *args: P.args, **kwargs: P.kwargs) -> bytes:
+        """Payload bytes from field values (those of the packet's tuple class)."""
+        return self.encode(self.cls(*args, **kwargs))
+
+    def encode(self, packet: T) -> bytes:
+        """Payload bytes of a packet tuple."""
+        packed: list[object] = []
         tail = b""
-        for f, v in zip(self.fields, values, strict=True):
-            if f.kind == "wstr":
-                packed.append(encode_wstr(v, f.length) if isinstance(v, str) else bytes(v))
-            elif f.kind == "raw":
-                b = v.encode("latin-1") if isinstance(v, str) else bytes(v)
-                if len(b) != f.length:
-                    raise ValueError(f"{self.name}.{f.name} must be {f.length} bytes, got {len(b)}")
-                packed.append(b)
-            elif f.kind == "message":
-                b = v.encode("utf-16-le") if isinstance(v, str) else bytes(v)
-                tail = len(b).to_bytes(2, "little") + b
+        for f, v in zip(self.fields, packet, strict=True):
+            kind = f.kind
+            if isinstance(kind, WChars):
+                packed.append(encode_wstr(cast(str, v), kind.units))
+            elif isinstance(kind, Raw):
+                raw = bytes(cast(bytes, v))
+                if len(raw) != kind.size:
+                    raise ValueError(
+                        f"{self.name}.{f.name} must be {kind.size} bytes, got {len(raw)}"
+                    )
+                packed.append(raw)
+            elif isinstance(kind, Message):
+                text = cast(str, v).encode("utf-16-le", errors="surrogatepass")
+                tail = len(text).to_bytes(2, "little") + text
             else:
                 packed.append(v)
         return self.struct.pack(self.type, *packed) + tail
 
-    def parse(self, payload: bytes) -> Any:
-        """Named tuple of the fields (text decoded, keys as bytes). Raises
-        PacketError when the payload's type, size or message length is wrong."""
+    def parse(self, payload: bytes) -> T:
+        """The packet's fields (text decoded, keys as bytes). Raises PacketError
+        when the payload's type, size or message length is wrong."""
         size = self.struct.size
         if len(payload) < size or payload[:2] != self.type_bytes:
             raise PacketError(f"{self.name}: {len(payload)} bytes, expected {size}", "bad_size")
-        values = list(self.struct.unpack_from(payload))[1:]
+        values: list[object] = list(self.struct.unpack_from(payload))
+        del values[0]
         if self.has_message:
             if len(payload) < size + 2:
                 raise PacketError(f"{self.name}: no message length", "bad_size")
@@ -171,83 +219,136 @@ class PacketDef:
             raise PacketError(
                 f"{self.name}: {len(payload)} bytes, expected {size}", "trailing_bytes"
             )
-        for i, f in enumerate(self.fields):
-            if f.kind == "wstr":
-                values[i] = decode_wstr(values[i])
-        return self.tuple_type(*values)
+        for i in self._wstr_indices:
+            values[i] = decode_wstr(cast(bytes, values[i]))
+        return self._make(*values)
 
 
-def _define(type_: int, name: str, *fields: Field) -> PacketDef:
-    packet = PacketDef(type_, name, tuple(fields))
+BY_TYPE: dict[int, PacketDef[..., tuple[object, ...]]] = {}
+
+
+def _define(type_: int, name: str, cls: Callable[P, T]) -> PacketDef[P, T]:
     if type_ in BY_TYPE:
         raise ValueError(f"packet type {type_} defined twice")
-    BY_TYPE[type_] = packet
+    packet = PacketDef(type_, name, cls)
+    BY_TYPE[type_] = cast(PacketDef[..., tuple[object, ...]], packet)
     return packet
 
 
-BY_TYPE: dict[int, PacketDef] = {}
+class Empty(NamedTuple):
+    """A packet with no field after its type (heartbeats)."""
+
 
 # --- chat server (client <-> chat, Net frame) -----------------------------------
-CS_CHAT_REQ_LOGIN = _define(
-    1,
-    "CS_CHAT_REQ_LOGIN",
-    i64("AccountNo"),
-    wstr("ID", 20),
-    wstr("Nickname", 20),
-    raw("SessionKey", 64),
-)
-CS_CHAT_RES_LOGIN = _define(2, "CS_CHAT_RES_LOGIN", u8("Status"), i64("AccountNo"))
-CS_CHAT_REQ_SECTOR_MOVE = _define(
-    3, "CS_CHAT_REQ_SECTOR_MOVE", i64("AccountNo"), u16("SectorX"), u16("SectorY")
-)
-CS_CHAT_RES_SECTOR_MOVE = _define(
-    4, "CS_CHAT_RES_SECTOR_MOVE", i64("AccountNo"), u16("SectorX"), u16("SectorY")
-)
-CS_CHAT_REQ_MESSAGE = _define(5, "CS_CHAT_REQ_MESSAGE", i64("AccountNo"), message("Message"))
-CS_CHAT_RES_MESSAGE = _define(
-    6,
-    "CS_CHAT_RES_MESSAGE",
-    i64("AccountNo"),
-    wstr("ID", 20),
-    wstr("Nickname", 20),
-    message("Message"),
-)
-CS_CHAT_REQ_HEARTBEAT = _define(7, "CS_CHAT_REQ_HEARTBEAT")
+
+
+class CsChatReqLogin(NamedTuple):
+    AccountNo: I64
+    ID: WStr20
+    Nickname: WStr20
+    SessionKey: Key64
+
+
+class CsChatResLogin(NamedTuple):
+    Status: U8
+    AccountNo: I64
+
+
+class CsChatSectorMove(NamedTuple):
+    AccountNo: I64
+    SectorX: U16
+    SectorY: U16
+
+
+class CsChatReqMessage(NamedTuple):
+    AccountNo: I64
+    Message: Text
+
+
+class CsChatResMessage(NamedTuple):
+    AccountNo: I64
+    ID: WStr20
+    Nickname: WStr20
+    Message: Text
+
+
+CS_CHAT_REQ_LOGIN = _define(1, "CS_CHAT_REQ_LOGIN", CsChatReqLogin)
+CS_CHAT_RES_LOGIN = _define(2, "CS_CHAT_RES_LOGIN", CsChatResLogin)
+CS_CHAT_REQ_SECTOR_MOVE = _define(3, "CS_CHAT_REQ_SECTOR_MOVE", CsChatSectorMove)
+CS_CHAT_RES_SECTOR_MOVE = _define(4, "CS_CHAT_RES_SECTOR_MOVE", CsChatSectorMove)
+CS_CHAT_REQ_MESSAGE = _define(5, "CS_CHAT_REQ_MESSAGE", CsChatReqMessage)
+CS_CHAT_RES_MESSAGE = _define(6, "CS_CHAT_RES_MESSAGE", CsChatResMessage)
+CS_CHAT_REQ_HEARTBEAT = _define(7, "CS_CHAT_REQ_HEARTBEAT", Empty)
 
 # --- login server (client <-> login, Net frame) ---------------------------------
-CS_LOGIN_REQ_LOGIN = _define(101, "CS_LOGIN_REQ_LOGIN", i64("AccountNo"), raw("SessionKey", 64))
-CS_LOGIN_RES_LOGIN = _define(
-    102,
-    "CS_LOGIN_RES_LOGIN",
-    i64("AccountNo"),
-    u8("Status"),
-    wstr("ID", 20),
-    wstr("Nickname", 20),
-    wstr("GameServerIP", 16),
-    u16("GameServerPort"),
-    wstr("ChatServerIP", 16),
-    u16("ChatServerPort"),
-)
+
+
+class CsLoginReqLogin(NamedTuple):
+    AccountNo: I64
+    SessionKey: Key64
+
+
+class CsLoginResLogin(NamedTuple):
+    AccountNo: I64
+    Status: U8
+    ID: WStr20
+    Nickname: WStr20
+    GameServerIP: WStr16
+    GameServerPort: U16
+    ChatServerIP: WStr16
+    ChatServerPort: U16
+
+
+CS_LOGIN_REQ_LOGIN = _define(101, "CS_LOGIN_REQ_LOGIN", CsLoginReqLogin)
+CS_LOGIN_RES_LOGIN = _define(102, "CS_LOGIN_RES_LOGIN", CsLoginResLogin)
 
 # --- game (echo) server (client <-> game, Net frame) ----------------------------
-CS_GAME_REQ_LOGIN = _define(
-    1001, "CS_GAME_REQ_LOGIN", i64("AccountNo"), raw("SessionKey", 64), i32("Version")
-)
-CS_GAME_RES_LOGIN = _define(1002, "CS_GAME_RES_LOGIN", u8("Status"), i64("AccountNo"))
-CS_GAME_REQ_ECHO = _define(5000, "CS_GAME_REQ_ECHO", i64("AccountNo"), i64("SendTick"))
-CS_GAME_RES_ECHO = _define(5001, "CS_GAME_RES_ECHO", i64("AccountNo"), i64("SendTick"))
-CS_GAME_REQ_HEARTBEAT = _define(5002, "CS_GAME_REQ_HEARTBEAT")
+
+
+class CsGameReqLogin(NamedTuple):
+    AccountNo: I64
+    SessionKey: Key64
+    Version: I32
+
+
+class CsGameResLogin(NamedTuple):
+    Status: U8
+    AccountNo: I64
+
+
+class CsGameEcho(NamedTuple):
+    AccountNo: I64
+    SendTick: I64
+
+
+CS_GAME_REQ_LOGIN = _define(1001, "CS_GAME_REQ_LOGIN", CsGameReqLogin)
+CS_GAME_RES_LOGIN = _define(1002, "CS_GAME_RES_LOGIN", CsGameResLogin)
+CS_GAME_REQ_ECHO = _define(5000, "CS_GAME_REQ_ECHO", CsGameEcho)
+CS_GAME_RES_ECHO = _define(5001, "CS_GAME_RES_ECHO", CsGameEcho)
+CS_GAME_REQ_HEARTBEAT = _define(5002, "CS_GAME_REQ_HEARTBEAT", Empty)
 
 # --- server <-> server (LAN frame) ------------------------------------------------
-SS_LOGINSERVER_LOGIN = _define(
-    10001, "SS_LOGINSERVER_LOGIN", u8("ServerType"), wstr("ServerName", 32)
-)
-SS_REQ_NEW_CLIENT_LOGIN = _define(
-    10002, "SS_REQ_NEW_CLIENT_LOGIN", i64("AccountNo"), raw("SessionKey", 64), i64("Parameter")
-)
-SS_RES_NEW_CLIENT_LOGIN = _define(
-    10003, "SS_RES_NEW_CLIENT_LOGIN", i64("AccountNo"), i64("Parameter")
-)
+
+
+class SsLoginServerLogin(NamedTuple):
+    ServerType: U8
+    ServerName: WStr32
+
+
+class SsReqNewClientLogin(NamedTuple):
+    AccountNo: I64
+    SessionKey: Key64
+    Parameter: I64
+
+
+class SsResNewClientLogin(NamedTuple):
+    AccountNo: I64
+    Parameter: I64
+
+
+SS_LOGINSERVER_LOGIN = _define(10001, "SS_LOGINSERVER_LOGIN", SsLoginServerLogin)
+SS_REQ_NEW_CLIENT_LOGIN = _define(10002, "SS_REQ_NEW_CLIENT_LOGIN", SsReqNewClientLogin)
+SS_RES_NEW_CLIENT_LOGIN = _define(10003, "SS_RES_NEW_CLIENT_LOGIN", SsResNewClientLogin)
 
 
 def packet_type(payload: bytes) -> int:
@@ -257,7 +358,7 @@ def packet_type(payload: bytes) -> int:
     return payload[0] | (payload[1] << 8)
 
 
-def parse_any(payload: bytes) -> Any:
+def parse_any(payload: bytes) -> tuple[object, ...]:
     """Parse a payload of any catalog type (tests, tools; not the hot path)."""
     t = packet_type(payload)
     packet = BY_TYPE.get(t)

@@ -1,47 +1,69 @@
 """Game (echo) server: handlers for CS_GAME_REQ_LOGIN / ECHO / HEARTBEAT.
 
-Standalone mode accepts any key ("virtual login", as the original does without
-a login server). Linked mode (see ``servers.game_link``) accepts only the key a
-login server handed over for that account.
+Standalone (``config.link is None``) accepts any key ("virtual login", as the
+original does without a login server). Linked, it composes a ``LoginLink``
+(registration, hand-offs, the key store) and ``AccountClaims`` (the account's
+``status`` = this server's id while it plays here): a login succeeds only with
+the key the login server handed over for that account, which it takes.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from typing import Any, ClassVar
 
-from serverlink.net.framing import net_framing
+from serverlink.errors import StartupError
+from serverlink.monitor.screen import Row, ScreenSpec, fmt, standard_rows, value
 from serverlink.net.server import ServerLimits, SessionServer
-from serverlink.net.session import ProtocolViolation, Session
-from serverlink.net.stats import NetStats
+from serverlink.net.session import ProtocolViolation, Session, SessionDeps, handles, handles_raw
 from serverlink.protocol.codec import NetCodec
 from serverlink.protocol.echo import ECHO_FRAME_SIZE, answer_echo_batch
+from serverlink.protocol.framing import net_framing
 from serverlink.protocol.packets import (
     CS_GAME_REQ_ECHO,
     CS_GAME_REQ_HEARTBEAT,
     CS_GAME_REQ_LOGIN,
     CS_GAME_RES_ECHO,
     CS_GAME_RES_LOGIN,
+    CsGameReqLogin,
 )
-from serverlink.protocol.status import GameLoginStatus
+from serverlink.protocol.status import GameLoginStatus, ServerType
+from serverlink.servers.claims import AccountClaims, WriteResult
+from serverlink.servers.link import LinkConfig, LoginLink
+from serverlink.store import AccountStore, StoreError
+from serverlink.store.config import StoreConfig
 
 log = logging.getLogger("serverlink.game")
 
-_LOGIN = CS_GAME_REQ_LOGIN.struct
-_LOGIN_SIZE = CS_GAME_REQ_LOGIN.size
 _ECHO_SIZE = CS_GAME_REQ_ECHO.size
 _ECHO_RES_TYPE = CS_GAME_RES_ECHO.type_bytes
 _HEARTBEAT_SIZE = CS_GAME_REQ_HEARTBEAT.size
 
 
-@dataclass
+@dataclass(frozen=True, slots=True)
 class GameConfig:
     host: str = "127.0.0.1"
     port: int = 12211
     codec: NetCodec = field(default_factory=NetCodec)
     limits: ServerLimits = field(default_factory=ServerLimits)
+    #: CS_GAME_REQ_LOGIN Version a client must send (Status 3 otherwise).
     client_version: int = 1
     reuse_port: bool = False
+    #: Linked mode: the login server to register with; None: standalone.
+    link: LinkConfig | None = None
+    #: Linked mode: the account database (the login server's).
+    store: StoreConfig = field(default_factory=StoreConfig)
+    #: Linked mode: the non-zero ``status`` marking accounts in game here; a
+    #: restarted server clears the rows holding its own id. Workers add their index.
+    server_id: int = 1
+    #: Set by the process supervisor in worker processes (1, 2, ...).
+    worker_index: int = 0
+
+    @property
+    def status_id(self) -> int:
+        return self.server_id + self.worker_index
 
 
 class GameStats:
@@ -55,11 +77,13 @@ class GameStats:
 class EchoSession(Session):
     """One client of the game server."""
 
-    def __init__(self, server: GameServer) -> None:
-        super().__init__()
+    __slots__ = ("_code", "account_no", "login_pending", "server")
+
+    def __init__(self, deps: SessionDeps, server: GameServer) -> None:
+        super().__init__(deps)
         self.server = server
         self.account_no: int | None = None
-        self.login_pending = False  # linked mode: key accepted, status being written
+        self.login_pending = False  # linked mode: key being taken, status being written
         self._code = server.config.codec.code
 
     def data_received(self, data: bytes) -> None:
@@ -67,109 +91,211 @@ class EchoSession(Session):
         # answered by the batch fast path (protocol/echo.py) in a third of the
         # generic path's work. Anything else, or any doubt, takes the generic path.
         count = len(data) // ECHO_FRAME_SIZE
-        if count and self.account_no is not None and not self._pending and not self.closed:
+        if count and self.account_no is not None and not self.reader.tail and not self.closed:
             replies = answer_echo_batch(data, count, self._code)
-            if replies is not None:
+            transport = self.transport
+            if replies is not None and transport is not None:
                 self.active = True
                 stats = self.stats
                 stats.packets_in += count
                 stats.packets_out += count
-                assert self.transport is not None
-                self.transport.write(replies)
+                transport.write(replies)
                 rest = len(data) - count * ECHO_FRAME_SIZE
                 if rest:
                     super().data_received(data[-rest:])
                 return
         super().data_received(data)
 
+    @handles(CS_GAME_REQ_LOGIN)
+    def on_login(self, request: CsGameReqLogin) -> None:
+        if self.account_no is not None or self.login_pending:
+            raise ProtocolViolation("double_login", "second CS_GAME_REQ_LOGIN on one connection")
+        self.server.login(self, request)
+
+    @handles_raw(CS_GAME_REQ_ECHO)
+    def on_echo(self, payload: bytes) -> None:
+        # The hottest handler: no parsing beyond the size check, the reply is
+        # the request with the type word changed.
+        if self.account_no is None:
+            raise ProtocolViolation("echo_before_login", "CS_GAME_REQ_ECHO before login")
+        if len(payload) != _ECHO_SIZE:
+            raise ProtocolViolation(
+                "bad_size", f"CS_GAME_REQ_ECHO of {len(payload)} bytes, expected {_ECHO_SIZE}"
+            )
+        self.send(_ECHO_RES_TYPE + payload[2:])
+
+    @handles_raw(CS_GAME_REQ_HEARTBEAT)
+    def on_heartbeat(self, payload: bytes) -> None:
+        # The read itself refreshed the idle timer; only the layout is checked.
+        if len(payload) != _HEARTBEAT_SIZE:
+            raise ProtocolViolation("trailing_bytes", "CS_GAME_REQ_HEARTBEAT with trailing bytes")
+
     def on_close(self) -> None:
         if self.account_no is not None:
-            self.server.on_logout(self)
-
-
-def _on_login(session: Session, payload: bytes) -> None:
-    assert isinstance(session, EchoSession)
-    if session.account_no is not None or session.login_pending:
-        raise ProtocolViolation("double_login", "second CS_GAME_REQ_LOGIN on one connection")
-    if len(payload) != _LOGIN_SIZE:
-        raise ProtocolViolation(
-            "bad_size", f"CS_GAME_REQ_LOGIN of {len(payload)} bytes, expected {_LOGIN_SIZE}"
-        )
-    _, account_no, key, version = _LOGIN.unpack(payload)
-    session.server.on_login(session, account_no, key, version)
-
-
-def _on_echo(session: Session, payload: bytes) -> None:
-    # The hottest function of the server: no parsing beyond the size check,
-    # the reply is the request with the type word changed.
-    if session.account_no is None:  # type: ignore[attr-defined]
-        raise ProtocolViolation("echo_before_login", "CS_GAME_REQ_ECHO before login")
-    if len(payload) != _ECHO_SIZE:
-        raise ProtocolViolation(
-            "bad_size", f"CS_GAME_REQ_ECHO of {len(payload)} bytes, expected {_ECHO_SIZE}"
-        )
-    session.send(_ECHO_RES_TYPE + payload[2:])
-
-
-def _on_heartbeat(session: Session, payload: bytes) -> None:
-    # The read itself refreshed the idle timer; only the layout is checked.
-    if len(payload) != _HEARTBEAT_SIZE:
-        raise ProtocolViolation("trailing_bytes", "CS_GAME_REQ_HEARTBEAT with trailing bytes")
-
-
-EchoSession.handlers = {
-    CS_GAME_REQ_LOGIN.type: _on_login,
-    CS_GAME_REQ_ECHO.type: _on_echo,
-    CS_GAME_REQ_HEARTBEAT.type: _on_heartbeat,
-}
+            self.server.logout(self, self.account_no)
 
 
 class GameServer:
-    """The game server: a SessionServer of EchoSessions plus the login policy.
-
-    Standalone: every login is accepted. Subclassed for linked mode.
-    """
+    """The game server: a SessionServer of EchoSessions and the login policy."""
 
     name = "game"
+    #: Game servers scale with worker processes (each links and claims apart).
+    max_workers: ClassVar[int | None] = None
 
-    def __init__(self, config: GameConfig, stats: NetStats | None = None) -> None:
+    def __init__(self, config: GameConfig, store: AccountStore | None = None) -> None:
         self.config = config
         self.game_stats = GameStats()
         self.listener = SessionServer(
             self.name,
-            lambda: EchoSession(self),
+            lambda deps: EchoSession(deps, self),
             net_framing(config.codec),
             config.host,
             config.port,
             config.limits,
-            stats,
             reuse_port=config.reuse_port,
         )
         self.stats = self.listener.stats
-
-    async def start(self) -> None:
-        await self.listener.start()
-        log.info("game server listening on %s:%d", self.config.host, self.listener.port)
-
-    async def stop(self) -> None:
-        await self.listener.stop()
+        self.link: LoginLink | None = None
+        self.claims: AccountClaims | None = None
+        self.store: AccountStore | None = None
+        if config.link is not None:
+            self.store = store or config.store.open()
+            self.claims = AccountClaims(self.store, config.status_id)
+        self.in_game: dict[int, EchoSession] = {}
+        # Linked logins whose key and status are being checked (referenced here).
+        self.logins_in_progress: set[asyncio.Task[None]] = set()
 
     @property
     def port(self) -> int:
         return self.listener.port
 
-    # --- login policy (overridden by the linked server) ------------------------------
-    def on_login(self, session: EchoSession, account_no: int, key: bytes, version: int) -> None:
+    async def start(self) -> None:
+        if self.store is not None:
+            try:
+                await self.store.connect()
+                cleared = await self.store.reset_statuses(only=self.config.status_id)
+            except StoreError as exc:
+                await self.store.close()
+                raise StartupError(f"account database {self.store.display_url}: {exc}") from None
+            if cleared:
+                log.info("cleared %d accounts left in game here by an earlier run", cleared)
+        await self.listener.start()
+        log.info("game server listening on %s:%d", self.config.host, self.port)
+        if self.config.link is not None:
+            self.link = LoginLink(self.config.link, ServerType.GAME, (self.config.host, self.port))
+            self.link.start()
+
+    async def stop(self) -> None:
+        if self.link is not None:
+            await self.link.stop()
+        await self.listener.stop()  # sessions end -> releases queued
+        if self.claims is not None:
+            try:
+                await self.claims.drain(self.config.store.timeout * 2)
+            except TimeoutError:
+                log.warning("some account statuses could not be cleared before exit")
+        if self.store is not None:
+            await self.store.close()
+
+    # --- login policy -----------------------------------------------------------------
+    def login(self, session: EchoSession, request: CsGameReqLogin) -> None:
+        account_no = request.AccountNo
+        if self.link is None:  # standalone: virtual login
+            session.account_no = account_no
+            self.game_stats.logins += 1
+            session.send(CS_GAME_RES_LOGIN.build(GameLoginStatus.OK, account_no))
+            return
+        if request.Version != self.config.client_version:
+            self._refuse(session, account_no, GameLoginStatus.VERSION_MISMATCH, "version_mismatch")
+            return
+        session.login_pending = True
+        task = asyncio.get_running_loop().create_task(
+            self._linked_login(session, account_no, request.SessionKey)
+        )
+        self.logins_in_progress.add(task)
+        task.add_done_callback(self.logins_in_progress.discard)
+
+    def _refuse(
+        self, session: EchoSession, account_no: int, status: GameLoginStatus, reason: str
+    ) -> None:
+        self.game_stats.login_fail += 1
+        self.stats.count_error(reason)
+        log.info("%s: game login of account %d refused (%s)", session.peer, account_no, reason)
+        session.send(CS_GAME_RES_LOGIN.build(status, account_no))
+        session.close(f"login:{reason}")
+
+    async def _linked_login(self, session: EchoSession, account_no: int, key: bytes) -> None:
+        assert self.link is not None and self.claims is not None
+        if not await self.link.take_key(account_no, key):
+            session.login_pending = False
+            self._refuse(session, account_no, GameLoginStatus.FAIL, "bad_key")
+            return
+        previous = self.in_game.get(account_no)
+        if previous is not None and previous is not session:
+            # The same account logged in again here: the newer session wins.
+            previous.close("replaced")
+        self.in_game[account_no] = session
+        result = await self.claims.claim(account_no)
+        session.login_pending = False
+        if result is WriteResult.FAILED:
+            if self.in_game.get(account_no) is session:
+                del self.in_game[account_no]
+            self._refuse(session, account_no, GameLoginStatus.FAIL, "db_unavailable")
+            return
+        if session.closed:
+            # Gone while its status was being written: release it behind the claim.
+            self.logout(session, account_no)
+            return
         session.account_no = account_no
         self.game_stats.logins += 1
         session.send(CS_GAME_RES_LOGIN.build(GameLoginStatus.OK, account_no))
 
-    def on_logout(self, session: EchoSession) -> None:
-        pass
+    def logout(self, session: EchoSession, account_no: int) -> None:
+        if self.claims is not None and self.in_game.get(account_no) is session:
+            del self.in_game[account_no]
+            self.claims.release(account_no)
 
-    def snapshot(self) -> dict[str, object]:
-        snap = self.stats.snapshot()
+    def snapshot(self) -> dict[str, Any]:
+        snap: dict[str, Any] = self.stats.snapshot()
         snap["logins"] = self.game_stats.logins
         snap["login_fail"] = self.game_stats.login_fail
         snap["max_sessions"] = self.config.limits.max_sessions
+        if self.link is not None and self.claims is not None:
+            snap.update(self.link.snapshot())
+            snap.update(in_game=len(self.in_game), status_write_failures=self.claims.failures)
         return snap
+
+
+def build_game_server(config: GameConfig) -> GameServer:
+    """Builder of the game server (module level: worker processes import it)."""
+    return GameServer(config)
+
+
+def worker_config(config: GameConfig, index: int) -> GameConfig:
+    return replace(config, worker_index=index)
+
+
+GAME_SCREEN = ScreenSpec("game", standard_rows())
+
+LINKED_GAME_SCREEN = ScreenSpec(
+    "game",
+    (
+        *standard_rows(),
+        Row(
+            "Login server",
+            (
+                fmt("{login_link}"),
+                value("link_reconnects", "reconnects"),
+                value("handoffs", "hand-offs"),
+                value("keys_waiting", "keys waiting"),
+            ),
+        ),
+        Row(
+            "Accounts", (value("in_game", "in game"), value("status_write_failures", "DB failures"))
+        ),
+    ),
+)
+
+
+def game_screen(config: GameConfig) -> ScreenSpec:
+    return GAME_SCREEN if config.link is None else LINKED_GAME_SCREEN

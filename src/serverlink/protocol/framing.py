@@ -1,0 +1,84 @@
+"""Framings bound to one deployment's parameters, and the frame reader.
+
+A ``Framing`` binds a codec's splitter and encoder to fixed parameters (the Net
+frame's code and keys, the LAN frame's payload limit), so a session calls one
+function per read and one per reply. A ``FrameReader`` turns a byte stream into
+whole payloads: it keeps the unconsumed tail of each read (an incomplete frame)
+and prepends it to the next. Pure bytes, no sockets.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from serverlink.protocol.codec import (
+    LAN_HEADER_SIZE,
+    NET_HEADER_SIZE,
+    NetCodec,
+    encode_lan_frame,
+    encode_net_frame,
+    split_lan_frames,
+    split_net_frames,
+)
+
+Splitter = Callable[[bytes, int], tuple[list[bytes], int]]
+Encoder = Callable[[bytes], bytes]
+
+#: LAN payloads are small (the largest catalog packet is 82 bytes).
+DEFAULT_LAN_MAX_PAYLOAD = 8192
+
+
+class FrameReader:
+    """Whole payloads from a stream of reads; the incomplete tail is kept.
+
+    ``feed`` raises ``FrameError`` on a frame that no well-behaved peer sends;
+    the stream cannot be trusted after that, so the caller drops the connection.
+    """
+
+    __slots__ = ("_split", "tail")
+
+    def __init__(self, split: Splitter) -> None:
+        self._split = split
+        #: Bytes of the incomplete frame at the end of the last read.
+        self.tail = b""
+
+    def feed(self, data: bytes) -> list[bytes]:
+        if self.tail:
+            data = self.tail + data
+        payloads, end = self._split(data, 0)
+        self.tail = data[end:] if end != len(data) else b""
+        return payloads
+
+
+@dataclass(frozen=True, slots=True)
+class Framing:
+    name: str
+    split: Splitter
+    encode: Encoder
+    header_size: int
+    max_payload: int
+
+    def reader(self) -> FrameReader:
+        return FrameReader(self.split)
+
+
+def net_framing(codec: NetCodec) -> Framing:
+    code, max_payload = codec.code, codec.max_payload
+    getrandbits = random.getrandbits  # R is obfuscation, not security: no urandom syscall per frame
+
+    def split(data: bytes, offset: int) -> tuple[list[bytes], int]:
+        return split_net_frames(data, offset, code, max_payload)
+
+    def encode(payload: bytes) -> bytes:
+        return encode_net_frame(payload, code, getrandbits(8))
+
+    return Framing("net", split, encode, NET_HEADER_SIZE, max_payload)
+
+
+def lan_framing(max_payload: int = DEFAULT_LAN_MAX_PAYLOAD) -> Framing:
+    def split(data: bytes, offset: int) -> tuple[list[bytes], int]:
+        return split_lan_frames(data, offset, max_payload)
+
+    return Framing("lan", split, encode_lan_frame, LAN_HEADER_SIZE, max_payload)
