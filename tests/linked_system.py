@@ -9,8 +9,8 @@ from pathlib import Path
 from serverlink.servers.game import GameConfig, GameServer
 from serverlink.servers.link import LinkConfig
 from serverlink.servers.login import LoginConfig, LoginServer
-from serverlink.store.admin import seed_db
 from serverlink.store import DEFAULT_TIMEOUT
+from serverlink.store.admin import seed_db
 from serverlink.store.config import StoreConfig
 
 
