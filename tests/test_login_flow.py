@@ -168,11 +168,18 @@ async def test_game_server_restart_clears_its_own_stale_statuses(
     assert dict(rows) == {9: 0, 10: own + 50}  # another server's account is left alone
 
 
-async def test_login_server_start_clears_every_status(db_url: str, raw_sql: RawSql) -> None:
+async def test_login_server_start_releases_statuses_nobody_claims_again(
+    db_url: str, raw_sql: RawSql
+) -> None:
+    # Left by servers of an earlier run: released once the grace time passes
+    # without a server reporting that status id.
     await seed_db(db_url, 3)
     await raw_sql(db_url, "UPDATE status SET status = 7", [])
-    login = await start_login(db_url)
+    login = await start_login(db_url, release_after=0.2)
     try:
+        rows = await raw_sql(db_url, "SELECT count(*) FROM status WHERE status <> 0", [])
+        assert rows[0][0] == 3  # not at start: those servers may still be running
+        await until(lambda: login.releases.released == 3)
         rows = await raw_sql(db_url, "SELECT count(*) FROM status WHERE status <> 0", [])
         assert rows[0][0] == 0
     finally:

@@ -71,12 +71,13 @@ from serverlink.monitor.screen import (
     ScreenSpec,
 )
 from serverlink.net.server import ServerLimits
+from serverlink.net.tls import TlsConfig, TlsConfigError
 from serverlink.protocol.codec import DEFAULT_CODE, DEFAULT_KEY1, DEFAULT_KEY2, NetCodec
 from serverlink.runner import RunOptions, ServeError, ServerSpec, WorkerPool, run_loop, serve
 from serverlink.servers.game import GameConfig, build_game_server, game_screen
 from serverlink.servers.link import LinkConfig
 from serverlink.servers.login import LOGIN_SCREEN, LoginConfig, build_login_server
-from serverlink.store import DEFAULT_DB_URL, parse_db_url
+from serverlink.store import DEFAULT_DB_URL, DEFAULT_TIMEOUT, parse_db_url
 from serverlink.store.config import StoreConfig
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -314,8 +315,60 @@ def listen_options(default_port: int, default_host: str = "127.0.0.1") -> Callab
                 metavar="BYTES",
                 help="Bytes queued for a peer that does not read before it is dropped.",
             ),
+            click.option(
+                "--login-deadline",
+                type=click.FloatRange(min=0),
+                default=defaults.login_deadline,
+                show_default=True,
+                metavar="SECONDS",
+                help="A connection not logged in within this time is closed and counted "
+                "(0: no limit).",
+            ),
+            click.option(
+                "--max-sessions-per-ip",
+                type=click.IntRange(min=0),
+                default=defaults.max_sessions_per_ip,
+                show_default=True,
+                help="Concurrent sessions from one client address (0: no limit).",
+            ),
         ]
     )
+
+
+tls_options = _apply(
+    [
+        click.option(
+            "--lan-tls-cert",
+            metavar="PEM",
+            default=None,
+            help="Mutual TLS on the server-to-server link: this server's certificate "
+            "(with --lan-tls-key and --lan-tls-ca; serverlink servers only).",
+        ),
+        click.option("--lan-tls-key", metavar="PEM", default=None, help="Its private key."),
+        click.option(
+            "--lan-tls-ca",
+            metavar="PEM",
+            default=None,
+            help="The CA that signed the other side's certificate.",
+        ),
+    ]
+)
+
+
+def tls_from(opts: Mapping[str, Any]) -> TlsConfig | None:
+    given = [opts["lan_tls_cert"], opts["lan_tls_key"], opts["lan_tls_ca"]]
+    if not any(given):
+        return None
+    if not all(given):
+        raise ConfigError(
+            "--lan-tls-cert, --lan-tls-key and --lan-tls-ca go together: give all three"
+        )
+    tls = TlsConfig(*given)
+    try:  # checked now: a bad file is a config error, not a failure at the first link
+        tls.client_context()
+    except TlsConfigError as exc:
+        raise ConfigError(str(exc)) from None
+    return tls
 
 
 codec_options = _apply(
@@ -394,6 +447,8 @@ def limits_from(opts: Mapping[str, Any]) -> ServerLimits:
         max_sessions=opts["max_sessions"],
         idle_timeout=opts["idle_timeout"],
         send_buffer_limit=opts["send_buffer_limit"],
+        login_deadline=opts["login_deadline"],
+        max_sessions_per_ip=opts["max_sessions_per_ip"],
     )
 
 
@@ -444,6 +499,26 @@ def game_config_from(opts: Mapping[str, Any]) -> GameConfig:
     )
 
 
+db_store_options = _apply(
+    [
+        click.option(
+            "--db-timeout",
+            type=click.FloatRange(min=0.1),
+            default=DEFAULT_TIMEOUT,
+            show_default=True,
+            metavar="SECONDS",
+            help="Longest wait for one account query (retry included).",
+        ),
+        click.option(
+            "--db-pool-max",
+            type=click.IntRange(min=1),
+            default=StoreConfig.__dataclass_fields__["pool_max"].default,
+            show_default=True,
+            help="Connections to a MySQL/MariaDB account database at most.",
+        ),
+    ]
+)
+
 login_timeout_option = click.option(
     "--login-timeout",
     type=click.FloatRange(min=0.1),
@@ -493,6 +568,17 @@ login_timeout_option = click.option(
     default=None,
     help="Linked mode: address the login server gives clients (default: --host:--port).",
 )
+@click.option(
+    "--link-heartbeat",
+    type=click.FloatRange(min=0),
+    default=LinkConfig.__dataclass_fields__["heartbeat"].default,
+    show_default=True,
+    metavar="SECONDS",
+    help="Linked mode: seconds between status reports to the login server; the link is "
+    "re-established after three without an answer (0: none, for an original login server).",
+)
+@db_store_options
+@tls_options
 @login_timeout_option
 @click.option(
     "--client-version",
@@ -541,8 +627,14 @@ def linked_game(
             server_name=opts["server_name"],
             public_addr=opts["public_addr"],
             key_ttl=opts["login_timeout"],
+            heartbeat=opts["link_heartbeat"],
+            tls=tls_from(opts),
         ),
-        store=StoreConfig(url=_checked_db_url(db or DEFAULT_DB_URL, "--db")),
+        store=StoreConfig(
+            url=_checked_db_url(db or DEFAULT_DB_URL, "--db"),
+            timeout=opts["db_timeout"],
+            pool_max=opts["db_pool_max"],
+        ),
         server_id=opts["server_id"],
     )
     return serve_command(
@@ -559,6 +651,10 @@ def _checked_db_url(url: str, option: str) -> str:
 
 
 # --- serverlink login -----------------------------------------------------------------------------
+
+
+def _login_default(name: str) -> Any:
+    return LoginConfig.__dataclass_fields__[name].default
 
 
 @main_group.command("login")
@@ -594,14 +690,55 @@ def _checked_db_url(url: str, option: str) -> str:
     help="Chat server address given to clients (default: the one a chat server announces).",
 )
 @login_timeout_option
+@db_store_options
 @click.option(
-    "--db-timeout",
-    type=click.FloatRange(min=0.1),
-    default=5.0,
+    "--lan-allow-any",
+    is_flag=True,
+    default=False,
+    help="Let servers link from any address while the whiteip table is empty "
+    "(else loopback only). A linked server receives every login's session key.",
+)
+@click.option(
+    "--handoff-timeout",
+    type=click.FloatRange(min=0.05),
+    default=_login_default("handoff_timeout"),
     show_default=True,
     metavar="SECONDS",
-    help="Longest wait for one account query before the login is answered DB_UNAVAILABLE (7).",
+    help="A linked server that does not answer a hand-off in time is skipped for that login.",
 )
+@click.option(
+    "--release-after",
+    type=click.FloatRange(min=0),
+    default=_login_default("release_after"),
+    show_default=True,
+    metavar="SECONDS",
+    help="Accounts claimed by a server whose link is gone this long are released.",
+)
+@click.option(
+    "--login-fail-limit",
+    type=click.IntRange(min=0),
+    default=_login_default("login_fail_limit"),
+    show_default=True,
+    help="Failed logins from one address within --login-fail-window before it cools off "
+    "(0: no limit).",
+)
+@click.option(
+    "--login-fail-window",
+    type=click.FloatRange(min=0.1),
+    default=_login_default("login_fail_window"),
+    show_default=True,
+    metavar="SECONDS",
+    help="Window of --login-fail-limit.",
+)
+@click.option(
+    "--login-cooldown",
+    type=click.FloatRange(min=0),
+    default=_login_default("login_cooldown"),
+    show_default=True,
+    metavar="SECONDS",
+    help="How long a cooling address is answered Status 0 without a database read.",
+)
+@tls_options
 @listen_options(default_port=8091)
 @codec_options
 @console_options
@@ -615,7 +752,6 @@ def login_command(
     game_addr: tuple[str, int] | None,
     chat_addr: tuple[str, int] | None,
     login_timeout: float,
-    db_timeout: float,
     **opts: Any,
 ) -> int:
     """The login (auth) server: checks each client's session key in the account
@@ -630,12 +766,23 @@ def login_command(
         port=opts["port"],
         lan_host=lan_host or opts["host"],
         lan_port=lan_port,
-        store=StoreConfig(url=_checked_db_url(db, "--db"), timeout=db_timeout),
+        store=StoreConfig(
+            url=_checked_db_url(db, "--db"),
+            timeout=opts["db_timeout"],
+            pool_max=opts["db_pool_max"],
+        ),
         codec=codec_from(opts),
         limits=limits_from(opts),
         login_timeout=login_timeout,
         game_addr=game_addr,
         chat_addr=chat_addr,
+        lan_allow_any=opts["lan_allow_any"],
+        lan_tls=tls_from(opts),
+        handoff_timeout=opts["handoff_timeout"],
+        release_after=opts["release_after"],
+        login_fail_limit=opts["login_fail_limit"],
+        login_fail_window=opts["login_fail_window"],
+        login_cooldown=opts["login_cooldown"],
     )
     return serve_command(ctx, ServerSpec("login", build_login_server, config), opts, LOGIN_SCREEN)
 

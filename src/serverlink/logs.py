@@ -199,3 +199,66 @@ def make_console(**kwargs: Any) -> Console:
     """The console of logs and screens: stderr, so stdout stays for output
     that tools read (config example, reports)."""
     return Console(stderr=True, highlight=False, **kwargs)
+
+
+class RateLimitedLog:
+    """Log lines about one kind of event (a reason) at a bounded rate.
+
+    Up to ``burst`` lines per key in each ``interval`` seconds are logged as
+    they come; past that they are only counted, and ``flush`` (called about
+    once a second by the owner) logs one line per key with the number left out
+    once the interval is over. A flood of bad connections costs a few lines,
+    not one per connection.
+    """
+
+    def __init__(
+        self,
+        logger: logging.Logger,
+        burst: int = 10,
+        interval: float = 10.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.logger = logger
+        self.burst = burst
+        self.interval = interval
+        self.clock = clock
+        self._window_start: dict[str, float] = {}
+        self._logged: dict[str, int] = {}
+        self._suppressed: dict[str, int] = {}
+
+    def log(self, level: int, key: str, msg: str, *args: object) -> None:
+        now = self.clock()
+        start = self._window_start.get(key)
+        if start is not None and now - start >= self.interval:
+            self._end_window(key)
+            start = None
+        if start is None:
+            self._window_start[key] = now
+        logged = self._logged.get(key, 0)
+        if logged < self.burst:
+            self._logged[key] = logged + 1
+            self.logger.log(level, msg, *args)
+        else:
+            self._suppressed[key] = self._suppressed.get(key, 0) + 1
+
+    def warning(self, key: str, msg: str, *args: object) -> None:
+        self.log(logging.WARNING, key, msg, *args)
+
+    def info(self, key: str, msg: str, *args: object) -> None:
+        self.log(logging.INFO, key, msg, *args)
+
+    def flush(self) -> None:
+        """Report the keys whose window is over and that had lines left out."""
+        now = self.clock()
+        for key, start in list(self._window_start.items()):
+            if now - start >= self.interval:
+                self._end_window(key)
+
+    def _end_window(self, key: str) -> None:
+        left_out = self._suppressed.pop(key, 0)
+        if left_out:
+            self.logger.warning(
+                "%d more %s lines left out in the last %.0f s", left_out, key, self.interval
+            )
+        del self._window_start[key]
+        self._logged.pop(key, None)

@@ -7,9 +7,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import socket
+import ssl
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
+from serverlink.net.server import enable_keepalive
 from serverlink.net.session import Session, SessionDeps
 from serverlink.net.stats import NetStats
 from serverlink.protocol.framing import Framing
@@ -80,9 +83,15 @@ async def connect_frame_client(
 class ReconnectingLink:
     """Keeps one connection to ``host:port`` up: connects, calls ``on_up`` with
     the new session, waits for it to drop, backs off (``retry``), and connects
-    again, until ``stop()``. The first failure of a streak is logged; the
-    following ones only at debug level, so a peer that stays down for hours
-    costs one warning."""
+    again, until ``stop()``.
+
+    The owner calls ``confirm()`` once the peer has accepted the link (a
+    registration answered). A link that drops before that counts as a failed
+    attempt — the peer refused it — so the backoff keeps growing and the
+    refusal is logged once per streak, not once per attempt; a confirmed link
+    that drops is logged once and reconnected at once. TCP keepalive is on, so
+    a path cut without a FIN is found even while nothing is sent.
+    """
 
     def __init__(
         self,
@@ -94,6 +103,7 @@ class ReconnectingLink:
         on_up: Callable[[S], Awaitable[None] | None],
         retry: Retry = LINK_RETRY,
         stats: NetStats | None = None,
+        ssl_context: ssl.SSLContext | None = None,
     ) -> None:
         self.name = name
         self._factory: Callable[[SessionDeps], Session] = factory
@@ -102,11 +112,14 @@ class ReconnectingLink:
         self._on_up: Callable[[Session], Awaitable[None] | None] = on_up  # type: ignore[assignment]
         self.retry = retry
         self.stats = stats or NetStats()
+        self.ssl_context = ssl_context
         self.deps = SessionDeps(framing, self.stats, self)
         self.session: Session | None = None
         self.connected = asyncio.Event()
         self.attempts = 0
         self.reconnects = 0
+        self.refusals = 0
+        self._confirmed = False
         self._task: asyncio.Task[None] | None = None
         self._lost: asyncio.Event = asyncio.Event()
 
@@ -121,6 +134,10 @@ class ReconnectingLink:
         if self.session is not None:
             self.session.close("link_stopped")
 
+    def confirm(self) -> None:
+        """The peer accepted the link: a later drop is a lost link, not a refusal."""
+        self._confirmed = True
+
     # SessionOwner: the link owns its one session and learns of its loss here.
     def admit(self, session: Session) -> bool:
         return True
@@ -128,32 +145,49 @@ class ReconnectingLink:
     def release(self, session: Session) -> None:
         self._lost.set()
 
-    async def _run(self) -> None:
+    async def _connect(self) -> Session:
         loop = asyncio.get_running_loop()
+        infos = await loop.getaddrinfo(self.host, self.port, type=socket.SOCK_STREAM)
+        family, kind, proto, _, address = infos[0]
+        sock = socket.socket(family, kind, proto)
+        try:
+            sock.setblocking(False)
+            enable_keepalive(sock)
+            await loop.sock_connect(sock, address)
+            _, session = await loop.create_connection(
+                lambda: self._factory(self.deps),
+                sock=sock,
+                ssl=self.ssl_context,
+                server_hostname=self.host if self.ssl_context is not None else None,
+                ssl_handshake_timeout=5.0 if self.ssl_context is not None else None,
+            )
+        except BaseException:
+            sock.close()
+            raise
+        return session
+
+    async def _run(self) -> None:
         failures = 0
+        where = f"{self.host}:{self.port}"
         while True:
             self.attempts += 1
             try:
-                async with asyncio.timeout(5.0):
-                    _, session = await loop.create_connection(
-                        lambda: self._factory(self.deps), self.host, self.port
-                    )
-            except (OSError, TimeoutError) as exc:
+                async with asyncio.timeout(10.0):
+                    session = await self._connect()
+            except (OSError, TimeoutError, ssl.SSLError) as exc:
                 failures += 1
-                delay = self.retry.delay(failures)
                 log.log(
                     logging.WARNING if failures == 1 else logging.DEBUG,
-                    "%s: cannot connect to %s:%d (%s); retrying with backoff",
+                    "%s: cannot connect to %s (%s); retrying with backoff",
                     self.name,
-                    self.host,
-                    self.port,
-                    exc.strerror if isinstance(exc, OSError) and exc.strerror else "timed out",
+                    where,
+                    _reason(exc),
                 )
-                await asyncio.sleep(delay)
+                await asyncio.sleep(self.retry.delay(failures))
                 continue
-            if failures or self.reconnects:
-                log.info("%s: connected to %s:%d", self.name, self.host, self.port)
-            failures = 0
+            if failures:
+                log.info("%s: connected to %s", self.name, where)
+            self._confirmed = False
             self._lost.clear()
             self.session = session
             self.connected.set()
@@ -163,12 +197,28 @@ class ReconnectingLink:
             await self._lost.wait()
             self.connected.clear()
             self.session = None
-            self.reconnects += 1
-            log.warning(
-                "%s: link to %s:%d lost (%s); reconnecting",
+            if self._confirmed:
+                failures = 0
+                self.reconnects += 1
+                log.warning(
+                    "%s: link to %s lost (%s); reconnecting", self.name, where, session.close_reason
+                )
+                await asyncio.sleep(self.retry.delay(1))
+                continue
+            failures += 1
+            self.refusals += 1
+            log.log(
+                logging.WARNING if failures == 1 else logging.DEBUG,
+                "%s: %s closed the link before accepting it (%s): refused? Its log says why "
+                "(whiteip, a name or server id in use); retrying with backoff",
                 self.name,
-                self.host,
-                self.port,
+                where,
                 session.close_reason,
             )
-            await asyncio.sleep(self.retry.delay(1))
+            await asyncio.sleep(self.retry.delay(failures))
+
+
+def _reason(exc: BaseException) -> str:
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror
+    return str(exc) or ("timed out" if isinstance(exc, TimeoutError) else type(exc).__name__)

@@ -1,11 +1,15 @@
-"""Listener: accepts connections into sessions, enforces the session cap, sweeps
-idle sessions, and shuts down gracefully. Knows nothing of logins or games."""
+"""Listener: accepts connections into sessions, enforces the session caps
+(in all, per client address), drops idle sessions and sessions that do not log
+in in time, and shuts down gracefully. Knows nothing of logins or games: a
+session's owner marks it ``authenticated`` when its protocol says so."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 import socket
+import ssl
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -21,12 +25,31 @@ ACCEPT_BATCH = 1024
 
 @dataclass(frozen=True, slots=True)
 class ServerLimits:
+    #: Concurrent sessions; a connection over the cap is closed at once and counted.
     max_sessions: int = 20000
-    idle_timeout: float = 40.0  # seconds without a byte from the peer; 0 disables
-    send_buffer_limit: int = (
-        DEFAULT_SEND_BUFFER_LIMIT  # bytes queued for a peer before it is dropped
-    )
+    #: Seconds without a whole packet from the peer before it is dropped; 0: never.
+    idle_timeout: float = 40.0
+    #: Bytes queued for a peer that does not read before it is dropped.
+    send_buffer_limit: int = DEFAULT_SEND_BUFFER_LIMIT
+    #: Seconds a connection has to log in (its server says when it has); 0: no limit.
+    login_deadline: float = 10.0
+    #: Concurrent sessions from one client address; 0: no limit.
+    max_sessions_per_ip: int = 0
+    #: TCP keepalive probes on idle connections (server-to-server links): a peer
+    #: whose path is cut without a FIN is found in about 25 s.
+    tcp_keepalive: bool = False
     backlog: int = 4096
+
+
+def enable_keepalive(
+    sock: socket.socket, idle: int = 10, interval: int = 5, count: int = 3
+) -> None:
+    """Keepalive probes after ``idle`` s of silence, every ``interval`` s, ``count`` times."""
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+    if hasattr(socket, "TCP_KEEPIDLE"):  # Linux; other systems keep their defaults
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE, idle)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPINTVL, interval)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPCNT, count)
 
 
 class SessionServer:
@@ -42,6 +65,7 @@ class SessionServer:
         limits: ServerLimits | None = None,
         stats: NetStats | None = None,
         reuse_port: bool = False,
+        ssl_context: ssl.SSLContext | None = None,
     ) -> None:
         self.name = name
         self.session_factory = session_factory
@@ -51,8 +75,10 @@ class SessionServer:
         self.limits = limits or ServerLimits()
         self.stats = stats or NetStats()
         self.reuse_port = reuse_port
+        self.ssl_context = ssl_context
         self.deps = SessionDeps(framing, self.stats, self, self.limits.send_buffer_limit)
         self.sessions: set[Session] = set()
+        self._per_ip: dict[str, int] = {}
         self._sock: socket.socket | None = None
         self._accepting: set[asyncio.Task[tuple[asyncio.BaseTransport, Session]]] = set()
         self._resume_accept: asyncio.TimerHandle | None = None
@@ -62,15 +88,32 @@ class SessionServer:
 
     # --- SessionOwner -------------------------------------------------------------
     def admit(self, session: Session) -> bool:
-        if len(self.sessions) >= self.limits.max_sessions:
+        limits = self.limits
+        if len(self.sessions) >= limits.max_sessions:
             self.stats.refused_over_cap += 1
-            log.warning(
+            self.stats.problems.warning(
+                "over_cap",
                 "%s: connection from %s refused: %d sessions is the cap (max_sessions)",
                 self.name,
                 session.peer,
-                self.limits.max_sessions,
+                limits.max_sessions,
             )
             return False
+        if limits.max_sessions_per_ip:
+            ip = session.peer.rpartition(":")[0]
+            held = self._per_ip.get(ip, 0)
+            if held >= limits.max_sessions_per_ip:
+                self.stats.refused_over_cap += 1
+                self.stats.report(
+                    "over_ip_cap",
+                    "%s: connection from %s refused: %d sessions from that address is the "
+                    "cap (max_sessions_per_ip)",
+                    self.name,
+                    session.peer,
+                    limits.max_sessions_per_ip,
+                )
+                return False
+            self._per_ip[ip] = held + 1
         self.sessions.add(session)
         self._all_closed.clear()
         stats = self.stats
@@ -81,6 +124,13 @@ class SessionServer:
         return True
 
     def release(self, session: Session) -> None:
+        if self.limits.max_sessions_per_ip and session in self.sessions:
+            ip = session.peer.rpartition(":")[0]
+            left = self._per_ip.get(ip, 1) - 1
+            if left > 0:
+                self._per_ip[ip] = left
+            else:
+                self._per_ip.pop(ip, None)
         self.sessions.discard(session)
         self.stats.sessions = len(self.sessions)
         if not self.sessions:
@@ -105,8 +155,7 @@ class SessionServer:
         self._sock = sock
         self.port = sock.getsockname()[1]
         loop.add_reader(sock.fileno(), self._accept_ready)
-        if self.limits.idle_timeout > 0:
-            self._sweeper = asyncio.create_task(self._sweep_idle(), name=f"{self.name}-idle")
+        self._sweeper = asyncio.create_task(self._sweep(), name=f"{self.name}-sweep")
 
     def _accept_ready(self) -> None:
         """Accept every pending connection (up to ACCEPT_BATCH) per wake-up.
@@ -142,13 +191,28 @@ class SessionServer:
                 return
             conn.setblocking(False)
             conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            task = loop.create_task(loop.connect_accepted_socket(self._make_session, conn))
+            if self.limits.tcp_keepalive:
+                enable_keepalive(conn)
+            if self.ssl_context is None:
+                accepted = loop.connect_accepted_socket(self._make_session, conn)
+            else:
+                accepted = loop.connect_accepted_socket(
+                    self._make_session, conn, ssl=self.ssl_context, ssl_handshake_timeout=5.0
+                )
+            task = loop.create_task(accepted)
             self._accepting.add(task)
             task.add_done_callback(self._accepted)
 
     def _accepted(self, task: asyncio.Task[tuple[asyncio.BaseTransport, Session]]) -> None:
         self._accepting.discard(task)
-        if not task.cancelled() and task.exception() is not None:
+        exc = None if task.cancelled() else task.exception()
+        if exc is None:
+            return
+        if isinstance(exc, ssl.SSLError | TimeoutError) and self.ssl_context is not None:
+            self.stats.report(
+                "tls_failed", "%s: TLS handshake failed: %s; connection dropped", self.name, exc
+            )
+        else:
             # The peer went away between accept() and the transport's creation.
             self.stats.count_error("accept_failed")
 
@@ -157,25 +221,50 @@ class SessionServer:
         if self._sock is not None:
             asyncio.get_running_loop().add_reader(self._sock.fileno(), self._accept_ready)
 
-    async def _sweep_idle(self) -> None:
-        """Once a second: a session that received nothing for idle_timeout seconds
-        is dropped. Per read the session only sets a flag, so the cost is here,
-        once a second, not per packet."""
-        limit = max(1, round(self.limits.idle_timeout))
+    async def _sweep(self) -> None:
+        """Once a second: drop the sessions that received no whole packet for
+        ``idle_timeout`` seconds, and those not logged in ``login_deadline``
+        seconds after they connected. Per read a session only sets a flag, so
+        the cost is here, once a second, not per packet."""
+        limits = self.limits
+        idle_limit = max(1, round(limits.idle_timeout)) if limits.idle_timeout > 0 else 0
+        deadline = limits.login_deadline
         while True:
             await asyncio.sleep(1.0)
+            now = time.monotonic()
             idle: list[Session] = []
+            late: list[Session] = []
             for s in self.sessions:
-                if s.active:
+                if deadline and not s.authenticated and now - s.opened_at >= deadline:
+                    late.append(s)
+                elif not idle_limit:
+                    continue
+                elif s.active:
                     s.active = False
                     s.idle_ticks = 0
                 else:
                     s.idle_ticks += 1
-                    if s.idle_ticks >= limit:
+                    if s.idle_ticks >= idle_limit:
                         idle.append(s)
             for s in idle:
-                log.info("%s: %s dropped: nothing received for %d s", self.name, s.peer, limit)
+                self.stats.problems.info(
+                    "idle_timeout",
+                    "%s: %s dropped: no packet for %d s",
+                    self.name,
+                    s.peer,
+                    idle_limit,
+                )
                 s.abort("idle_timeout")
+            for s in late:
+                self.stats.report(
+                    "login_deadline",
+                    "%s: %s dropped: not logged in within %g s",
+                    self.name,
+                    s.peer,
+                    deadline,
+                )
+                s.abort("login_deadline")
+            self.stats.problems.flush()
 
     async def stop(self, grace: float = 5.0) -> None:
         """Stop accepting, close every session (sending what is queued), wait

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, ClassVar, Protocol, TypeVar, cast
@@ -112,10 +113,12 @@ class Session(asyncio.Protocol):
         "_close_after_batch",
         "_out",
         "active",
+        "authenticated",
         "close_reason",
         "closed",
         "framing",
         "idle_ticks",
+        "opened_at",
         "owner",
         "peer",
         "reader",
@@ -149,9 +152,13 @@ class Session(asyncio.Protocol):
         self.closed = False
         self.close_reason = ""
         # Idle tracking: the sweeper clears ``active`` once a tick and counts
-        # ticks in which nothing arrived; a read sets it again (one store per read).
+        # ticks in which no whole packet arrived; a read with packets sets it
+        # again (one store per read), so a byte a second keeps nobody alive.
         self.active = True
         self.idle_ticks = 0
+        #: Set by the server's login handler: until then the login deadline runs.
+        self.authenticated = False
+        self.opened_at = 0.0
         self._out: list[bytes] | None = None
         self._close_after_batch = False
 
@@ -160,6 +167,7 @@ class Session(asyncio.Protocol):
         # uvloop's transports are not asyncio.Transport subclasses, hence the cast.
         transport = cast(asyncio.Transport, transport)
         self.transport = transport
+        self.opened_at = time.monotonic()
         peer = transport.get_extra_info("peername")
         self.peer = f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else str(peer)
         if self.owner is not None and not self.owner.admit(self):
@@ -177,13 +185,13 @@ class Session(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         if self.closed:
             return
-        self.active = True
         try:
             payloads = self.reader.feed(data)
         except FrameError as exc:
             self.protocol_error(exc.reason, str(exc))
             return
         if payloads:
+            self.active = True
             self.dispatch(payloads)
 
     def dispatch(self, payloads: list[bytes]) -> None:
@@ -214,7 +222,9 @@ class Session(asyncio.Protocol):
             # A bug in a handler: this connection goes, the server keeps serving.
             self._out = None
             self.stats.count_error("internal_error")
-            log.error(
+            self.stats.problems.log(
+                logging.ERROR,
+                "internal_error",
                 "%s: internal error handling a packet (%s: %s); connection dropped",
                 self.peer,
                 type(exc).__name__,
@@ -249,8 +259,8 @@ class Session(asyncio.Protocol):
                 self.owner.release(self)
 
     def pause_writing(self) -> None:
-        self.stats.count_error("send_buffer_full")
-        log.warning(
+        self.stats.report(
+            "send_buffer_full",
             "%s: dropped: over %d bytes waiting to be sent (peer not reading)",
             self.peer,
             self.send_buffer_limit,
@@ -275,8 +285,9 @@ class Session(asyncio.Protocol):
             self.transport.write(data)
 
     def protocol_error(self, reason: str, detail: str) -> None:
-        self.stats.count_error(reason)
-        log.warning("%s: protocol error (%s): %s; connection dropped", self.peer, reason, detail)
+        self.stats.report(
+            reason, "%s: protocol error (%s): %s; connection dropped", self.peer, reason, detail
+        )
         self.abort(f"protocol:{reason}")
 
     def close(self, reason: str) -> None:

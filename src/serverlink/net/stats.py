@@ -1,10 +1,16 @@
 """Counters of the network core: plain ints bumped on the hot path, read by the
-monitor once a second (no locks, no per-packet allocation)."""
+monitor once a second (no locks, no per-packet allocation), and the log of bad
+connections, rate limited per reason."""
 
 from __future__ import annotations
 
+import logging
 from collections import Counter
 from typing import Any
+
+from serverlink.logs import RateLimitedLog
+
+log = logging.getLogger("serverlink.net")
 
 
 class NetStats:
@@ -14,6 +20,7 @@ class NetStats:
         "errors",
         "packets_in",
         "packets_out",
+        "problems",
         "refused_over_cap",
         "sessions",
         "sessions_peak",
@@ -28,12 +35,19 @@ class NetStats:
         self.packets_out = 0
         self.disconnects: Counter[str] = Counter()
         self.errors: Counter[str] = Counter()
+        #: One line per bad connection, up to a few per reason every 10 s.
+        self.problems = RateLimitedLog(log)
 
     def count_disconnect(self, reason: str) -> None:
         self.disconnects[reason] += 1
 
     def count_error(self, reason: str) -> None:
         self.errors[reason] += 1
+
+    def report(self, reason: str, msg: str, *args: object) -> None:
+        """Count a bad connection by reason and log it (rate limited)."""
+        self.errors[reason] += 1
+        self.problems.warning(reason, msg, *args)
 
     def snapshot(self) -> dict[str, Any]:
         return {

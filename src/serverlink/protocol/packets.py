@@ -351,6 +351,29 @@ SS_REQ_NEW_CLIENT_LOGIN = _define(10002, "SS_REQ_NEW_CLIENT_LOGIN", SsReqNewClie
 SS_RES_NEW_CLIENT_LOGIN = _define(10003, "SS_RES_NEW_CLIENT_LOGIN", SsResNewClientLogin)
 
 
+# --- serverlink's own LAN additions (never sent to an original C++ server) ---------
+# A serverlink game/chat server sends SS_LINK_STATUS right after registering and
+# then every HeartbeatMs; the login server answers each with SS_LINK_PING (the
+# first one also says: registration accepted). Either side drops a link that
+# stays silent for three heartbeats. An original server sends neither and gets
+# none: it is kept while its TCP connection lives (with keepalive probes).
+
+
+class SsLinkStatus(NamedTuple):
+    #: The ``status`` value marking accounts in game there (0: it claims none).
+    StatusId: I32
+    Players: I32
+    #: Players it takes at most (0: unknown).
+    Capacity: I32
+    #: 1: takes no new players (existing ones stay).
+    Draining: U8
+    HeartbeatMs: I32
+
+
+SS_LINK_STATUS = _define(19001, "SS_LINK_STATUS", SsLinkStatus)
+SS_LINK_PING = _define(19002, "SS_LINK_PING", Empty)
+
+
 def packet_type(payload: bytes) -> int:
     """The leading ``WORD Type`` of a payload."""
     if len(payload) < 2:

@@ -2,16 +2,23 @@
 
 Standalone (``config.link is None``) accepts any key ("virtual login", as the
 original does without a login server). Linked, it composes a ``LoginLink``
-(registration, hand-offs, the key store) and ``AccountClaims`` (the account's
-``status`` = this server's id while it plays here): a login succeeds only with
-the key the login server handed over for that account, which it takes.
+(registration, heartbeats, hand-offs, the key store) and ``AccountClaims`` (the
+account's ``status`` = this server's id while it plays here): a login succeeds
+only with the key the login server handed over for that account, which it
+takes, and only if the database lets this server claim the account.
+
+Each time the login server accepts the link, the server settles its claims
+first: the first time it clears the marks of its own earlier run (its status
+id was just found unique), later it claims its players again (a login server
+that restarted, or released them while the link was away) and drops the
+sessions whose accounts another server holds now.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from serverlink.errors import StartupError
@@ -30,7 +37,7 @@ from serverlink.protocol.packets import (
     CsGameReqLogin,
 )
 from serverlink.protocol.status import GameLoginStatus, ServerType
-from serverlink.servers.claims import AccountClaims, WriteResult
+from serverlink.servers.claims import AccountClaims, Claim
 from serverlink.servers.link import LinkConfig, LoginLink
 from serverlink.store import AccountStore, StoreError
 from serverlink.store.config import StoreConfig
@@ -160,8 +167,11 @@ class GameServer:
         self.store: AccountStore | None = None
         if config.link is not None:
             self.store = store or config.store.open()
-            self.claims = AccountClaims(self.store, config.status_id)
+            self.claims = AccountClaims(
+                self.store, config.status_id, recheck_after=2 * config.store.timeout
+            )
         self.in_game: dict[int, EchoSession] = {}
+        self._settled_once = False
         # Linked logins whose key and status are being checked (referenced here).
         self.logins_in_progress: set[asyncio.Task[None]] = set()
 
@@ -202,6 +212,7 @@ class GameServer:
         account_no = request.AccountNo
         if self.link is None:  # standalone: virtual login
             session.account_no = account_no
+            session.authenticated = True
             self.game_stats.logins += 1
             session.send(CS_GAME_RES_LOGIN.build(GameLoginStatus.OK, account_no))
             return
@@ -230,6 +241,7 @@ class GameServer:
             session.login_pending = False
             self._refuse(session, account_no, GameLoginStatus.FAIL, "bad_key")
             return
+        await self.link.accepted.wait()  # the claims are settled
         previous = self.in_game.get(account_no)
         if previous is not None and previous is not session:
             # The same account logged in again here: the newer session wins.
@@ -237,16 +249,20 @@ class GameServer:
         self.in_game[account_no] = session
         result = await self.claims.claim(account_no)
         session.login_pending = False
-        if result is WriteResult.FAILED:
+        if result is not Claim.CLAIMED:
             if self.in_game.get(account_no) is session:
                 del self.in_game[account_no]
-            self._refuse(session, account_no, GameLoginStatus.FAIL, "db_unavailable")
+            if result is Claim.SUPERSEDED:  # the client left before it was written
+                return
+            reason = "in_game_elsewhere" if result is Claim.TAKEN else "db_unavailable"
+            self._refuse(session, account_no, GameLoginStatus.FAIL, reason)
             return
         if session.closed:
-            # Gone while its status was being written: release it behind the claim.
+            # Gone while its claim was being written: release it behind the claim.
             self.logout(session, account_no)
             return
         session.account_no = account_no
+        session.authenticated = True
         self.game_stats.logins += 1
         session.send(CS_GAME_RES_LOGIN.build(GameLoginStatus.OK, account_no))
 
@@ -262,17 +278,17 @@ class GameServer:
         snap["max_sessions"] = self.config.limits.max_sessions
         if self.link is not None and self.claims is not None:
             snap.update(self.link.snapshot())
-            snap.update(in_game=len(self.in_game), status_write_failures=self.claims.failures)
+            snap.update(
+                in_game=len(self.in_game),
+                status_write_failures=self.claims.failures,
+                releases_pending=self.claims.pending_releases,
+            )
         return snap
 
 
 def build_game_server(config: GameConfig) -> GameServer:
     """Builder of the game server (module level: worker processes import it)."""
     return GameServer(config)
-
-
-def worker_config(config: GameConfig, index: int) -> GameConfig:
-    return replace(config, worker_index=index)
 
 
 GAME_SCREEN = ScreenSpec("game", standard_rows())
@@ -291,7 +307,12 @@ LINKED_GAME_SCREEN = ScreenSpec(
             ),
         ),
         Row(
-            "Accounts", (value("in_game", "in game"), value("status_write_failures", "DB failures"))
+            "Accounts",
+            (
+                value("in_game", "in game"),
+                value("status_write_failures", "DB failures"),
+                value("releases_pending", "releases waiting for the DB"),
+            ),
         ),
     ),
 )

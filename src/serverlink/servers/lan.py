@@ -1,24 +1,47 @@
-"""The login server's LAN side: game and chat servers register on it
-(SS_LOGINSERVER_LOGIN, only from ``whiteip`` addresses when that table is not
-empty), hand-offs go out to them (SS_REQ_NEW_CLIENT_LOGIN with a Parameter
-unique to the attempt) and their answers (SS_RES_NEW_CLIENT_LOGIN) complete
-the pending login. A link that drops is forgotten at once.
+"""The login server's LAN side: who may link, who is linked, and the hand-offs.
+
+Who may link: a connection must register (SS_LOGINSERVER_LOGIN) within a few
+seconds, from an address in ``whiteip`` — or, while that table is empty, from
+loopback only (``lan_allow_any`` lifts that, with a warning at start). The
+address it announces for clients must be its own (or in ``whiteip``), its name
+must not be linked already, and a serverlink server's status id (reported in
+SS_LINK_STATUS) must not be one a linked server holds. Anything else is
+refused with one log line.
+
+Who is linked: serverlink servers report (SS_LINK_STATUS: status id, load,
+heartbeat period) and are answered (SS_LINK_PING); one silent for three
+heartbeats is dropped. Original C++ servers report nothing and are kept while
+their TCP connection lives (keepalive probes find a dead path). When a server
+that claims accounts is gone, its claims are released after ``release_after``
+seconds unless it comes back (``servers.releases``).
+
+Hand-offs: ``servers.placement`` picks the servers a client is sent to; the key
+goes to those only (SS_REQ_NEW_CLIENT_LOGIN with a Parameter unique to the
+attempt); the answer (SS_RES_NEW_CLIENT_LOGIN) completes it. A server that does
+not answer within ``handoff_timeout`` is skipped for that login.
 """
 
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import itertools
 import logging
 import time
+from collections.abc import Callable, Iterable
 
+from serverlink.logs import RateLimitedLog
 from serverlink.net.server import ServerLimits, SessionServer
 from serverlink.net.session import ProtocolViolation, Session, SessionDeps, handles
+from serverlink.net.tls import TlsConfig
 from serverlink.protocol.framing import lan_framing
 from serverlink.protocol.packets import (
+    SS_LINK_PING,
+    SS_LINK_STATUS,
     SS_LOGINSERVER_LOGIN,
     SS_REQ_NEW_CLIENT_LOGIN,
     SS_RES_NEW_CLIENT_LOGIN,
+    SsLinkStatus,
     SsLoginServerLogin,
     SsResNewClientLogin,
 )
@@ -31,6 +54,17 @@ DEFAULT_GAME_PORT = 12211
 DEFAULT_CHAT_PORT = 50000
 #: LAN connections at most (linked servers and their workers).
 MAX_LINKS = 256
+#: Seconds a LAN connection has to register.
+REGISTER_DEADLINE = 5.0
+#: A serverlink link silent for this many of its heartbeats is dropped.
+SILENT_HEARTBEATS = 3
+
+
+def is_loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host == "localhost"
 
 
 def parse_announced_address(name: str) -> tuple[str, int] | None:
@@ -46,14 +80,43 @@ def parse_announced_address(name: str) -> tuple[str, int] | None:
 class LinkedServer:
     """One game/chat server registered on the LAN side."""
 
-    __slots__ = ("address", "name", "session", "type")
+    __slots__ = (
+        "address",
+        "capacity",
+        "draining",
+        "heartbeat",
+        "last_heard",
+        "late_until",
+        "name",
+        "players",
+        "session",
+        "status_id",
+        "type",
+    )
 
-    def __init__(self, session: LinkSession, server_type: ServerType, name: str) -> None:
+    def __init__(
+        self, session: LinkSession, server_type: ServerType, name: str, address: tuple[str, int]
+    ) -> None:
         self.session = session
         self.type = server_type
         self.name = name
-        default_port = DEFAULT_GAME_PORT if server_type == ServerType.GAME else DEFAULT_CHAT_PORT
-        self.address = parse_announced_address(name) or (session.peer_ip, default_port)
+        self.address = address
+        #: From SS_LINK_STATUS (serverlink servers); None: an original server.
+        self.status_id: int | None = None
+        self.players = 0
+        self.capacity = 0
+        self.draining = False
+        self.heartbeat = 0.0  # seconds between its reports; 0: it sends none
+        self.last_heard = time.monotonic()
+        #: Missed a hand-off deadline: placed only when no other server is left.
+        self.late_until = 0.0
+
+    @property
+    def serverlink(self) -> bool:
+        return self.status_id is not None
+
+    def describe(self) -> str:
+        return f"{self.type.name.lower()} server {self.name!r} ({self.session.peer})"
 
 
 class PendingLogin:
@@ -68,14 +131,11 @@ class PendingLogin:
         self.answered: list[LinkedServer] = []
         self.done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
 
-    def first_answer(self, server_type: ServerType) -> LinkedServer | None:
-        return next((s for s in self.answered if s.type == server_type), None)
-
 
 class LinkSession(Session):
     """A game/chat server on the login server's LAN port."""
 
-    __slots__ = ("lan", "linked", "peer_ip", "task")
+    __slots__ = ("lan", "linked", "peer_ip", "report", "task")
 
     def __init__(self, deps: SessionDeps, lan: LanSide) -> None:
         super().__init__(deps)
@@ -83,11 +143,15 @@ class LinkSession(Session):
         self.linked: LinkedServer | None = None
         self.peer_ip = ""
         self.task: asyncio.Task[None] | None = None  # registration (reads whiteip)
+        #: SS_LINK_STATUS that came while the registration was being checked.
+        self.report: SsLinkStatus | None = None
 
     def on_open(self) -> None:
-        self.peer_ip = self.peer.rpartition(":")[0]
+        self.peer_ip = self.peer.rpartition(":")[0].strip("[]")
 
     def on_close(self) -> None:
+        if self.task is not None and not self.task.done():
+            self.task.cancel()
         if self.linked is not None:
             self.lan.unlink(self.linked)
 
@@ -99,6 +163,15 @@ class LinkSession(Session):
             self.lan.register(self, request.ServerType, request.ServerName)
         )
 
+    @handles(SS_LINK_STATUS)
+    def on_status(self, report: SsLinkStatus) -> None:
+        if self.task is None:
+            raise ProtocolViolation("not_registered", "SS_LINK_STATUS before registering")
+        if self.linked is None:
+            self.report = report  # applied once the registration is accepted
+        else:
+            self.lan.on_report(self.linked, report)
+
     @handles(SS_RES_NEW_CLIENT_LOGIN)
     def on_handoff_answer(self, answer: SsResNewClientLogin) -> None:
         if self.linked is None:
@@ -109,22 +182,47 @@ class LinkSession(Session):
 class LanSide:
     """The LAN listener, the registry of linked servers, the hand-offs in flight."""
 
-    def __init__(self, store: AccountStore, host: str, port: int) -> None:
+    def __init__(
+        self,
+        store: AccountStore,
+        host: str,
+        port: int,
+        *,
+        allow_any: bool = False,
+        handoff_timeout: float = 2.0,
+        tls: TlsConfig | None = None,
+    ) -> None:
         self.store = store
+        self.allow_any = allow_any
+        self.handoff_timeout = handoff_timeout
         self.listener = SessionServer(
             "login-lan",
             lambda deps: LinkSession(deps, self),
             lan_framing(),
             host,
             port,
-            ServerLimits(max_sessions=MAX_LINKS, idle_timeout=0),
+            ServerLimits(
+                max_sessions=MAX_LINKS,
+                idle_timeout=0,  # original servers send nothing: heartbeats are ours
+                login_deadline=REGISTER_DEADLINE,
+                tcp_keepalive=True,
+            ),
+            ssl_context=tls.server_context() if tls is not None else None,
         )
         self.links: list[LinkedServer] = []
         self.pending: dict[int, PendingLogin] = {}
         self.stale_answers = 0
         self.rejected_links = 0
+        self.silent_links = 0
+        self.handoff_timeouts = 0
+        self._refusals = RateLimitedLog(log, burst=3, interval=60.0)
         self._parameters = itertools.count(int(time.time()) << 20)
         self._links_changed = asyncio.Event()
+        self._ticker: asyncio.Task[None] | None = None
+        #: Told (status id, name) when a server that claims accounts goes away,
+        #: and (status id) when one reports in: the releases of its claims.
+        self.gone_hooks: list[Callable[[int, str], None]] = []
+        self.back_hooks: list[Callable[[int], None]] = []
 
     @property
     def port(self) -> int:
@@ -132,8 +230,11 @@ class LanSide:
 
     async def start(self) -> None:
         await self.listener.start()
+        self._ticker = asyncio.get_running_loop().create_task(self._tick())
 
     async def stop(self) -> None:
+        if self._ticker is not None:
+            self._ticker.cancel()
         await self.listener.stop()
 
     def linked(self, server_type: ServerType) -> list[LinkedServer]:
@@ -146,67 +247,179 @@ class LanSide:
                 self._links_changed.clear()
                 await self._links_changed.wait()
 
+    async def wait_changed(self) -> None:
+        self._links_changed.clear()
+        await self._links_changed.wait()
+
     # --- registration -------------------------------------------------------------------
+    def _refuse(self, session: LinkSession, reason: str, msg: str, *args: object) -> None:
+        self.rejected_links += 1
+        session.stats.count_error(reason)
+        self._refusals.warning(session.peer_ip, "%s: link refused: " + msg, session.peer, *args)
+        session.abort(reason)
+
     async def register(self, session: LinkSession, server_type: int, name: str) -> None:
-        try:
-            trusted = await self.store.trusted_ips()
-        except StoreError as exc:
-            log.warning("%s: registration refused: cannot read whiteip (%s)", session.peer, exc)
-            session.abort("whiteip_unavailable")
+        if server_type not in (ServerType.GAME, ServerType.CHAT):
+            session.protocol_error("bad_server_type", f"ServerType {server_type}")
             return
-        if trusted and session.peer_ip not in {ip.strip() for ip in trusted}:
-            self.rejected_links += 1
-            log.warning(
-                "%s: server %r refused: %s is not in the whiteip table",
-                session.peer,
-                name,
-                session.peer_ip,
-            )
-            session.abort("not_whitelisted")
+        try:
+            trusted = {ip.strip() for ip in await self.store.trusted_ips()}
+        except StoreError as exc:
+            self._refuse(session, "whiteip_unavailable", "cannot read whiteip (%s)", exc)
             return
         if session.closed:
             return
-        if server_type not in (ServerType.GAME, ServerType.CHAT, ServerType.MONITOR):
-            session.protocol_error("bad_server_type", f"ServerType {server_type}")
+        ip = session.peer_ip
+        if not (ip in trusted or self.allow_any or (not trusted and is_loopback(ip))):
+            hint = "not in the whiteip table" if trusted else "whiteip is empty: loopback only"
+            self._refuse(
+                session,
+                "not_whitelisted",
+                "%s server %r from %s: %s (serverlink db add-whiteip, or --lan-allow-any)",
+                ServerType(server_type).name.lower(),
+                name,
+                ip,
+                hint,
+            )
             return
-        linked = LinkedServer(session, ServerType(server_type), name)
+        address = self._client_address(session, ServerType(server_type), name, trusted)
+        if address is None:
+            return
+        if any(s.name == name and not s.session.closed for s in self.links):
+            self._refuse(session, "name_in_use", "a server named %r is linked already", name)
+            return
+        linked = LinkedServer(session, ServerType(server_type), name, address)
+        report, session.report = session.report, None
+        if report is not None and not self._status_id_free(session, linked, report.StatusId):
+            return
         session.linked = linked
+        session.authenticated = True
         self.links.append(linked)
-        self._links_changed.set()
         log.info(
-            "%s server %r linked from %s (clients go to %s:%d)",
-            linked.type.name.lower(),
-            name,
+            "%s linked from %s (clients go to %s:%d)",
+            linked.describe(),
             session.peer,
             *linked.address,
         )
+        if report is not None:
+            self.on_report(linked, report)
+        self._links_changed.set()
+
+    def _client_address(
+        self, session: LinkSession, server_type: ServerType, name: str, trusted: Iterable[str]
+    ) -> tuple[str, int] | None:
+        """The address clients are sent to: the announced one when it is the
+        server's own (or trusted), else the registration is refused."""
+        default_port = DEFAULT_GAME_PORT if server_type == ServerType.GAME else DEFAULT_CHAT_PORT
+        announced = parse_announced_address(name)
+        if announced is None:
+            return session.peer_ip, default_port
+        host, port = announced
+        if host == session.peer_ip or host in trusted:
+            return announced
+        if is_loopback(host) or host in ("0.0.0.0", "::"):
+            # A wildcard or loopback listener announces loopback: meaningful to
+            # clients only when they share the machine, so use its real address.
+            return session.peer_ip, port
+        self._refuse(
+            session,
+            "foreign_address",
+            "server %r announces %s, not its own address %s (add %s to whiteip if it is "
+            "the server's public address)",
+            name,
+            host,
+            session.peer_ip,
+            host,
+        )
+        return None
+
+    def _status_id_free(self, session: LinkSession, linked: LinkedServer, status_id: int) -> bool:
+        if status_id:
+            for other in self.links:
+                if other is not linked and other.status_id == status_id:
+                    self._refuse(
+                        session,
+                        "status_id_in_use",
+                        "%r reports status id %d, which %s holds (give each server its own "
+                        "--server-id range)",
+                        linked.name,
+                        status_id,
+                        other.describe(),
+                    )
+                    return False
+        return True
+
+    def on_report(self, linked: LinkedServer, report: SsLinkStatus) -> None:
+        first = linked.status_id is None
+        if first:
+            if not self._status_id_free(linked.session, linked, report.StatusId):
+                return
+            for hook in self.back_hooks:
+                hook(report.StatusId)
+        elif report.StatusId != linked.status_id:
+            linked.session.protocol_error("status_id_changed", "status id changed on a link")
+            return
+        linked.status_id = report.StatusId
+        linked.players = max(0, report.Players)
+        linked.capacity = max(0, report.Capacity)
+        linked.draining = bool(report.Draining)
+        linked.heartbeat = max(0, report.HeartbeatMs) / 1000.0
+        linked.last_heard = time.monotonic()
+        linked.session.send(SS_LINK_PING.build())
 
     def unlink(self, linked: LinkedServer) -> None:
         if linked in self.links:
             self.links.remove(linked)
             self._links_changed.set()
-            log.warning("server %r (%s) unlinked", linked.name, linked.session.peer)
+            log.warning("%s unlinked (%s)", linked.describe(), linked.session.close_reason)
+            if linked.status_id:
+                for hook in self.gone_hooks:
+                    hook(linked.status_id, linked.name)
         for parameter, pending in list(self.pending.items()):
             if linked in pending.waiting:
                 pending.waiting.discard(linked)
                 self._maybe_done(parameter, pending)
 
+    async def _tick(self) -> None:
+        """Once a second: drop serverlink links silent for three heartbeats."""
+        while True:
+            await asyncio.sleep(1.0)
+            now = time.monotonic()
+            for linked in list(self.links):
+                limit = linked.heartbeat * SILENT_HEARTBEATS
+                if limit and now - linked.last_heard > max(limit, 1.0):
+                    self.silent_links += 1
+                    log.warning(
+                        "%s silent for %.0f s: link dropped",
+                        linked.describe(),
+                        now - linked.last_heard,
+                    )
+                    linked.session.abort("silent")
+            self._refusals.flush()
+
     # --- hand-offs ----------------------------------------------------------------------
-    async def hand_off(
-        self, account_no: int, key: bytes, targets: set[LinkedServer]
-    ) -> PendingLogin:
-        """Send the key to ``targets`` and wait until each answered or went away."""
+    async def hand_off(self, account_no: int, key: bytes, target: LinkedServer) -> bool:
+        """Give ``target`` the key; True once it answered, False if it went away
+        or did not answer within the hand-off deadline (then it is marked late)."""
         parameter = next(self._parameters)
-        pending = PendingLogin(account_no, set(targets))
+        pending = PendingLogin(account_no, {target})
         self.pending[parameter] = pending
-        handoff = SS_REQ_NEW_CLIENT_LOGIN.build(account_no, key, parameter)
         try:
-            for target in targets:
-                target.session.send(handoff)
-            await pending.done
+            target.session.send(SS_REQ_NEW_CLIENT_LOGIN.build(account_no, key, parameter))
+            async with asyncio.timeout(self.handoff_timeout):
+                await pending.done
+        except TimeoutError:
+            self.handoff_timeouts += 1
+            target.late_until = time.monotonic() + 10 * self.handoff_timeout
+            log.warning(
+                "%s did not answer a hand-off within %g s: skipped",
+                target.describe(),
+                self.handoff_timeout,
+            )
+            return False
         finally:
             self.pending.pop(parameter, None)
-        return pending
+        return target in pending.answered
 
     def on_answer(self, linked: LinkedServer, account_no: int, parameter: int) -> None:
         pending = self.pending.get(parameter)
@@ -215,6 +428,7 @@ class LanSide:
             return
         pending.waiting.discard(linked)
         pending.answered.append(linked)
+        linked.late_until = 0.0
         self._maybe_done(parameter, pending)
 
     def _maybe_done(self, parameter: int, pending: PendingLogin) -> None:

@@ -1,27 +1,43 @@
 """The link to a login server, composed by every linked server (game, chat).
 
 ``LoginLink`` keeps a LAN connection to the login server up (reconnecting with
-the shared retry policy), registers as a server type and name
-(SS_LOGINSERVER_LOGIN), stores each handed-over key for its account in a
-``KeyStore`` with the login timeout as its time-to-live and answers the
-hand-off (SS_RES_NEW_CLIENT_LOGIN with the same Parameter). The server's own
-login handler asks ``take_key``: a key works once, and only for its account.
+the shared retry policy; TCP keepalive on; mutual TLS when configured),
+registers as a server type and name (SS_LOGINSERVER_LOGIN), stores each
+handed-over key for its account in a ``KeyStore`` with the login timeout as its
+time-to-live and answers the hand-off (SS_RES_NEW_CLIENT_LOGIN with the same
+Parameter). The server's own login handler asks ``take_key``: a key works once,
+and only for its account.
+
+Heartbeats (serverlink login servers only): right after registering and then
+every ``heartbeat`` seconds the link reports SS_LINK_STATUS (its status id, its
+load); the login server answers each with SS_LINK_PING. The first answer means
+"accepted": until then a closed link counts as refused (backoff grows, logged
+once per streak). No answer for three heartbeats — a login server that hangs,
+or a path cut without a FIN — drops the link, which is then re-established.
+With ``heartbeat = 0`` (an original login server, which knows no heartbeats)
+the link counts as accepted once registered and lives as long as TCP says.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
 from serverlink.net.client import ReconnectingLink
 from serverlink.net.session import Session, SessionDeps, handles
+from serverlink.net.tls import TlsConfig
 from serverlink.protocol.framing import lan_framing
 from serverlink.protocol.packets import (
+    SS_LINK_PING,
+    SS_LINK_STATUS,
     SS_LOGINSERVER_LOGIN,
     SS_REQ_NEW_CLIENT_LOGIN,
     SS_RES_NEW_CLIENT_LOGIN,
+    Empty,
     SsReqNewClientLogin,
 )
 from serverlink.protocol.status import ServerType
@@ -31,6 +47,8 @@ log = logging.getLogger("serverlink.link")
 
 #: SS_LOGINSERVER_LOGIN.ServerName holds 32 WCHARs, NUL included.
 SERVER_NAME_UNITS = 31
+#: The link is dropped after this many heartbeats without an answer.
+SILENT_HEARTBEATS = 3
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,11 +63,25 @@ class LinkConfig:
     public_addr: tuple[str, int] | None = None
     #: Seconds a handed-over key waits for its client (the login timeout).
     key_ttl: float = 60.0
+    #: Seconds between status reports (heartbeats); 0: none (an original login server).
+    heartbeat: float = 5.0
+    #: Mutual TLS to the login server (a serverlink login server with --lan-tls-*).
+    tls: TlsConfig | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Load:
+    """What a linked server reports with each heartbeat."""
+
+    players: int
+    capacity: int
+    draining: bool = False
 
 
 def announced_name(name: str, host: str, port: int) -> str:
     """``name@ip:port`` cut to fit ServerName: the login server tells clients
-    that address (a wildcard listen address is announced as loopback)."""
+    that address (a wildcard listen address is announced as loopback, which the
+    login server replaces by the link's own address)."""
     if host in ("0.0.0.0", "", "::"):
         host = "127.0.0.1"
     return f"{name}@{host}:{port}"[:SERVER_NAME_UNITS]
@@ -68,6 +100,10 @@ class LoginLinkSession(Session):
     def on_handoff(self, handoff: SsReqNewClientLogin) -> None:
         self.link.on_handoff(self, handoff)
 
+    @handles(SS_LINK_PING)
+    def on_ping(self, ping: Empty) -> None:
+        self.link.on_ping()
+
 
 class LoginLink:
     def __init__(
@@ -75,17 +111,30 @@ class LoginLink:
         config: LinkConfig,
         server_type: ServerType,
         address: tuple[str, int],
+        *,
+        status_id: int = 0,
+        load: Callable[[], Load] = lambda: Load(0, 0),
+        on_accepted: Callable[[], Awaitable[None]] | None = None,
         keys: KeyStore | None = None,
     ) -> None:
         """``address``: where this server listens for clients (announced unless
-        ``config.public_addr`` says otherwise)."""
+        ``config.public_addr`` says otherwise). ``status_id``: the status value
+        its account claims carry (0: it claims none). ``on_accepted`` runs each
+        time the login server accepts the link, before hand-offs are answered."""
         self.config = config
         self.server_type = server_type
+        self.status_id = status_id
+        self.load = load
+        self.on_accepted = on_accepted
         self.keys = keys if keys is not None else MemoryKeyStore()
         self.name = announced_name(config.server_name, *(config.public_addr or address))
         host, port = config.login_server
         self.handoffs = 0
+        self.accepted = asyncio.Event()
+        self.silent_drops = 0
+        self._last_ping = 0.0
         self._pending: set[asyncio.Task[None]] = set()
+        self._heartbeats: asyncio.Task[None] | None = None
         self.link = ReconnectingLink(
             f"{server_type.name.lower()}->login",
             lambda deps: LoginLinkSession(deps, self),
@@ -93,6 +142,7 @@ class LoginLink:
             host,
             port,
             self._on_up,
+            ssl_context=config.tls.client_context() if config.tls is not None else None,
         )
 
     @property
@@ -103,28 +153,89 @@ class LoginLink:
         self.link.start()
 
     async def stop(self) -> None:
+        if self._heartbeats is not None:
+            self._heartbeats.cancel()
         await self.link.stop()
         for task in list(self._pending):
             task.cancel()
         await self.keys.close()
 
-    def _on_up(self, session: Session) -> None:
-        session.send(SS_LOGINSERVER_LOGIN.build(self.server_type, self.name))
-        log.info("registered with the login server as %r", self.name)
+    # --- registration and heartbeats ------------------------------------------------------
+    def _report(self) -> bytes:
+        load = self.load()
+        return SS_LINK_STATUS.build(
+            self.status_id,
+            load.players,
+            load.capacity,
+            int(load.draining),
+            int(self.config.heartbeat * 1000),
+        )
 
+    def _on_up(self, session: Session) -> None:
+        self.accepted.clear()
+        session.send(SS_LOGINSERVER_LOGIN.build(self.server_type, self.name))
+        if self._heartbeats is not None:
+            self._heartbeats.cancel()
+        if self.config.heartbeat <= 0:
+            self._accept(session)
+            return
+        session.send(self._report())
+        self._last_ping = time.monotonic()
+        self._heartbeats = asyncio.get_running_loop().create_task(self._beat(session))
+
+    def on_ping(self) -> None:
+        self._last_ping = time.monotonic()
+        session = self.link.session
+        if not self.accepted.is_set() and session is not None:
+            self._accept(session)
+
+    def _accept(self, session: Session) -> None:
+        self.link.confirm()
+        log.info("linked to the login server as %r", self.name)
+        if self.on_accepted is None:
+            self.accepted.set()
+            return
+
+        async def accepted() -> None:
+            assert self.on_accepted is not None
+            await self.on_accepted()
+            if not session.closed:
+                self.accepted.set()
+
+        self._track(asyncio.get_running_loop().create_task(accepted()))
+
+    async def _beat(self, session: Session) -> None:
+        interval = self.config.heartbeat
+        while not session.closed:
+            await asyncio.sleep(interval)
+            if time.monotonic() - self._last_ping > SILENT_HEARTBEATS * interval:
+                self.silent_drops += 1
+                log.warning(
+                    "no answer from the login server for %.0f s: link dropped, reconnecting",
+                    time.monotonic() - self._last_ping,
+                )
+                session.abort("silent")
+                return
+            session.send(self._report())
+
+    # --- hand-offs ------------------------------------------------------------------------
     def on_handoff(self, session: Session, handoff: SsReqNewClientLogin) -> None:
         self.handoffs += 1
         if self.keys.put_now(handoff.AccountNo, handoff.SessionKey, self.config.key_ttl):
             # A store in this process: stored and answered within this read.
             session.send(SS_RES_NEW_CLIENT_LOGIN.build(handoff.AccountNo, handoff.Parameter))
             return
-        task = asyncio.get_running_loop().create_task(self._store_and_answer(session, handoff))
-        self._pending.add(task)
-        task.add_done_callback(self._pending.discard)
+        self._track(
+            asyncio.get_running_loop().create_task(self._store_and_answer(session, handoff))
+        )
 
     async def _store_and_answer(self, session: Session, handoff: SsReqNewClientLogin) -> None:
         await self.keys.put(handoff.AccountNo, handoff.SessionKey, self.config.key_ttl)
         session.send(SS_RES_NEW_CLIENT_LOGIN.build(handoff.AccountNo, handoff.Parameter))
+
+    def _track(self, task: asyncio.Task[None]) -> None:
+        self._pending.add(task)
+        task.add_done_callback(self._pending.discard)
 
     async def take_key(self, account_no: int, key: bytes) -> bool:
         """True (once) if ``key`` was handed over for ``account_no`` and is live."""
@@ -132,8 +243,9 @@ class LoginLink:
 
     def snapshot(self) -> dict[str, Any]:
         return {
-            "login_link": "up" if self.link.connected.is_set() else "down",
+            "login_link": "up" if self.accepted.is_set() else "down",
             "link_reconnects": self.link.reconnects,
+            "link_refusals": self.link.refusals,
             "handoffs": self.handoffs,
             **self.keys.snapshot(),
         }

@@ -1,17 +1,22 @@
-"""Login (auth) server: vouches for each client's session key to the linked
-game/chat servers (the "systemlink" flow of PROTOCOL.md).
+"""Login (auth) server: vouches for each client's session key to the game/chat
+server it sends the client to (the "systemlink" flow of PROTOCOL.md).
 
 Client side (Net frame): CS_LOGIN_REQ_LOGIN -> account check in the store ->
-hand-off to the linked servers (``servers.lan``) -> once each has answered,
-CS_LOGIN_RES_LOGIN Status 1 with the addresses, then the client connection is
-closed. Logins that time out, or whose account database does not answer, get
-a clear answer or are dropped; none waits forever.
+placement picks one linked game server and one chat server (``servers.placement``)
+-> the key is handed to those only (``servers.lan``), the next one tried when one
+does not answer in time -> CS_LOGIN_RES_LOGIN Status 1 with their addresses, then
+the client connection is closed. A deployment may have game servers, chat
+servers or both: the kinds it has must each take the client; an address field
+of a kind with no linked server is empty. Logins that time out, or whose
+account database does not answer, get a clear answer or are dropped; none
+waits forever. A client address with too many failed logins is answered
+Status 0 without a database read for a cooling-off time.
 """
 
 from __future__ import annotations
 
 import asyncio
-import itertools
+import hmac
 import logging
 import time
 from collections import Counter
@@ -23,11 +28,14 @@ from serverlink.errors import StartupError
 from serverlink.monitor.screen import Row, ScreenSpec, breakdown, fmt, of, rate, value
 from serverlink.net.server import ServerLimits, SessionServer
 from serverlink.net.session import ProtocolViolation, Session, SessionDeps, handles
+from serverlink.net.tls import TlsConfig
 from serverlink.protocol.codec import NetCodec
 from serverlink.protocol.framing import net_framing
 from serverlink.protocol.packets import CS_LOGIN_REQ_LOGIN, CS_LOGIN_RES_LOGIN, CsLoginReqLogin
 from serverlink.protocol.status import LoginStatus, ServerType
-from serverlink.servers.lan import LanSide
+from serverlink.servers.lan import LanSide, LinkedServer
+from serverlink.servers.placement import Placement
+from serverlink.servers.releases import Releases
 from serverlink.store import AccountRecord, AccountStore, StoreError
 from serverlink.store.config import StoreConfig
 
@@ -52,8 +60,72 @@ class LoginConfig:
     #: announced in its ServerName ("name@ip:port"), else its peer IP.
     game_addr: tuple[str, int] | None = None
     chat_addr: tuple[str, int] | None = None
+    #: Let servers link from any address even while whiteip is empty (else
+    #: loopback only then); logged as a warning at start.
+    lan_allow_any: bool = False
+    #: Mutual TLS on the LAN port (serverlink servers only; original C++
+    #: servers speak plain TCP and are trusted by whiteip).
+    lan_tls: TlsConfig | None = None
+    #: A linked server that does not answer a hand-off within this many seconds
+    #: is skipped for that login (the next one is tried, or Status 6).
+    handoff_timeout: float = 2.0
+    #: Seconds after a server's link went away before the accounts it claimed
+    #: are released (and, at start, those of servers of an earlier run).
+    release_after: float = 30.0
+    #: Failed logins (wrong key, unknown account) from one address within
+    #: ``login_fail_window`` seconds before it cools off; 0: no limit.
+    login_fail_limit: int = 20
+    login_fail_window: float = 60.0
+    #: Seconds a cooling address is answered Status 0 without a database read.
+    login_cooldown: float = 60.0
     reuse_port: bool = False
     worker_index: int = 0
+
+
+#: Statuses that count as a failed login attempt for the per-address limit.
+FAILED_LOGIN = frozenset(
+    {LoginStatus.FAIL, LoginStatus.ACCOUNT_MISS, LoginStatus.SESSION_MISS, LoginStatus.STATUS_MISS}
+)
+
+
+class FailedLogins:
+    """Failed logins per client address in a fixed window; past the limit the
+    address cools off (logged once per cooling)."""
+
+    def __init__(self, limit: int, window: float, cooldown: float) -> None:
+        self.limit = limit
+        self.window = window
+        self.cooldown = cooldown
+        self._by_ip: dict[str, list[float]] = {}  # ip -> [window start, count, cool until]
+        self.cooling_refusals = 0
+
+    def cooling(self, ip: str, now: float) -> bool:
+        entry = self._by_ip.get(ip)
+        return entry is not None and entry[2] > now
+
+    def failed(self, ip: str, now: float) -> None:
+        if not self.limit:
+            return
+        entry = self._by_ip.get(ip)
+        if entry is None or now - entry[0] > self.window:
+            if len(self._by_ip) > 10_000:
+                self._prune(now)
+            entry = self._by_ip[ip] = [now, 0.0, 0.0]
+        entry[1] += 1
+        if entry[1] >= self.limit and entry[2] <= now:
+            entry[2] = now + self.cooldown
+            log.warning(
+                "%s: %d failed logins within %g s: its logins are refused for %g s",
+                ip,
+                int(entry[1]),
+                self.window,
+                self.cooldown,
+            )
+
+    def _prune(self, now: float) -> None:
+        for ip, (start, _, until) in list(self._by_ip.items()):
+            if now - start > self.window and until <= now:
+                del self._by_ip[ip]
 
 
 class LoginStats:
@@ -74,6 +146,18 @@ class LoginStats:
         self.time_min = seconds if self.time_min is None else min(self.time_min, seconds)
 
 
+@dataclass(frozen=True, slots=True)
+class Answer:
+    """What CS_LOGIN_RES_LOGIN says; ID and nickname only with Status 1 (a wrong
+    key must not reveal whose account it was)."""
+
+    status: LoginStatus
+    user_id: str = ""
+    nickname: str = ""
+    game: tuple[str, int] = NO_ADDRESS
+    chat: tuple[str, int] = NO_ADDRESS
+
+
 class LoginClientSession(Session):
     """A client on the login server's client port."""
 
@@ -92,6 +176,7 @@ class LoginClientSession(Session):
     def on_login(self, request: CsLoginReqLogin) -> None:
         if self.task is not None:
             raise ProtocolViolation("double_login", "second CS_LOGIN_REQ_LOGIN on one connection")
+        self.authenticated = True  # the request came: the login timeout bounds the rest
         self.task = asyncio.get_running_loop().create_task(
             self.server.login(self, request.AccountNo, request.SessionKey)
         )
@@ -127,9 +212,22 @@ class LoginServer:
             client_limits,
             reuse_port=config.reuse_port,
         )
-        self.lan = LanSide(self.store, config.lan_host, config.lan_port)
+        self.lan = LanSide(
+            self.store,
+            config.lan_host,
+            config.lan_port,
+            allow_any=config.lan_allow_any,
+            handoff_timeout=config.handoff_timeout,
+            tls=config.lan_tls,
+        )
+        self.placement = Placement()
+        self.releases = Releases(self.store, config.release_after)
+        self.lan.gone_hooks.append(self.releases.gone)
+        self.lan.back_hooks.append(self.releases.back)
+        self.failed_logins = FailedLogins(
+            config.login_fail_limit, config.login_fail_window, config.login_cooldown
+        )
         self.stats = self.clients.stats
-        self._rotation = itertools.count()
 
     async def _read_accounts(self, batch: dict[int, None]) -> dict[int, AccountRecord | None]:
         found = await self.store.get_accounts(list(batch))
@@ -137,26 +235,42 @@ class LoginServer:
 
     # --- lifecycle ------------------------------------------------------------------
     async def start(self) -> None:
+        """Bind both ports first (a second login server started by mistake fails
+        here, before it touches anything), then the store; statuses are not
+        cleared: the claims of servers that do not link again within
+        ``release_after`` are released then."""
+        try:
+            await self.lan.start()
+            await self.clients.start()
+        except OSError:
+            await self.lan.stop()
+            await self.store.close()
+            raise
         try:
             await self.store.connect()
-            cleared = await self.store.reset_statuses()
         except StoreError as exc:
+            await self.clients.stop()
+            await self.lan.stop()
             await self.store.close()
             raise StartupError(f"account database {self.store.display_url}: {exc}") from None
-        if cleared:
-            log.info("cleared %d account statuses left in game by an earlier run", cleared)
-        await self.lan.start()
-        await self.clients.start()
+        await self.releases.start()
+        if self.config.lan_allow_any:
+            log.warning(
+                "--lan-allow-any: servers may link from any address while whiteip is empty; "
+                "a linked server receives every login's session key"
+            )
         log.info(
-            "login server: clients on %s:%d, servers on %s:%d, accounts in %s",
+            "login server: clients on %s:%d, servers on %s:%d%s, accounts in %s",
             self.config.host,
             self.clients.port,
             self.config.lan_host,
             self.lan.port,
+            " (TLS)" if self.config.lan_tls else "",
             self.store.display_url,
         )
 
     async def stop(self) -> None:
+        await self.releases.stop()
         await self.clients.stop()
         await self.lan.stop()
         await self.store.close()
@@ -177,11 +291,16 @@ class LoginServer:
         stats = self.login_stats
         stats.requests += 1
         started = time.perf_counter()
+        ip = session.peer.rpartition(":")[0]
         try:
-            async with asyncio.timeout(self.config.login_timeout):
-                status, record_id, nickname, game, chat = await self._check_and_hand_off(
-                    account_no, key
-                )
+            if self.failed_logins.cooling(ip, time.monotonic()):
+                self.failed_logins.cooling_refusals += 1
+                answer = Answer(LoginStatus.FAIL)
+            else:
+                async with asyncio.timeout(self.config.login_timeout):
+                    answer = await self._check_and_hand_off(account_no, key)
+                if answer.status in FAILED_LOGIN:
+                    self.failed_logins.failed(ip, time.monotonic())
         except TimeoutError:
             stats.timeouts += 1
             log.warning(
@@ -203,55 +322,71 @@ class LoginServer:
             )
             session.abort("internal_error")
             return
+        status = answer.status
         stats.by_status[status.name] += 1
         if status == LoginStatus.OK:
             stats.completed(time.perf_counter() - started)
+        game, chat = answer.game, answer.chat
         session.send(
             CS_LOGIN_RES_LOGIN.build(
-                account_no, status, record_id, nickname, game[0], game[1], chat[0], chat[1]
+                account_no,
+                status,
+                answer.user_id,
+                answer.nickname,
+                game[0],
+                game[1],
+                chat[0],
+                chat[1],
             )
         )
         # The reply is queued on the transport; close() sends it before closing.
         session.close("login_done")
 
-    async def _check_and_hand_off(
-        self, account_no: int, key: bytes
-    ) -> tuple[LoginStatus, str, str, tuple[str, int], tuple[str, int]]:
-        none = NO_ADDRESS
+    async def _check_and_hand_off(self, account_no: int, key: bytes) -> Answer:
         try:
             record = await self.accounts.submit(account_no, None)
-        except StoreError as exc:  # unavailable, or a broken schema: either way no answer
+        except StoreError as exc:  # unavailable, or a broken row: either way no answer
             self.login_stats.db_errors += 1
-            log.warning(
-                "login of account %d failed: account database unavailable: %s", account_no, exc
-            )
-            return LoginStatus.DB_UNAVAILABLE, "", "", none, none
+            log.warning("login of account %d failed: account database: %s", account_no, exc)
+            return Answer(LoginStatus.DB_UNAVAILABLE)
         if record is None:
-            return LoginStatus.ACCOUNT_MISS, "", "", none, none
+            return Answer(LoginStatus.ACCOUNT_MISS)
         if record.session_key is None:
-            return LoginStatus.SESSION_MISS, record.user_id, record.nickname, none, none
+            return Answer(LoginStatus.SESSION_MISS)
         if record.status is None:
-            return LoginStatus.STATUS_MISS, record.user_id, record.nickname, none, none
-        if record.session_key != key:
-            return LoginStatus.FAIL, record.user_id, record.nickname, none, none
+            return Answer(LoginStatus.STATUS_MISS)
+        # Constant time: how much of a guessed key matched must not show in timing.
+        if not hmac.compare_digest(record.session_key, key):
+            return Answer(LoginStatus.FAIL)
         if record.status != 0:
-            return LoginStatus.GAME, record.user_id, record.nickname, none, none
-        targets = {s for s in self.lan.links if s.type in (ServerType.GAME, ServerType.CHAT)}
-        if not any(s.type == ServerType.GAME for s in targets):
-            return LoginStatus.NOSERVER, record.user_id, record.nickname, none, none
-        pending = await self.lan.hand_off(account_no, key, targets)
-        game_server = pending.first_answer(ServerType.GAME)
-        if game_server is None:  # every game server went away meanwhile
-            return LoginStatus.NOSERVER, record.user_id, record.nickname, none, none
-        game = self.config.game_addr or game_server.address
-        chat = self.config.chat_addr or self._chat_address()
-        return LoginStatus.OK, record.user_id, record.nickname, game, chat
-
-    def _chat_address(self) -> tuple[str, int]:
+            return Answer(LoginStatus.GAME)
+        games = self.lan.linked(ServerType.GAME)
         chats = self.lan.linked(ServerType.CHAT)
-        if not chats:
-            return NO_ADDRESS
-        return chats[next(self._rotation) % len(chats)].address
+        if not games and not chats:
+            return Answer(LoginStatus.NOSERVER)
+        # Each kind the deployment has must take the client; both hand-offs at once.
+        game, chat = await asyncio.gather(
+            self._place(account_no, key, games), self._place(account_no, key, chats)
+        )
+        if (games and game is None) or (chats and chat is None):
+            return Answer(LoginStatus.NOSERVER)
+        return Answer(
+            LoginStatus.OK,
+            record.user_id,
+            record.nickname,
+            self.config.game_addr or (game.address if game else NO_ADDRESS),
+            self.config.chat_addr or (chat.address if chat else NO_ADDRESS),
+        )
+
+    async def _place(
+        self, account_no: int, key: bytes, servers: list[LinkedServer]
+    ) -> LinkedServer | None:
+        """Hand the key to the best server that answers in time; None if none does."""
+        for server in self.placement.order(servers):
+            if await self.lan.hand_off(account_no, key, server):
+                self.placement.placed(server)
+                return server
+        return None
 
     # --- monitor ------------------------------------------------------------------------
     def snapshot(self) -> dict[str, Any]:
@@ -267,6 +402,10 @@ class LoginServer:
             login_time_min_ms=(s.time_min or 0.0) * 1000,
             login_time_max_ms=s.time_max * 1000,
             stale_answers=self.lan.stale_answers,
+            handoff_timeouts=self.lan.handoff_timeouts,
+            silent_links=self.lan.silent_links,
+            accounts_released=self.releases.released,
+            cooling_refusals=self.failed_logins.cooling_refusals,
             db_errors=s.db_errors,
             linked_game=len(self.lan.linked(ServerType.GAME)),
             linked_chat=len(self.lan.linked(ServerType.CHAT)),
@@ -316,6 +455,15 @@ LOGIN_SCREEN = ScreenSpec(
                 value("stale_answers", "stale answers"),
                 value("db_errors", "DB errors"),
                 value("rejected_links", "refused links"),
+                value("handoff_timeouts", "hand-off timeouts"),
+                value("silent_links", "silent links"),
+            ),
+        ),
+        Row(
+            "Protection",
+            (
+                value("cooling_refusals", "refused while cooling off"),
+                value("accounts_released", "accounts released"),
             ),
         ),
         Row("Packets", (rate("packets_in", "in"), rate("packets_out", "out"))),

@@ -172,6 +172,19 @@ class AccountStore(abc.ABC):
         own accounts). Returns the number of rows changed."""
 
     @abc.abstractmethod
+    async def claim_statuses(self, account_nos: Sequence[int], status: int) -> set[int]:
+        """Set ``status`` on the accounts whose status is 0 or already ``status``
+        (at most ``MAX_BATCH``); the accounts that hold ``status`` afterwards."""
+
+    @abc.abstractmethod
+    async def get_statuses(self, account_nos: Sequence[int]) -> dict[int, int]:
+        """The current status of each account that has a status row."""
+
+    @abc.abstractmethod
+    async def held_status_ids(self) -> list[int]:
+        """Every non-zero status value in the table (the servers holding accounts)."""
+
+    @abc.abstractmethod
     async def trusted_ips(self) -> list[str]:
         """The ``whiteip`` table, in insertion order."""
 

@@ -365,6 +365,40 @@ class MySqlStore(AdminStore):
 
         return await self._run("reset_statuses", op)
 
+    async def claim_statuses(self, account_nos: Sequence[int], status: int) -> set[int]:
+        check_batch(account_nos)
+        marks = ", ".join(["%s"] * len(account_nos))
+        upd = f"UPDATE status SET status = %s WHERE accountno IN ({marks}) AND status IN (0, %s)"
+        sel = f"SELECT accountno FROM status WHERE accountno IN ({marks}) AND status = %s"
+
+        async def op(conn: Connection, maybe_applied: bool) -> set[int]:
+            cur = conn.cursor()
+            await cur.execute(upd, (status, *account_nos, status))
+            await cur.execute(sel, (*account_nos, status))
+            return {int(r[0]) for r in await cur.fetchall()}
+
+        return await self._run("claim_statuses", op)
+
+    async def get_statuses(self, account_nos: Sequence[int]) -> dict[int, int]:
+        check_batch(account_nos)
+        marks = ", ".join(["%s"] * len(account_nos))
+        sql = f"SELECT accountno, status FROM status WHERE accountno IN ({marks})"
+
+        async def op(conn: Connection, maybe_applied: bool) -> dict[int, int]:
+            cur = conn.cursor()
+            await cur.execute(sql, tuple(account_nos))
+            return {int(r[0]): int(r[1]) for r in await cur.fetchall()}
+
+        return await self._run("get_statuses", op)
+
+    async def held_status_ids(self) -> list[int]:
+        async def op(conn: Connection, maybe_applied: bool) -> list[int]:
+            cur = conn.cursor()
+            await cur.execute("SELECT DISTINCT status FROM status WHERE status <> 0")
+            return [int(r[0]) for r in await cur.fetchall()]
+
+        return await self._run("held_status_ids", op)
+
     async def trusted_ips(self) -> list[str]:
         async def op(conn: Connection, maybe_applied: bool) -> list[str]:
             cur = conn.cursor()

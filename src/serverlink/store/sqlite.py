@@ -311,6 +311,39 @@ class SqliteStore(AdminStore):
 
         return await self._run("reset_statuses", op)
 
+    async def claim_statuses(self, account_nos: Sequence[int], status: int) -> set[int]:
+        check_batch(account_nos)
+        marks = ", ".join("?" * len(account_nos))
+        upd = f"UPDATE status SET status = ? WHERE accountno IN ({marks}) AND status IN (0, ?)"
+        sel = f"SELECT accountno FROM status WHERE accountno IN ({marks}) AND status = ?"
+
+        async def op(conn: aiosqlite.Connection, maybe_applied: bool) -> set[int]:
+            await conn.execute(upd, (status, *account_nos, status))
+            rows = await conn.execute_fetchall(sel, (*account_nos, status))
+            return {int(r[0]) for r in rows}
+
+        return await self._run("claim_statuses", op)
+
+    async def get_statuses(self, account_nos: Sequence[int]) -> dict[int, int]:
+        check_batch(account_nos)
+        marks = ", ".join("?" * len(account_nos))
+        sql = f"SELECT accountno, status FROM status WHERE accountno IN ({marks})"
+
+        async def op(conn: aiosqlite.Connection, maybe_applied: bool) -> dict[int, int]:
+            rows = await conn.execute_fetchall(sql, tuple(account_nos))
+            return {int(r[0]): int(r[1]) for r in rows}
+
+        return await self._run("get_statuses", op)
+
+    async def held_status_ids(self) -> list[int]:
+        async def op(conn: aiosqlite.Connection, maybe_applied: bool) -> list[int]:
+            rows = await conn.execute_fetchall(
+                "SELECT DISTINCT status FROM status WHERE status <> 0"
+            )
+            return [int(r[0]) for r in rows]
+
+        return await self._run("held_status_ids", op)
+
     async def trusted_ips(self) -> list[str]:
         async def op(conn: aiosqlite.Connection, maybe_applied: bool) -> list[str]:
             rows = await conn.execute_fetchall(_SQL_TRUSTED_IPS)
