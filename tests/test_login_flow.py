@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 
 from conftest import RawSql, until
-from linked_system import System, start_login, start_system
+from linked_system import System, game_login, login_request, start_login, start_system
 from private_mariadb import PrivateMariaDB
-from serverlink.net.client import FrameClient, connect_frame_client
+from serverlink.net.client import connect_frame_client
 from serverlink.protocol import packets as pk
 from serverlink.protocol.codec import NetCodec
 from serverlink.protocol.framing import lan_framing, net_framing
@@ -27,21 +27,6 @@ async def system(db_url: str, tmp_path: Path) -> AsyncIterator[System]:
     sys_ = await start_system(db_url, tmp_path / "keys.txt", 20)
     yield sys_
     await sys_.stop()
-
-
-async def login_request(port: int, account_no: int, key: bytes) -> tuple[object, FrameClient]:
-    c = await connect_frame_client(FRAMING, "127.0.0.1", port)
-    c.send(pk.CS_LOGIN_REQ_LOGIN.build(account_no, key))
-    reply = pk.CS_LOGIN_RES_LOGIN.parse(await c.recv())
-    return reply, c
-
-
-async def game_login(
-    port: int, account_no: int, key: bytes, version: int = 1
-) -> tuple[object, FrameClient]:
-    c = await connect_frame_client(FRAMING, "127.0.0.1", port)
-    c.send(pk.CS_GAME_REQ_LOGIN.build(account_no, key, version))
-    return pk.CS_GAME_RES_LOGIN.parse(await c.recv()), c
 
 
 async def test_right_key_gets_ok_and_game_address_then_game_login_and_echo(system: System) -> None:

@@ -54,7 +54,7 @@ DEFAULT_GAME_PORT = 12211
 DEFAULT_CHAT_PORT = 50000
 #: LAN connections at most (linked servers and their workers).
 MAX_LINKS = 256
-#: Seconds a LAN connection has to register.
+#: Seconds a LAN connection has to register (LoginConfig.lan_register_deadline).
 REGISTER_DEADLINE = 5.0
 #: A serverlink link silent for this many of its heartbeats is dropped.
 SILENT_HEARTBEATS = 3
@@ -190,6 +190,7 @@ class LanSide:
         *,
         allow_any: bool = False,
         handoff_timeout: float = 2.0,
+        register_deadline: float = REGISTER_DEADLINE,
         tls: TlsConfig | None = None,
     ) -> None:
         self.store = store
@@ -204,7 +205,7 @@ class LanSide:
             ServerLimits(
                 max_sessions=MAX_LINKS,
                 idle_timeout=0,  # original servers send nothing: heartbeats are ours
-                login_deadline=REGISTER_DEADLINE,
+                login_deadline=register_deadline,
                 tcp_keepalive=True,
             ),
             ssl_context=tls.server_context() if tls is not None else None,
@@ -295,12 +296,7 @@ class LanSide:
         session.linked = linked
         session.authenticated = True
         self.links.append(linked)
-        log.info(
-            "%s linked from %s (clients go to %s:%d)",
-            linked.describe(),
-            session.peer,
-            *linked.address,
-        )
+        log.info("%s linked (clients go to %s:%d)", linked.describe(), *linked.address)
         if report is not None:
             self.on_report(linked, report)
         self._links_changed.set()

@@ -104,6 +104,9 @@ class LoginLinkSession(Session):
     def on_ping(self, ping: Empty) -> None:
         self.link.on_ping()
 
+    def on_close(self) -> None:
+        self.link.accepted.clear()
+
 
 class LoginLink:
     def __init__(

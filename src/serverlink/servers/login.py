@@ -66,6 +66,8 @@ class LoginConfig:
     #: Mutual TLS on the LAN port (serverlink servers only; original C++
     #: servers speak plain TCP and are trusted by whiteip).
     lan_tls: TlsConfig | None = None
+    #: Seconds a LAN connection has to register before it is closed.
+    lan_register_deadline: float = 5.0
     #: A linked server that does not answer a hand-off within this many seconds
     #: is skipped for that login (the next one is tried, or Status 6).
     handoff_timeout: float = 2.0
@@ -218,6 +220,7 @@ class LoginServer:
             config.lan_port,
             allow_any=config.lan_allow_any,
             handoff_timeout=config.handoff_timeout,
+            register_deadline=config.lan_register_deadline,
             tls=config.lan_tls,
         )
         self.placement = Placement()
