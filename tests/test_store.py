@@ -18,13 +18,13 @@ from asyncmy import errors as asyncmy_errors
 from click.testing import CliRunner
 
 from private_mariadb import PrivateMariaDB, free_port
+from serverlink.retry import ExponentialBackoff, Retry
 from serverlink.store import (
     DEFAULT_DB_URL,
     AccountRecord,
     AccountStore,
     AdminStore,
     DatabaseUrlError,
-    RetryPolicy,
     SeedAccount,
     StoreError,
     StoreUnavailable,
@@ -541,12 +541,12 @@ def test_verify_password_rejects_empty_or_malformed_stored_value(stored: str) ->
     assert verify_password("pw", stored) is False
 
 
-def test_retry_policy_backoff_is_exponential_jittered_and_capped() -> None:
-    policy = RetryPolicy(retries=3, backoff_base=0.1, backoff_cap=0.3)
+def test_retry_backoff_is_exponential_jittered_and_capped() -> None:
+    policy = Retry(ExponentialBackoff(base=0.1, cap=0.3), retries=3)
     for _ in range(50):
-        assert 0.05 <= policy.backoff(1) <= 0.1
-        assert 0.1 <= policy.backoff(2) <= 0.2
-        assert 0.15 <= policy.backoff(5) <= 0.3
+        assert 0.05 <= policy.delay(1) <= 0.1
+        assert 0.1 <= policy.delay(2) <= 0.2
+        assert 0.15 <= policy.delay(5) <= 0.3
 
 
 # --- CLI ---------------------------------------------------------------------------
