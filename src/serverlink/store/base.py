@@ -44,9 +44,10 @@ class AccountRecord:
 
 def record_from_row(row: Sequence[Any]) -> AccountRecord:
     """An ``AccountRecord`` from a ``v_account`` row (accountno, userid, usernick,
-    sessionkey, status) as either driver returns it. ``TypeError`` for a row that
-    is no account: a status that is not an integer, a key that is not text (SQLite
-    stores whatever it is given; a MySQL column can be altered)."""
+    sessionkey, status) as either driver returns it. A row that is no account
+    raises ``TypeError`` or ``ValueError``: a status that is not an integer (or the
+    text of one), a key that is not text (SQLite keeps whatever it is given; a
+    MySQL column can be altered)."""
     acc, user_id, nick, key, status = row
     if isinstance(key, str):
         key = key.encode()
@@ -54,8 +55,13 @@ def record_from_row(row: Sequence[Any]) -> AccountRecord:
         key = bytes(key)
     elif key is not None and not isinstance(key, bytes):
         raise TypeError(f"sessionkey is {type(key).__name__} {key!r}, not text")
-    if status is not None and type(status) is not int:  # bool is no status either
-        raise TypeError(f"status is {type(status).__name__} {status!r}, not an integer")
+    if status is not None:
+        if isinstance(status, bool) or not isinstance(status, int | str):
+            raise TypeError(f"status is {type(status).__name__} {status!r}, not an integer")
+        try:
+            status = int(status)
+        except ValueError:
+            raise ValueError(f"status {status!r} is not an integer") from None
     return AccountRecord(int(acc), str(user_id), str(nick), key, status)
 
 
