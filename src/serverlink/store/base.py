@@ -49,20 +49,32 @@ def record_from_row(row: Sequence[Any]) -> AccountRecord:
     text of one), a key that is not text (SQLite keeps whatever it is given; a
     MySQL column can be altered)."""
     acc, user_id, nick, key, status = row
-    if isinstance(key, str):
+    # Login reads convert every row: the types both drivers return for the
+    # seed's schema are checked first, the rest off the hot path.
+    if type(key) is str:
         key = key.encode()
-    elif isinstance(key, bytearray | memoryview):
-        key = bytes(key)
-    elif key is not None and not isinstance(key, bytes):
-        raise TypeError(f"sessionkey is {type(key).__name__} {key!r}, not text")
-    if status is not None:
-        if isinstance(status, bool) or not isinstance(status, int | str):
-            raise TypeError(f"status is {type(status).__name__} {status!r}, not an integer")
-        try:
-            status = int(status)
-        except ValueError:
-            raise ValueError(f"status {status!r} is not an integer") from None
+    elif key is not None:
+        key = _key_bytes(key)
+    if type(status) is not int and status is not None:
+        status = _status_int(status)
     return AccountRecord(int(acc), str(user_id), str(nick), key, status)
+
+
+def _key_bytes(key: object) -> bytes:
+    if isinstance(key, bytes | bytearray | memoryview):
+        return bytes(key)
+    if isinstance(key, str):
+        return key.encode()
+    raise TypeError(f"sessionkey is {type(key).__name__} {key!r}, not text")
+
+
+def _status_int(status: object) -> int:
+    if isinstance(status, bool) or not isinstance(status, int | str):
+        raise TypeError(f"status is {type(status).__name__} {status!r}, not an integer")
+    try:
+        return int(status)
+    except ValueError:
+        raise ValueError(f"status {status!r} is not an integer") from None
 
 
 @dataclass(frozen=True, slots=True)

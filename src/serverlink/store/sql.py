@@ -57,7 +57,7 @@ class Statements:
     def __init__(self, driver: SqlDriver) -> None:
         self._driver = driver
         sql = driver.dialect
-        self.schema_probe = SCHEMA_PROBE
+        self.schema_probe = sql(SCHEMA_PROBE)
         # v_account's own definition, inlined: MariaDB re-processes a view on every
         # statement that names it, which measured here costs the server 203 µs of
         # CPU per login read against 123 µs for its definition run directly (and
@@ -83,9 +83,9 @@ class Statements:
         self.holding_status = sql(
             f"SELECT accountno FROM status WHERE status = ? AND accountno IN ({ACCOUNTS})"
         )
-        self.reset_all = "UPDATE status SET status = 0 WHERE status <> 0"
+        self.reset_all = sql("UPDATE status SET status = 0 WHERE status <> 0")
         self.reset_only = sql("UPDATE status SET status = 0 WHERE status = ? AND status <> 0")
-        self.trusted_ips = "SELECT ip FROM whiteip ORDER BY no"
+        self.trusted_ips = sql("SELECT ip FROM whiteip ORDER BY no")
         self.find_ip = sql("SELECT 1 FROM whiteip WHERE ip = ? LIMIT 1")
         self.add_ip = sql("INSERT INTO whiteip (ip) VALUES (?)")
         # Only placeholders in VALUES (...): that is what lets asyncmy's
