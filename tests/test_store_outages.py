@@ -18,7 +18,14 @@ import pytest
 from conftest import RawSql, ServerQuery, add_accounts, status_of
 from private_mariadb import PrivateMariaDB, free_port
 from serverlink.retry import Retry
-from serverlink.store import AdminStore, StoreError, StoreUnavailable, open_admin_store, open_store
+from serverlink.store import (
+    AccountStore,
+    AdminStore,
+    StoreError,
+    StoreUnavailable,
+    open_admin_store,
+    open_store,
+)
 from serverlink.store.admin import init_db, seed_db
 from serverlink.store.url import MysqlTarget, SqliteTarget, parse_db_url
 from tcp_proxy import CuttingProxy
@@ -45,6 +52,18 @@ def proxied_url(mariadb_url: str, mariadb_proxy: CuttingProxy) -> str:
     return mariadb_url.replace(f":{target.port}/", f":{mariadb_proxy.port}/")
 
 
+PROXIED_ACCOUNTS = 50
+
+
+@pytest.fixture
+async def proxied_store(mariadb_url: str, proxied_url: str) -> AsyncIterator[AccountStore]:
+    """A connected store through ``mariadb_proxy`` on a database seeded with
+    accounts 1..50, each with status 0."""
+    await seed_db(mariadb_url, PROXIED_ACCOUNTS)
+    async with open_store(proxied_url) as store:
+        yield store
+
+
 async def status_in_db(raw_sql: RawSql, url: str, account_no: int) -> int:
     rows = await raw_sql(url, "SELECT status FROM status WHERE accountno = %s", (account_no,))
     return int(rows[0][0])
@@ -55,67 +74,59 @@ async def status_in_db(raw_sql: RawSql, url: str, account_no: int) -> int:
 
 @pytest.mark.mariadb
 async def test_mysql_statement_lost_on_its_way_is_retried_once_on_a_fresh_connection(
-    mariadb_url: str, proxied_url: str, mariadb_proxy: CuttingProxy, raw_sql: RawSql
+    proxied_store: AccountStore, mariadb_proxy: CuttingProxy, mariadb_url: str, raw_sql: RawSql
 ) -> None:
-    await seed_db(mariadb_url, 2)
-    async with open_store(proxied_url) as store:
-        connections = mariadb_proxy.accepted
-        mariadb_proxy.cut_on(SET_STATUS_7, deliver=False)
-        await store.set_status(1, 7)
-        assert mariadb_proxy.cuts == 1
-        assert mariadb_proxy.seen[SET_STATUS_7] == 2  # the lost attempt and one retry
-        assert mariadb_proxy.accepted == connections + 1  # the retry's new connection
+    connections = mariadb_proxy.accepted
+    mariadb_proxy.cut_on(SET_STATUS_7, deliver=False)
+    await proxied_store.set_status(1, 7)
+    assert mariadb_proxy.cuts == 1
+    assert mariadb_proxy.seen[SET_STATUS_7] == 2  # the lost attempt and one retry
+    assert mariadb_proxy.accepted == connections + 1  # the retry's new connection
     assert await status_in_db(raw_sql, mariadb_url, 1) == 7
 
 
 @pytest.mark.mariadb
 async def test_mysql_update_applied_but_its_answer_lost_set_status_if_still_matches(
-    mariadb_url: str, proxied_url: str, mariadb_proxy: CuttingProxy, raw_sql: RawSql
+    proxied_store: AccountStore, mariadb_proxy: CuttingProxy, mariadb_url: str, raw_sql: RawSql
 ) -> None:
-    await seed_db(mariadb_url, 2)
-    async with open_store(proxied_url) as store:
-        # The server applies 0 -> 7; the retry finds 7 where it expected 0, and
-        # counts it as its own (maybe applied) rather than someone else's.
-        mariadb_proxy.cut_on(SET_STATUS_IF, deliver=True)
-        assert await store.set_status_if(1, 0, 7) is True
-        assert mariadb_proxy.cuts == 1
-        assert mariadb_proxy.seen[SET_STATUS_IF] == 2
-        # A row another server took meanwhile is still no match after such a loss.
-        await raw_sql(mariadb_url, "UPDATE status SET status = 8 WHERE accountno = %s", (2,))
-        mariadb_proxy.cut_on(SET_STATUS_IF, deliver=True)
-        assert await store.set_status_if(2, 0, 7) is False
+    # The server applies 0 -> 7; the retry finds 7 where it expected 0, and
+    # counts it as its own (maybe applied) rather than someone else's.
+    mariadb_proxy.cut_on(SET_STATUS_IF, deliver=True)
+    assert await proxied_store.set_status_if(1, 0, 7) is True
+    assert mariadb_proxy.cuts == 1
+    assert mariadb_proxy.seen[SET_STATUS_IF] == 2
     assert await status_in_db(raw_sql, mariadb_url, 1) == 7
+    # A row another server took meanwhile is still no match after such a loss.
+    await raw_sql(mariadb_url, "UPDATE status SET status = 8 WHERE accountno = %s", (2,))
+    mariadb_proxy.cut_on(SET_STATUS_IF, deliver=True)
+    assert await proxied_store.set_status_if(2, 0, 7) is False
     assert await status_in_db(raw_sql, mariadb_url, 2) == 8
 
 
 @pytest.mark.mariadb
 async def test_mysql_connection_lost_twice_raises_store_unavailable_after_one_retry(
-    mariadb_url: str, proxied_url: str, mariadb_proxy: CuttingProxy, raw_sql: RawSql
+    proxied_store: AccountStore, mariadb_proxy: CuttingProxy, mariadb_url: str, raw_sql: RawSql
 ) -> None:
-    await seed_db(mariadb_url, 2)
-    async with open_store(proxied_url) as store:
-        mariadb_proxy.cut_on(SET_STATUS_7, deliver=False, times=2)
-        with pytest.raises(StoreUnavailable, match="unavailable"):
-            await store.set_status(1, 7)
-        assert mariadb_proxy.seen[SET_STATUS_7] == 2  # one retry, no more
-        await store.set_status(1, 7)  # the same store reconnects on the next call
-        assert mariadb_proxy.seen[SET_STATUS_7] == 3
+    mariadb_proxy.cut_on(SET_STATUS_7, deliver=False, times=2)
+    with pytest.raises(StoreUnavailable, match="unavailable"):
+        await proxied_store.set_status(1, 7)
+    assert mariadb_proxy.seen[SET_STATUS_7] == 2  # one retry, no more
+    await proxied_store.set_status(1, 7)  # the same store reconnects on the next call
+    assert mariadb_proxy.seen[SET_STATUS_7] == 3
     assert await status_in_db(raw_sql, mariadb_url, 1) == 7
 
 
 @pytest.mark.mariadb
 async def test_mysql_errors_other_than_a_lost_connection_are_not_retried(
-    mariadb_url: str, proxied_url: str, mariadb_proxy: CuttingProxy, raw_sql: RawSql
+    proxied_store: AccountStore, mariadb_proxy: CuttingProxy, mariadb_url: str, raw_sql: RawSql
 ) -> None:
-    await seed_db(mariadb_url, 2)
-    async with open_store(proxied_url) as store:
-        await raw_sql(mariadb_url, "DROP TABLE status", ())
-        mariadb_proxy.watch(SET_STATUS_7)
-        with pytest.raises(StoreError) as info:
-            await store.set_status(1, 7)
-        assert not isinstance(info.value, StoreUnavailable)
-        assert "serverlink db init" in str(info.value)
-        assert mariadb_proxy.seen[SET_STATUS_7] == 1
+    await raw_sql(mariadb_url, "DROP TABLE status", ())
+    mariadb_proxy.watch(SET_STATUS_7)
+    with pytest.raises(StoreError) as info:
+        await proxied_store.set_status(1, 7)
+    assert not isinstance(info.value, StoreUnavailable)
+    assert "serverlink db init" in str(info.value)
+    assert mariadb_proxy.seen[SET_STATUS_7] == 1
 
 
 @pytest.mark.mariadb
@@ -127,29 +138,29 @@ async def test_mysql_errors_other_than_a_lost_connection_are_not_retried(
     ],
 )
 async def test_mysql_claim_statuses_retried_after_a_lost_answer_gives_the_same_claim(
-    lost: bytes, mariadb_url: str, proxied_url: str, mariadb_proxy: CuttingProxy, raw_sql: RawSql
+    lost: bytes,
+    proxied_store: AccountStore,
+    mariadb_proxy: CuttingProxy,
+    mariadb_url: str,
+    raw_sql: RawSql,
 ) -> None:
-    await seed_db(mariadb_url, 3)
     await raw_sql(mariadb_url, "UPDATE status SET status = 8 WHERE accountno = %s", (3,))
-    async with open_store(proxied_url) as store:
-        mariadb_proxy.cut_on(lost, deliver=True)
-        assert await store.claim_statuses([1, 2, 3], 7) == {1, 2}
-        assert mariadb_proxy.seen[lost] == 2
-        assert await store.get_statuses([1, 2, 3]) == {1: 7, 2: 7, 3: 8}
+    mariadb_proxy.cut_on(lost, deliver=True)
+    assert await proxied_store.claim_statuses([1, 2, 3], 7) == {1, 2}
+    assert mariadb_proxy.seen[lost] == 2
+    assert await proxied_store.get_statuses([1, 2, 3]) == {1: 7, 2: 7, 3: 8}
 
 
 @pytest.mark.mariadb
 async def test_mysql_batch_reads_and_writes_are_one_statement_each(
-    mariadb_url: str, proxied_url: str, mariadb_proxy: CuttingProxy
+    proxied_store: AccountStore, mariadb_proxy: CuttingProxy
 ) -> None:
-    await seed_db(mariadb_url, 50)
-    numbers = list(range(1, 51))
-    async with open_store(proxied_url) as store:
-        mariadb_proxy.watch(b"SELECT", b"UPDATE")
-        assert len(await store.get_accounts(numbers)) == 50
-        await store.set_statuses(numbers, 7)
-        assert await store.clear_statuses_if(numbers, 7) == 50
-        assert mariadb_proxy.seen == {b"SELECT": 1, b"UPDATE": 2}
+    numbers = list(range(1, PROXIED_ACCOUNTS + 1))
+    mariadb_proxy.watch(b"SELECT", b"UPDATE")
+    assert len(await proxied_store.get_accounts(numbers)) == PROXIED_ACCOUNTS
+    await proxied_store.set_statuses(numbers, 7)
+    assert await proxied_store.clear_statuses_if(numbers, 7) == PROXIED_ACCOUNTS
+    assert mariadb_proxy.seen == {b"SELECT": 1, b"UPDATE": 2}
 
 
 @pytest.mark.mariadb
