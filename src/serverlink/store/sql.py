@@ -179,6 +179,8 @@ class SqlAccountStore(AdminStore):
         timeout: float | None = None,
         attempts: _Attempts | None = None,
     ) -> T:
+        """One store call: ``attempt()`` under the deadline and the retry policy, an
+        error that ends it translated (``_failure``)."""
         if self.driver.closed:
             raise StoreError(f"{what}: store for {self.display_url} is closed")
         timeout = self.timeout if timeout is None else timeout
@@ -220,6 +222,8 @@ class SqlAccountStore(AdminStore):
         return StoreError(f"{what} on {url} failed: {detail}")
 
     def _records(self, rows: Sequence[Row]) -> dict[int, AccountRecord | StoreError]:
+        """Rows by account. An unusable row becomes that account's ``StoreError``: one
+        bad row must not fail the other logins of a batch."""
         found: dict[int, AccountRecord | StoreError] = {}
         for row in rows:
             try:
