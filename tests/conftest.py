@@ -14,7 +14,9 @@ they fail). CI runs ``.ci/services.sh`` first.
 ``store`` is an ``AdminStore`` on ``db_url`` with the schema created; ``raw_sql``
 runs SQL straight through the driver (``%s`` placeholders on both engines) to build
 rows the store API cannot make; ``mariadb_query`` runs SQL on the shared server
-outside any test database (information_schema, ...).
+outside any test database (information_schema, ...). ``add_accounts`` seeds
+accounts ``ID_n`` / ``NICK_n`` with key ``session_key(n)`` and status 0;
+``status_of`` reads one back through the store.
 
 ``run_sync`` runs a coroutine from sync code (e.g. a click ``CliRunner`` test).
 """
@@ -34,7 +36,7 @@ import asyncmy
 import pytest
 
 from private_mariadb import PrivateMariaDB
-from serverlink.store import AdminStore, open_admin_store
+from serverlink.store import AccountStore, AdminStore, SeedAccount, open_admin_store
 from serverlink.store.admin import init_db
 from serverlink.store.url import MysqlTarget, SqliteTarget, parse_db_url
 
@@ -45,6 +47,7 @@ MARIADB_SERVER = os.environ.get("SERVERLINK_TEST_MARIADB", "mysql://root@127.0.0
 Rows = list[tuple[Any, ...]]
 RawSql = Callable[[str, str, Sequence[object]], Awaitable[Rows]]
 ServerQuery = Callable[[str, Sequence[object]], Awaitable[Rows]]
+RunSync = Callable[[Coroutine[Any, Any, Any]], Any]
 
 
 def run_coro_sync(coro: Coroutine[Any, Any, T]) -> T:
@@ -149,6 +152,22 @@ async def store(db_url: str) -> AsyncIterator[AdminStore]:
         yield s
 
 
+def session_key(n: int) -> str:
+    return f"{n:064d}"
+
+
+async def add_accounts(store: AdminStore, *numbers: int) -> None:
+    await store.upsert_accounts(
+        [SeedAccount(n, f"ID_{n}", f"NICK_{n}", session_key(n)) for n in numbers]
+    )
+
+
+async def status_of(store: AccountStore, account_no: int) -> int | None:
+    record = await store.get_account(account_no)
+    assert record is not None
+    return record.status
+
+
 async def raw_sql_exec(url: str, sql: str, params: Sequence[object] = ()) -> list[tuple[Any, ...]]:
     """Run one statement on ``url`` through the bare driver; rows (if any)."""
     target = parse_db_url(url)
@@ -178,7 +197,7 @@ def mariadb_query(mariadb_server: MysqlTarget) -> ServerQuery:
 
 
 @pytest.fixture
-def run_sync() -> Callable[[Coroutine[Any, Any, Any]], Any]:
+def run_sync() -> RunSync:
     """``run_sync(coro)``: see ``run_coro_sync``."""
     return run_coro_sync
 

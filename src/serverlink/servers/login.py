@@ -232,7 +232,9 @@ class LoginServer:
         )
         self.stats = self.clients.stats
 
-    async def _read_accounts(self, batch: dict[int, None]) -> dict[int, AccountRecord | None]:
+    async def _read_accounts(
+        self, batch: dict[int, None]
+    ) -> dict[int, AccountRecord | StoreError | None]:
         found = await self.store.get_accounts(list(batch))
         return {acc: found.get(acc) for acc in batch}
 

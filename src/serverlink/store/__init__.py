@@ -1,21 +1,22 @@
 """Account database: one small interface (``AccountStore``) over MariaDB/MySQL
-(asyncmy pool) or SQLite (aiosqlite), chosen by URL.
+(asyncmy pool) or SQLite (aiosqlite), chosen by URL: one ``SqlAccountStore``
+(``store.sql``) over the engine's driver (``store.mysql``, ``store.sqlite``).
 
     async with open_store("mysql://root@127.0.0.1:3306/accountdb") as store:
         record = await store.get_account(1)
 
-The engine modules are imported on first use, so a SQLite deployment never loads
+The driver modules are imported on first use, so a SQLite deployment never loads
 the MySQL driver and vice versa.
 """
 
 from __future__ import annotations
 
+from serverlink.retry import Retry
 from serverlink.store.base import (
     DEFAULT_TIMEOUT,
     AccountRecord,
     AccountStore,
     AdminStore,
-    RetryPolicy,
     SeedAccount,
     StoreError,
     StoreUnavailable,
@@ -24,7 +25,6 @@ from serverlink.store.passwords import hash_password, verify_password
 from serverlink.store.url import (
     DEFAULT_DB_URL,
     DatabaseUrlError,
-    MysqlTarget,
     SqliteTarget,
     parse_db_url,
 )
@@ -36,7 +36,6 @@ __all__ = [
     "AccountStore",
     "AdminStore",
     "DatabaseUrlError",
-    "RetryPolicy",
     "SeedAccount",
     "StoreError",
     "StoreUnavailable",
@@ -55,15 +54,16 @@ def open_store(
     pool_min: int = 1,
     pool_max: int = 10,
     pool_recycle: float = 600.0,
-    retry: RetryPolicy | None = None,
+    retry: Retry | None = None,
 ) -> AccountStore:
     """The store for ``url`` (see ``store.url``), not yet connected: use it with
     ``async with`` (connects and checks the schema) or ``await store.connect()``.
 
     ``timeout`` bounds every call, retry included (then ``StoreUnavailable``).
-    ``pool_*`` apply to MySQL only (SQLite uses one connection). ``retry`` defaults to
-    one retry after a connection-level error. A bad URL raises ``DatabaseUrlError``
-    (a ``ValueError``) whose message says what to fix.
+    ``pool_*`` apply to MySQL only (SQLite uses one connection). ``retry`` defaults
+    to ``serverlink.retry.STORE_RETRY``: one retry after a connection-level error.
+    A bad URL raises ``DatabaseUrlError`` (a ``ValueError``) whose message says
+    what to fix.
     """
     return open_admin_store(
         url,
@@ -82,22 +82,23 @@ def open_admin_store(
     pool_min: int = 1,
     pool_max: int = 10,
     pool_recycle: float = 600.0,
-    retry: RetryPolicy | None = None,
+    retry: Retry | None = None,
 ) -> AdminStore:
     """``open_store`` with the admin operations (schema, seeding, whiteip) exposed."""
     target = parse_db_url(url)
+    from serverlink.store.sql import SqlAccountStore
+
     if isinstance(target, SqliteTarget):
-        from serverlink.store.sqlite import SqliteStore
+        from serverlink.store.sqlite import SqliteDriver
 
-        return SqliteStore(target, timeout=timeout, retry=retry)
-    assert isinstance(target, MysqlTarget)
-    from serverlink.store.mysql import MySqlStore
+        return SqlAccountStore(SqliteDriver(target, timeout=timeout), timeout=timeout, retry=retry)
+    from serverlink.store.mysql import MySqlDriver
 
-    return MySqlStore(
+    driver = MySqlDriver(
         target,
         timeout=timeout,
         pool_min=pool_min,
         pool_max=pool_max,
         pool_recycle=pool_recycle,
-        retry=retry,
     )
+    return SqlAccountStore(driver, timeout=timeout, retry=retry)

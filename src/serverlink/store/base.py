@@ -1,28 +1,30 @@
 """The account store interface: one record type, two exceptions, one ABC.
 
-Servers see only ``AccountStore`` (get_account / set_status / set_status_if /
-reset_statuses / trusted_ips / close). The engines (``store.mysql``,
-``store.sqlite``) also implement ``AdminStore``, the few extra operations the
-``serverlink db`` commands need (schema, seeding, whiteip).
+Servers see only ``AccountStore`` (reads of accounts and statuses, status
+writes, trusted IPs). ``store.sql.SqlAccountStore`` implements it for both
+engines, each through a small driver (``store.mysql``, ``store.sqlite``), and
+also implements ``AdminStore``, the few extra operations the ``serverlink db``
+commands need (schema, seeding, whiteip).
 
 Failure contract: every call either returns within the store's timeout or raises.
 ``StoreUnavailable`` means the database is down, unreachable or too slow (the
-call was retried once on a connection-level error first); any other problem
-(schema missing, access denied, ...) is a plain ``StoreError`` whose message says
-what to fix.
+call was retried once on a connection-level error first, see
+``serverlink.retry.STORE_RETRY``); any other problem (schema missing, access
+denied, ...) is a plain ``StoreError`` whose message says what to fix. A batch
+read does not fail as a whole because of one account's unusable row: that
+account's entry is the ``StoreError``.
 """
 
 from __future__ import annotations
 
 import abc
-import random
 from collections.abc import Sequence
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, Self
 
-#: Accounts in one set_statuses / clear_statuses_if statement at most (SQLite's
-#: oldest builds allow 999 bound parameters).
+#: Accounts in one batch statement (get_accounts, set_statuses, ...) at most
+#: (SQLite's oldest builds allow 999 bound parameters).
 MAX_BATCH = 500
 
 DEFAULT_TIMEOUT = 5.0
@@ -42,13 +44,37 @@ class AccountRecord:
 
 def record_from_row(row: Sequence[Any]) -> AccountRecord:
     """An ``AccountRecord`` from a ``v_account`` row (accountno, userid, usernick,
-    sessionkey, status) as either driver returns it."""
+    sessionkey, status) as either driver returns it. A row that is no account
+    raises ``TypeError`` or ``ValueError``: a status that is not an integer (or the
+    text of one), a key that is not text (SQLite keeps whatever it is given; a
+    MySQL column can be altered)."""
     acc, user_id, nick, key, status = row
-    if key is not None and not isinstance(key, bytes):
-        key = bytes(key) if isinstance(key, bytearray | memoryview) else str(key).encode()
-    return AccountRecord(
-        int(acc), str(user_id), str(nick), key, None if status is None else int(status)
-    )
+    # Login reads convert every row: the types both drivers return for the
+    # seed's schema are checked first, the rest off the hot path.
+    if type(key) is str:
+        key = key.encode()
+    elif key is not None:
+        key = _key_bytes(key)
+    if type(status) is not int and status is not None:
+        status = _status_int(status)
+    return AccountRecord(int(acc), str(user_id), str(nick), key, status)
+
+
+def _key_bytes(key: object) -> bytes:
+    if isinstance(key, bytes | bytearray | memoryview):
+        return bytes(key)
+    if isinstance(key, str):
+        return key.encode()
+    raise TypeError(f"sessionkey is {type(key).__name__} {key!r}, not text")
+
+
+def _status_int(status: object) -> int:
+    if isinstance(status, bool) or not isinstance(status, int | str):
+        raise TypeError(f"status is {type(status).__name__} {status!r}, not an integer")
+    try:
+        return int(status)
+    except ValueError:
+        raise ValueError(f"status {status!r} is not an integer") from None
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,38 +105,6 @@ class StoreUnavailable(StoreError):
     """
 
 
-@dataclass(frozen=True, slots=True)
-class RetryPolicy:
-    """When and how long to wait before retrying a call that failed at the
-    connection level (in the style of redis-py's asyncio ``Retry`` with an
-    exponential, jittered, capped backoff).
-
-    ``retries`` is the number of extra attempts after the first one. Errors that are
-    not connection-level (bad SQL, missing table, access denied) are never retried.
-    The store's timeout bounds the whole call, retries and backoff included.
-    """
-
-    retries: int = 1
-    backoff_base: float = 0.05  # seconds before the first retry (before jitter)
-    backoff_cap: float = 0.5  # no single wait is longer than this
-
-    def __post_init__(self) -> None:
-        if self.retries < 0:
-            raise ValueError("RetryPolicy.retries must be >= 0")
-        if self.backoff_base < 0 or self.backoff_cap < 0:
-            raise ValueError("RetryPolicy backoff times must be >= 0")
-
-    def backoff(self, failures: int) -> float:
-        """Seconds to wait after the ``failures``-th consecutive failure (1-based):
-        base * 2**(failures-1), capped, with "equal jitter" (half fixed, half random)
-        so that many clients reconnecting together do not stampede."""
-        delay = min(self.backoff_cap, self.backoff_base * 2.0 ** max(failures - 1, 0))
-        return delay / 2 + random.uniform(0.0, delay / 2)
-
-
-NO_RETRY = RetryPolicy(retries=0)
-
-
 class AccountStore(abc.ABC):
     """Account data as the servers need it. Use as ``async with open_store(url) as store``
     (which connects and checks the schema), or call ``connect()`` yourself; a call made
@@ -133,13 +127,24 @@ class AccountStore(abc.ABC):
 
     @abc.abstractmethod
     async def get_account(self, account_no: int) -> AccountRecord | None:
-        """The account's ``v_account`` row (one SELECT), or None if no such account."""
+        """The account's ``v_account`` row (one SELECT), or None if no such account.
+
+        Raises the ``StoreError`` that ``get_accounts`` would give for an unusable row."""
 
     @abc.abstractmethod
-    async def get_accounts(self, account_nos: Sequence[int]) -> dict[int, AccountRecord]:
+    async def get_accounts(
+        self, account_nos: Sequence[int]
+    ) -> dict[int, AccountRecord | StoreError]:
         """``get_account`` for many accounts in one statement (at most ``MAX_BATCH``):
         the rows found, by account number. The login server batches the reads of
-        the logins that arrive together."""
+        the logins that arrive together, so one account's unusable row (a status
+        that is not an integer, a key that is not text) must not fail the others:
+        its entry is a ``StoreError`` that names the account."""
+
+    @abc.abstractmethod
+    async def get_statuses(self, account_nos: Sequence[int]) -> dict[int, int]:
+        """The current status of each of these accounts that has a status row, in one
+        statement (at most ``MAX_BATCH`` accounts)."""
 
     @abc.abstractmethod
     async def set_status(self, account_no: int, status: int) -> None:
@@ -166,19 +171,18 @@ class AccountStore(abc.ABC):
         statement (at most ``MAX_BATCH`` accounts); returns the rows changed."""
 
     @abc.abstractmethod
+    async def claim_statuses(self, account_nos: Sequence[int], status: int) -> set[int]:
+        """Set ``status`` on each of these accounts whose status row holds 0 or
+        already ``status`` (at most ``MAX_BATCH`` accounts); returns the accounts
+        that hold ``status`` afterwards (an UPDATE, then a SELECT of those rows).
+        Accounts held by another status, or without a status row, are left out.
+        Idempotent, so a retry after a lost connection gives the same answer."""
+
+    @abc.abstractmethod
     async def reset_statuses(self, only: int | None = None) -> int:
         """Set every non-zero status to 0 (``only=None``, as the login server does at
         start), or only the rows whose status is ``only`` (a game server clearing its
         own accounts). Returns the number of rows changed."""
-
-    @abc.abstractmethod
-    async def claim_statuses(self, account_nos: Sequence[int], status: int) -> set[int]:
-        """Set ``status`` on the accounts whose status is 0 or already ``status``
-        (at most ``MAX_BATCH``); the accounts that hold ``status`` afterwards."""
-
-    @abc.abstractmethod
-    async def get_statuses(self, account_nos: Sequence[int]) -> dict[int, int]:
-        """The current status of each account that has a status row."""
 
     @abc.abstractmethod
     async def held_status_ids(self) -> list[int]:

@@ -21,7 +21,7 @@ V_ACCOUNT_SELECT = (
     "                 LEFT JOIN status c ON a.accountno = c.accountno"
 )
 """The definition of ``v_account`` (the seed's view), also read directly by the
-MySQL store's login query (see ``mysql._SQL_GET_ACCOUNT``)."""
+store's account reads (see ``sql.Statements.read_accounts``)."""
 
 
 def mysql_create_database(database: str) -> str:
