@@ -79,7 +79,9 @@ class System:
         self, db_timeout: float = DEFAULT_TIMEOUT, **overrides: object
     ) -> GameServer:
         """Start a linked game server; return once the login server linked it and
-        it settled its claims (logins go through from then on)."""
+        it settled its claims (logins go through from then on). Each gets its
+        own status id unless ``server_id`` is given."""
+        overrides.setdefault("server_id", 1 + 10 * len(self.games))
         game = GameServer(game_config(self.db_url, self.login.lan_port, db_timeout, **overrides))
         await game.start()
         self.games.append(game)

@@ -38,7 +38,7 @@ from serverlink.protocol.packets import (
 )
 from serverlink.protocol.status import GameLoginStatus, ServerType
 from serverlink.servers.claims import AccountClaims, Claim
-from serverlink.servers.link import LinkConfig, LoginLink
+from serverlink.servers.link import LinkConfig, Load, LoginLink
 from serverlink.store import AccountStore, StoreError
 from serverlink.store.config import StoreConfig
 
@@ -180,19 +180,31 @@ class GameServer:
         return self.listener.port
 
     async def start(self) -> None:
+        """Bind first (a server started by mistake on a busy port fails before it
+        touches anything), then the store, then the link."""
+        try:
+            await self.listener.start()
+        except OSError:
+            if self.store is not None:
+                await self.store.close()
+            raise
         if self.store is not None:
             try:
                 await self.store.connect()
-                cleared = await self.store.reset_statuses(only=self.config.status_id)
             except StoreError as exc:
+                await self.listener.stop()
                 await self.store.close()
                 raise StartupError(f"account database {self.store.display_url}: {exc}") from None
-            if cleared:
-                log.info("cleared %d accounts left in game here by an earlier run", cleared)
-        await self.listener.start()
         log.info("game server listening on %s:%d", self.config.host, self.port)
         if self.config.link is not None:
-            self.link = LoginLink(self.config.link, ServerType.GAME, (self.config.host, self.port))
+            self.link = LoginLink(
+                self.config.link,
+                ServerType.GAME,
+                (self.config.host, self.port),
+                status_id=self.config.status_id,
+                load=self._load,
+                on_accepted=self._settle_claims,
+            )
             self.link.start()
 
     async def stop(self) -> None:
@@ -204,8 +216,35 @@ class GameServer:
                 await self.claims.drain(self.config.store.timeout * 2)
             except TimeoutError:
                 log.warning("some account statuses could not be cleared before exit")
+            self.claims.close()
         if self.store is not None:
             await self.store.close()
+
+    def _load(self) -> Load:
+        return Load(len(self.in_game), self.config.limits.max_sessions)
+
+    async def _settle_claims(self) -> None:
+        """Run when the login server accepts the link; logins wait for it."""
+        assert self.store is not None and self.claims is not None
+        status_id = self.config.status_id
+        while True:
+            try:
+                if not self._settled_once:
+                    cleared = await self.store.reset_statuses(only=status_id)
+                    if cleared:
+                        log.info("cleared %d accounts left in game here by an earlier run", cleared)
+                    self._settled_once = True
+                    return
+                lost = await self.claims.reassert()
+                break
+            except StoreError as exc:
+                log.warning("cannot settle the account claims yet (%s); retrying", exc)
+                await asyncio.sleep(1.0)
+        for account_no in lost:
+            session = self.in_game.pop(account_no, None)
+            if session is not None:
+                log.warning("account %d is in game on another server now: dropped here", account_no)
+                session.close("claimed_elsewhere")
 
     # --- login policy -----------------------------------------------------------------
     def login(self, session: EchoSession, request: CsGameReqLogin) -> None:
