@@ -15,11 +15,12 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
+from serverlink.dummy import DummyResult, run_dummy_async
 from serverlink.dummy.cli import dummy_command
 from serverlink.dummy.config import DummyConfig, resolve_processes
-from serverlink.dummy.engine import DummyResult, accounts_of, run_dummy_async
 from serverlink.dummy.metrics import Aggregate, Meter, SnapshotMaker, percentiles
 from serverlink.dummy.scenario_echo import ECHO_SIZE, encode_fixed, frame_headers
+from serverlink.dummy.worker import accounts_of
 from serverlink.protocol.codec import NetCodec, encode_net_frame, split_net_frames
 from serverlink.protocol.packets import (
     CS_GAME_REQ_ECHO,

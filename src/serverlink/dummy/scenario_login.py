@@ -55,7 +55,7 @@ from serverlink.protocol.packets import (
 from serverlink.protocol.status import GameLoginStatus, LoginStatus
 
 if TYPE_CHECKING:
-    from serverlink.dummy.engine import VirtualClient, Worker
+    from serverlink.dummy.worker import VirtualClient, Worker
 
 _clock = time.monotonic_ns
 _RES = CS_LOGIN_RES_LOGIN.struct

@@ -11,6 +11,7 @@ import asyncio
 import itertools
 import logging
 import time
+from collections.abc import Callable
 
 from serverlink.net.server import ServerLimits, SessionServer
 from serverlink.net.session import ProtocolViolation, Session, SessionDeps, handles
@@ -31,6 +32,10 @@ DEFAULT_GAME_PORT = 12211
 DEFAULT_CHAT_PORT = 50000
 #: LAN connections at most (linked servers and their workers).
 MAX_LINKS = 256
+
+
+def _nothing() -> None:
+    pass
 
 
 def parse_announced_address(name: str) -> tuple[str, int] | None:
@@ -125,6 +130,8 @@ class LanSide:
         self.rejected_links = 0
         self._parameters = itertools.count(int(time.time()) << 20)
         self._links_changed = asyncio.Event()
+        #: Called when a server links or unlinks (the login server announces it).
+        self.on_links_changed: Callable[[], None] = _nothing
 
     @property
     def port(self) -> int:
@@ -173,6 +180,7 @@ class LanSide:
         session.linked = linked
         self.links.append(linked)
         self._links_changed.set()
+        self.on_links_changed()
         log.info(
             "%s server %r linked from %s (clients go to %s:%d)",
             linked.type.name.lower(),
@@ -185,6 +193,7 @@ class LanSide:
         if linked in self.links:
             self.links.remove(linked)
             self._links_changed.set()
+            self.on_links_changed()
             log.warning("server %r (%s) unlinked", linked.name, linked.session.peer)
         for parameter, pending in list(self.pending.items()):
             if linked in pending.waiting:

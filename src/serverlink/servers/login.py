@@ -15,6 +15,7 @@ import itertools
 import logging
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -54,6 +55,10 @@ class LoginConfig:
     chat_addr: tuple[str, int] | None = None
     reuse_port: bool = False
     worker_index: int = 0
+
+
+def _no_event(name: str, data: Any) -> None:
+    pass
 
 
 class LoginStats:
@@ -128,6 +133,11 @@ class LoginServer:
             reuse_port=config.reuse_port,
         )
         self.lan = LanSide(self.store, config.lan_host, config.lan_port)
+        self.lan.on_links_changed = self._announce_links
+        #: Events for whoever runs the server (in a worker process: the
+        #: supervisor): ``lan`` {"port": p} when the LAN side listens (port 0 picks
+        #: one), ``links`` {"game": n, "chat": m} when the linked servers change.
+        self.on_event: Callable[[str, Any], None] = _no_event
         self.stats = self.clients.stats
         self._rotation = itertools.count()
 
@@ -146,6 +156,7 @@ class LoginServer:
         if cleared:
             log.info("cleared %d account statuses left in game by an earlier run", cleared)
         await self.lan.start()
+        self.on_event("lan", {"port": self.lan.port})
         await self.clients.start()
         log.info(
             "login server: clients on %s:%d, servers on %s:%d, accounts in %s",
@@ -171,6 +182,11 @@ class LoginServer:
 
     async def wait_links(self, game: int, timeout: float = 10.0) -> None:
         await self.lan.wait_links(game, timeout)
+
+    def _announce_links(self) -> None:
+        linked = {"game": len(self.lan.linked(ServerType.GAME))}
+        linked["chat"] = len(self.lan.linked(ServerType.CHAT))
+        self.on_event("links", linked)
 
     # --- client side ------------------------------------------------------------------
     async def login(self, session: LoginClientSession, account_no: int, key: bytes) -> None:
