@@ -118,6 +118,7 @@ class Supervisor(Generic[A]):
 
     @property
     def all_ready(self) -> bool:
+        """Every worker is ready (or was, and died without being restarted)."""
         return all(w.ready for w in self.workers)
 
     @property
@@ -298,6 +299,7 @@ class Supervisor(Generic[A]):
             )
         elif self.policy.restart:
             restart = True
+            worker.ready = False  # until its new process says so
             self.restarts += 1
             log.error(
                 "worker %d (pid %d) died (%s); restarting it", worker.index, worker.pid, _exit(code)
