@@ -12,6 +12,7 @@ import os
 import signal
 import socket
 from collections.abc import AsyncIterator, Awaitable
+from pathlib import Path
 
 import pytest
 from rich.console import Console
@@ -42,7 +43,9 @@ from serverlink.runner import (
 from serverlink.servers.game import GAME_SCREEN, GameConfig, build_game_server
 from serverlink.servers.link import LinkConfig
 from serverlink.servers.login import LoginConfig, LoginServer, build_login_server
+from serverlink.store.admin import init_db
 from serverlink.store.config import StoreConfig
+from serverlink.supervise import Event
 
 CODEC = NetCodec()
 
@@ -144,6 +147,36 @@ async def test_pool_worker_failing_at_start_is_its_one_line() -> None:
     assert line.startswith("game: account database mysql://root@127.0.0.1:"), line
     assert "\n" not in line
     assert pool.pids() == [] and pool.supervisor.all_exited
+
+
+async def test_login_worker_forwards_its_lan_port_and_links(tmp_path: Path) -> None:
+    """What the demo waits on: the login server's worker announces its LAN port
+    (before Ready) and each change of its linked servers, as Event messages."""
+    db = f"sqlite:///{tmp_path / 'accounts.db'}"
+    await init_db(db)
+    events: list[Event] = []
+    login_config = LoginConfig(port=0, lan_port=0, store=StoreConfig(db))
+    login = WorkerPool(
+        ServerSpec("login", build_login_server, login_config), 1, on_event=events.append
+    )
+    game: WorkerPool | None = None
+    try:
+        await login.start()
+        assert [e.name for e in events] == ["lan"]
+        lan_port = events[0].data["port"]
+        assert lan_port > 0
+        game_config = GameConfig(
+            port=0, link=LinkConfig(login_server=("127.0.0.1", lan_port)), store=StoreConfig(db)
+        )
+        game = WorkerPool(ServerSpec("game", build_game_server, game_config), 2)
+        await game.start()
+        await within(login.until(lambda: events[-1] == Event("links", {"game": 2, "chat": 0})))
+        await game.stop(grace=2.0)
+        await within(login.until(lambda: events[-1] == Event("links", {"game": 0, "chat": 0})))
+    finally:
+        if game is not None:
+            await game.stop(grace=1.0)
+        await login.stop(grace=1.0)
 
 
 def test_pool_needs_a_dataclass_config() -> None:

@@ -145,6 +145,8 @@ async def _start_linked(pools: list[tuple[str, WorkerPool]], options: DemoOption
     login_spec = ServerSpec("login", build_login_server, login)
     # The "lan" event comes before the worker's Ready: the port is known here.
     login_port = await _start(pools, login_spec, options.log_level, on_login_event)
+    if not lan_port:
+        raise DemoError("demo: the login server did not tell its LAN port")
     game = GameConfig(
         host=HOST, port=0, link=LinkConfig(login_server=(HOST, lan_port)), store=StoreConfig(db)
     )

@@ -106,6 +106,9 @@ class Supervisor(Generic[A]):
                 self._spawn(worker)
         except OSError as exc:
             self._fail(f"{self.name}: cannot start a worker process: {exc.strerror or exc}")
+        except BaseException:
+            await self.stop(grace=1.0)
+            raise
         timeout = self.policy.start_timeout
         try:
             async with asyncio.timeout(timeout):
@@ -210,6 +213,9 @@ class Supervisor(Generic[A]):
         )
         try:
             process.start()
+        except BaseException:
+            parent_end.close()
+            raise
         finally:
             child_end.close()
         worker.process, worker.conn, worker.pid = process, parent_end, process.pid or 0
@@ -231,8 +237,9 @@ class Supervisor(Generic[A]):
         log.info("restarting worker %d", worker.index)
         try:
             self._spawn(worker)
-        except OSError as exc:
-            self._fail(f"{self.name}: cannot restart worker {worker.index}: {exc.strerror or exc}")
+        except Exception as exc:  # e.g. out of processes: a failure, in one line
+            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+            self._fail(f"{self.name}: cannot restart worker {worker.index}: {reason}")
 
     def _drain(self, worker: WorkerState) -> None:
         conn = worker.conn
