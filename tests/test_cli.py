@@ -242,6 +242,15 @@ def test_port_in_use_is_one_line_exit_1(procs: list[Proc]) -> None:
             assert_clean(p)
 
 
+def test_login_refuses_more_workers_than_it_declares(procs: list[Proc]) -> None:
+    # LoginServer.max_workers = 1: serve() refuses before anything starts
+    p = start(procs, "login", "--port", "0", "--lan-port", "0", "--workers", "2", "--quiet")
+    assert p.wait() == 1, p.stderr
+    assert p.lines == [
+        "serverlink: login: --workers must be at most 1 (the login server's max_workers), not 2"
+    ], p.stderr
+
+
 def test_workers_serve_and_stop_on_sigterm(procs: list[Proc], tmp_path: Path) -> None:
     log_file = tmp_path / "game.log"
     p = start(

@@ -12,14 +12,16 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
+import psutil
 import pytest
 from click.testing import CliRunner
 
+from serverlink.dummy import DummyResult, run_dummy_async
 from serverlink.dummy.cli import dummy_command
 from serverlink.dummy.config import DummyConfig, resolve_processes
-from serverlink.dummy.engine import DummyResult, accounts_of, run_dummy_async
 from serverlink.dummy.metrics import Aggregate, Meter, SnapshotMaker, percentiles
 from serverlink.dummy.scenario_echo import ECHO_SIZE, encode_fixed, frame_headers
+from serverlink.dummy.worker import accounts_of
 from serverlink.protocol.codec import NetCodec, encode_net_frame, split_net_frames
 from serverlink.protocol.packets import (
     CS_GAME_REQ_ECHO,
@@ -190,6 +192,36 @@ async def test_stop_event_ends_an_open_ended_run(game_server: GameServer) -> Non
     assert ticks
     assert result.exit_code == 0
     assert result.counters["echo_recv"] > 0
+
+
+async def test_a_worker_process_dying_mid_run_is_counted_not_restarted(
+    game_server: GameServer,
+) -> None:
+    config = DummyConfig(
+        game_port=game_server.port, clients=4, echo_depth=2, seconds=0, processes=2
+    )
+    stop = asyncio.Event()
+    killed: list[int] = []
+
+    def on_tick(agg: Aggregate, elapsed: float) -> None:
+        if not killed:
+            workers = [
+                c
+                for c in psutil.Process().children()
+                if any("spawn_main" in part for part in c.cmdline())
+            ]
+            victim = max(workers, key=lambda c: c.create_time())
+            victim.kill()
+            killed.append(victim.pid)
+        elif agg.workers_failed:
+            stop.set()
+
+    result = await asyncio.wait_for(run_dummy_async(config, on_tick, stop), 60)
+    assert killed
+    assert result.errors["worker_failed"] == 1
+    assert result.error_details == {"worker:exited": 1}
+    assert result.exit_code == 1
+    assert result.counters["echo_recv"] > 0 and result.counters["login_ok"] == 4
 
 
 # --- against broken servers -----------------------------------------------------------------

@@ -17,12 +17,18 @@ from click.testing import CliRunner
 
 from conftest import RawSql, until
 from linked_system import System, start_system
+from serverlink.dummy import DummyResult, run_dummy_async
 from serverlink.dummy.cli import dummy_command
 from serverlink.dummy.config import DummyConfig
-from serverlink.dummy.engine import DummyResult, run_dummy_async
-from serverlink.dummy.keys import KeyFileError, check_key_count, keys_of, load_keys
+from serverlink.dummy.keys import (
+    Account,
+    AccountPool,
+    KeyFileError,
+    check_key_count,
+    keys_of,
+    load_keys,
+)
 from serverlink.dummy.metrics import Meter
-from serverlink.dummy.scenario_login import Account, AccountPool
 from serverlink.servers.game import GameServer
 
 RunSync = Callable[[Coroutine[Any, Any, Any]], Any]

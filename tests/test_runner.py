@@ -1,16 +1,18 @@
-"""The runner's worker pool over real processes and sockets, and the numbers
+"""The runner's worker pool over real processes and sockets (every wait on a
+message from the workers), the worker limit of a server class, and the numbers
 and drawing of the console screen."""
 
 from __future__ import annotations
 
+import asyncio
 import errno
 import io
 import logging
 import os
 import signal
 import socket
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable
+from pathlib import Path
 
 import pytest
 from rich.console import Console
@@ -30,18 +32,26 @@ from serverlink.monitor.screen import (
 from serverlink.monitor.stats import Aggregator, RateTracker, merge_snapshots
 from serverlink.protocol.codec import NetCodec
 from serverlink.protocol.packets import CS_GAME_REQ_ECHO, CS_GAME_REQ_LOGIN, CS_GAME_RES_ECHO
-from serverlink.runner import ServeError, ServerSpec, WorkerPool, describe_listen_error
+from serverlink.runner import (
+    RunOptions,
+    ServeError,
+    ServerSpec,
+    WorkerPool,
+    describe_listen_error,
+    serve,
+)
 from serverlink.servers.game import GAME_SCREEN, GameConfig, build_game_server
+from serverlink.servers.link import LinkConfig
+from serverlink.servers.login import LoginConfig, LoginServer, build_login_server
+from serverlink.store.admin import init_db
+from serverlink.store.config import StoreConfig
+from serverlink.supervise import Event
 
 CODEC = NetCodec()
 
 
-def wait_until(check: Callable[[], bool], timeout: float = 20.0, what: str = "") -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what or check}")
-        time.sleep(0.02)
+async def within(waiting: Awaitable[None], timeout: float = 20.0) -> None:
+    await asyncio.wait_for(waiting, timeout)
 
 
 def echo_once(port: int, account: int) -> None:
@@ -66,42 +76,46 @@ def echo_once(port: int, account: int) -> None:
 
 
 @pytest.fixture
-def pool() -> Iterator[WorkerPool]:
+async def pool() -> AsyncIterator[WorkerPool]:
     spec = ServerSpec("game", build_game_server, GameConfig(host="127.0.0.1", port=0))
     p = WorkerPool(spec, 2)
     yield p
-    p.stop(grace=1.0)
+    await p.stop(grace=1.0)
 
 
-def test_pool_serves_restarts_a_dead_worker_and_stops(pool: WorkerPool) -> None:
-    port = pool.start()
+async def test_pool_serves_restarts_a_dead_worker_and_stops(pool: WorkerPool) -> None:
+    port = await pool.start()
     assert port > 0 and len(pool.pids()) == 2
     for account in range(1, 11):
-        echo_once(port, account)
-    wait_until(lambda: pool.snapshot().get("logins") == 10, what="10 logins in the aggregate")
+        await asyncio.to_thread(echo_once, port, account)
+    await within(pool.until(lambda: pool.snapshot().get("logins") == 10))
     snap = pool.snapshot()
     assert snap["max_sessions"] == 2 * 20000  # a gauge summed over the workers
     assert snap["packets_in"] == 20 and snap["packets_out"] == 20
 
     victim = pool.pids()[0]
     os.kill(victim, signal.SIGKILL)
-    wait_until(lambda: pool.restarts == 1, what="the restart to be counted")
-    wait_until(lambda: len(pool.pids()) == 2 and victim not in pool.pids(), what="a new worker")
-    # the counters of the dead worker stay in the totals; the port still serves
-    assert pool.snapshot()["logins"] >= 1
+    await within(pool.until(lambda: pool.restarts == 1 and pool.supervisor.all_ready))
+    assert len(pool.pids()) == 2 and victim not in pool.pids()
+    # the counters of the dead worker stay in the totals, exactly
+    snap = pool.snapshot()
+    assert (snap["logins"], snap["accepted"], snap["packets_in"]) == (10, 10, 20)
     for account in range(11, 21):
-        echo_once(port, account)
-    wait_until(lambda: pool.snapshot()["accepted"] >= 11, what="accepts after the restart")
+        await asyncio.to_thread(echo_once, port, account)
+    await within(pool.until(lambda: pool.snapshot()["logins"] == 20))
+    snap = pool.snapshot()
+    assert (snap["accepted"], snap["packets_in"], snap["packets_out"]) == (20, 40, 40)
     pids = pool.pids()
-    pool.stop(grace=2.0)
+    await pool.stop(grace=2.0)
     for pid in pids:
         with pytest.raises(ProcessLookupError):
             os.kill(pid, 0)
+    assert pool.snapshot()["logins"] == 20  # the final snapshots (Stopped) are in
     with pytest.raises(ConnectionRefusedError):
         socket.create_connection(("127.0.0.1", port), timeout=2).close()
 
 
-def test_pool_start_failure_is_one_line() -> None:
+async def test_pool_port_in_use_is_one_line() -> None:
     with socket.socket() as busy:
         busy.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
         busy.bind(("127.0.0.1", 0))
@@ -111,13 +125,80 @@ def test_pool_start_failure_is_one_line() -> None:
         # the other listener has SO_REUSEPORT too: without the check the
         # workers would silently share its port
         with pytest.raises(ServeError, match="address already in use"):
-            WorkerPool(spec, 2).start()
+            await WorkerPool(spec, 2).start()
+
+
+async def test_pool_worker_failing_at_start_is_its_one_line() -> None:
+    # A linked game server whose account database refuses connections: each
+    # worker fails while starting; the pool stops and says why, in one line.
+    with socket.socket() as closed:
+        closed.bind(("127.0.0.1", 0))
+        dead_port = closed.getsockname()[1]
+    config = GameConfig(
+        host="127.0.0.1",
+        port=0,
+        link=LinkConfig(login_server=("127.0.0.1", dead_port)),
+        store=StoreConfig(f"mysql://root@127.0.0.1:{dead_port}/nothing", timeout=2.0),
+    )
+    pool = WorkerPool(ServerSpec("game", build_game_server, config), 2)
+    with pytest.raises(ServeError) as failed:
+        await pool.start()
+    line = str(failed.value)
+    assert line.startswith("game: account database mysql://root@127.0.0.1:"), line
+    assert "\n" not in line
+    assert pool.pids() == [] and pool.supervisor.all_exited
+
+
+async def test_login_worker_forwards_its_lan_port_and_links(tmp_path: Path) -> None:
+    """What the demo waits on: the login server's worker announces its LAN port
+    (before Ready) and each change of its linked servers, as Event messages."""
+    db = f"sqlite:///{tmp_path / 'accounts.db'}"
+    await init_db(db)
+    events: list[Event] = []
+    login_config = LoginConfig(port=0, lan_port=0, store=StoreConfig(db))
+    login = WorkerPool(
+        ServerSpec("login", build_login_server, login_config), 1, on_event=events.append
+    )
+    game: WorkerPool | None = None
+    try:
+        await login.start()
+        assert [e.name for e in events] == ["lan"]
+        lan_port = events[0].data["port"]
+        assert lan_port > 0
+        game_config = GameConfig(
+            port=0, link=LinkConfig(login_server=("127.0.0.1", lan_port)), store=StoreConfig(db)
+        )
+        game = WorkerPool(ServerSpec("game", build_game_server, game_config), 2)
+        await game.start()
+        await within(login.until(lambda: events[-1] == Event("links", {"game": 2, "chat": 0})))
+        await game.stop(grace=2.0)
+        await within(login.until(lambda: events[-1] == Event("links", {"game": 0, "chat": 0})))
+    finally:
+        if game is not None:
+            await game.stop(grace=1.0)
+        await login.stop(grace=1.0)
 
 
 def test_pool_needs_a_dataclass_config() -> None:
     spec = ServerSpec("odd", build_game_server, object())  # type: ignore[arg-type]
     with pytest.raises(ServeError, match="dataclass"):
         WorkerPool(spec, 2)
+
+
+def test_the_server_class_declares_its_worker_limit() -> None:
+    login = ServerSpec("login", build_login_server, LoginConfig(port=0, lan_port=0))
+    assert login.max_workers == LoginServer.max_workers == 1
+    assert ServerSpec("login", LoginServer, LoginConfig()).max_workers == 1  # the class itself
+    game = ServerSpec("game", build_game_server, GameConfig())
+    assert game.max_workers is None
+    game.check_workers(64)
+    expected = "login: --workers must be at most 1 (the login server's max_workers), not 2"
+    with pytest.raises(ServeError) as refused:
+        WorkerPool(login, 2)
+    assert str(refused.value) == expected
+    with pytest.raises(ServeError) as refused:  # before anything starts
+        serve(login, RunOptions(workers=2))
+    assert str(refused.value) == expected
 
 
 @pytest.mark.parametrize(

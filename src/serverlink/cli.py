@@ -33,18 +33,12 @@ or, from another module, one line in ``LAZY_COMMANDS`` (``"login":
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import importlib
 import logging
 import re
-import signal
-import socket
-import sys
-import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, TypeVar
 
 import click
@@ -73,7 +67,7 @@ from serverlink.monitor.screen import (
 from serverlink.net.server import ServerLimits
 from serverlink.net.tls import TlsConfig, TlsConfigError
 from serverlink.protocol.codec import DEFAULT_CODE, DEFAULT_KEY1, DEFAULT_KEY2, NetCodec
-from serverlink.runner import RunOptions, ServeError, ServerSpec, WorkerPool, run_loop, serve
+from serverlink.runner import RunOptions, ServeError, ServerSpec, serve
 from serverlink.servers.game import GameConfig, build_game_server, game_screen
 from serverlink.servers.link import LinkConfig
 from serverlink.servers.login import LOGIN_SCREEN, LoginConfig, build_login_server
@@ -757,10 +751,6 @@ def login_command(
     """The login (auth) server: checks each client's session key in the account
     database, hands it to every linked game/chat server, then answers with
     their addresses."""
-    if opts["workers"] != 1:
-        raise ConfigError(
-            "login: --workers must be 1: linked servers register with one login process"
-        )
     config = LoginConfig(
         host=opts["host"],
         port=opts["port"],
@@ -857,159 +847,25 @@ def demo_command(
     with the live dashboard, then the summary. Exit status 0 when no side
     counted an error."""
     try:
-        from serverlink.dummy.config import DummyConfig
-        from serverlink.dummy.dashboard import LiveDashboard, QuietPrinter, summary_table
-        from serverlink.dummy.engine import DummyResult, TickCallback, run_dummy_async
+        from serverlink.demo import DemoError, DemoOptions, run_demo
     except ImportError as exc:
         raise OneLineError(f"demo: the dummy client is unavailable: {exc}") from None
 
     app = state(ctx)
-    console = app.console
-    logs.set_process_server("demo")
-    level = logs.level_number(app.log_level)
-    pools: list[tuple[str, WorkerPool]] = []
-    try:
-        if standalone:
-            spec = ServerSpec("game", build_game_server, GameConfig(host="127.0.0.1", port=0))
-            game_port = _start_pool(pools, spec, level)
-            dummy_config = DummyConfig(
-                mode="echo",
-                game_host="127.0.0.1",
-                game_port=game_port,
-                clients=clients,
-                echo_depth=echo_depth,
-                seconds=seconds,
-                disconnect_rate=disconnect_rate,
-            )
-        else:
-            dummy_config = _start_linked_demo(pools, db, clients, level)
-            dummy_config = dataclasses.replace(
-                dummy_config,
-                echo_depth=echo_depth,
-                seconds=seconds,
-                disconnect_rate=disconnect_rate,
-            )
-        log.info(
-            "dummy: %d clients in %s mode, echo depth %d, %.0f s",
-            clients,
-            dummy_config.mode,
-            echo_depth,
-            seconds,
-        )
-
-        async def run() -> DummyResult:
-            stop = asyncio.Event()
-            loop = asyncio.get_running_loop()
-            for sig in (signal.SIGINT, signal.SIGTERM):
-                loop.add_signal_handler(sig, stop.set)
-            if quiet:
-                printer: TickCallback = QuietPrinter(sys.stderr)
-                return await run_dummy_async(dummy_config, printer, stop)
-            with LiveDashboard(dummy_config, console) as dashboard:
-                return await run_dummy_async(dummy_config, dashboard, stop)
-
-        result = run_loop(run())
-    finally:
-        for _, pool in reversed(pools):
-            pool.stop(grace=2.0)
-    Console().print(summary_table(result))  # the summary is the output: stdout
-    server_errors = 0
-    for name, pool in pools:
-        snap = pool.snapshot()
-        errors = sum(snap.get("errors", {}).values())
-        server_errors += errors
-        extra = ""
-        if name == "login":
-            by_status = ", ".join(
-                f"{k} {v}" for k, v in sorted(snap.get("login_by_status", {}).items())
-            )
-            extra = (
-                f"; results: {by_status or 'none'}; avg {snap.get('login_time_avg_ms', 0):.1f} ms"
-            )
-        click.echo(
-            f"demo: {name} server: {snap.get('logins', 0):,} logins, "
-            f"{snap.get('packets_in', 0):,} packets in, {errors} protocol errors{extra}"
-        )
-    click.echo(
-        f"demo: {result.echo_per_s:,.0f} echoes/s verified over {result.duration:.1f} s, "
-        f"latency p50 {result.latency_ms.get('p50', 0):.2f} ms / "
-        f"p99 {result.latency_ms.get('p99', 0):.2f} ms; dummy errors {result.errors_total}"
-    )
-    return 1 if result.errors_total or server_errors else 0
-
-
-def _start_pool(pools: list[tuple[str, WorkerPool]], spec: ServerSpec[Any], level: int) -> int:
-    pool = WorkerPool(spec, 1, log_level=level)
-    try:
-        port = pool.start()
-    except ServeError as exc:
-        raise OneLineError(str(exc)) from None
-    pools.append((spec.name, pool))
-    log.info(
-        "%s server on 127.0.0.1:%d (pid %s)", spec.name, port, ", ".join(map(str, pool.pids()))
-    )
-    return port
-
-
-def _start_linked_demo(
-    pools: list[tuple[str, WorkerPool]], db: str, clients: int, level: int
-) -> Any:
-    """Seed the demo database if needed, start a login and a linked game server,
-    wait until the game server is linked; the dummy's login-mode config."""
-    from serverlink.dummy.config import DummyConfig
-    from serverlink.store.admin import seed_db
-
-    _checked_db_url(db, "--db")
-    keys = _demo_keys_path(db)
-    wanted = max(2 * clients, 100)
-    have = len(keys.read_text().splitlines()) if keys.exists() else 0
-    if have < wanted:
-        try:
-            result = run_loop(seed_db(db, wanted, keys_out=keys))
-        except Exception as exc:  # a store error: one line
-            raise OneLineError(f"demo: cannot seed {db}: {exc}") from None
-        log.info("seeded %d demo accounts into %s (keys in %s)", result.count, db, keys)
-    lan_port = _free_port()
-    login = LoginConfig(
-        host="127.0.0.1", port=0, lan_host="127.0.0.1", lan_port=lan_port, store=StoreConfig(db)
-    )
-    login_port = _start_pool(pools, ServerSpec("login", build_login_server, login), level)
-    game = GameConfig(
-        host="127.0.0.1",
-        port=0,
-        link=LinkConfig(login_server=("127.0.0.1", lan_port)),
-        store=StoreConfig(db),
-    )
-    _start_pool(pools, ServerSpec("game", build_game_server, game), level)
-    login_pool = pools[0][1]
-    deadline = time.monotonic() + 15
-    while not login_pool.snapshot().get("linked_game"):  # snapshots arrive once a second
-        if time.monotonic() > deadline:
-            raise OneLineError("demo: the game server did not link to the login server in 15 s")
-        time.sleep(0.1)
-    return DummyConfig(
-        mode="login",
-        login_host="127.0.0.1",
-        login_port=login_port,
-        keys_file=str(keys),
+    options = DemoOptions(
+        seconds=seconds,
         clients=clients,
+        echo_depth=echo_depth,
+        disconnect_rate=disconnect_rate,
+        db=db if standalone else _checked_db_url(db, "--db"),
+        standalone=standalone,
+        quiet=quiet,
+        log_level=logs.level_number(app.log_level),
     )
-
-
-def _demo_keys_path(db: str) -> Path:
-    """The demo's key file lives next to an SQLite database, else in the working directory."""
-    target = parse_db_url(db)
-    path = getattr(target, "path", None)
-    if isinstance(path, str) and path != ":memory:":
-        return Path(path).with_suffix(".keys.txt")
-    return Path("serverlink-demo.keys.txt")
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
+    try:
+        return run_demo(options, app.console)
+    except DemoError as exc:
+        raise OneLineError(str(exc)) from None
 
 
 # --- serverlink config ---------------------------------------------------------------------------

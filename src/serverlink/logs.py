@@ -31,7 +31,9 @@ LEVELS = ("debug", "info", "warning", "error", "critical")
 
 #: Parts of the stack that are not a server of their own: their lines carry
 #: the name of the server the process runs.
-GENERIC_PARTS = frozenset({"", "net", "runner", "monitor", "protocol", "store", "cli", "config"})
+GENERIC_PARTS = frozenset(
+    {"", "net", "runner", "supervise", "monitor", "protocol", "store", "cli", "config"}
+)
 
 _LEVEL_STYLES = {
     logging.WARNING: "yellow",

@@ -8,6 +8,7 @@ summary table; ``serverlink.dummy.cli:dummy_command`` is the click command.
 """
 
 from serverlink.dummy.config import DummyConfig
-from serverlink.dummy.engine import DummyResult, run_dummy, run_dummy_async
+from serverlink.dummy.result import DummyResult
+from serverlink.dummy.run import run_dummy, run_dummy_async
 
 __all__ = ["DummyConfig", "DummyResult", "run_dummy", "run_dummy_async"]

@@ -235,7 +235,8 @@ def dummy_command(
     flight, checking every reply. Exit status 0 when no error was counted."""
     # Imported here so that `--help` and option errors stay fast.
     from serverlink.dummy.dashboard import run_with_display
-    from serverlink.dummy.engine import preflight
+    from serverlink.dummy.worker import preflight
+    from serverlink.supervise import SuperviseError
 
     try:
         config = DummyConfig(
@@ -268,8 +269,9 @@ def dummy_command(
         raise click.BadParameter(str(exc), ctx, param_hint="'--keys'") from None
     try:
         result = run_with_display(config, quiet=quiet)
-    except (OSError, TimeoutError) as exc:
-        # E.g. worker processes that could not be started: one line, no traceback.
+    except SuperviseError as exc:  # a worker process that could not start: its line
+        raise click.ClickException(str(exc)) from None
+    except OSError as exc:  # one line, no traceback
         raise click.ClickException(f"dummy: {type(exc).__name__}: {exc}") from None
     if report is not None:
         try:

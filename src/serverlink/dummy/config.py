@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from serverlink.protocol.codec import NetCodec
 
 #: --mode -> "module:class" of the scenario that a virtual client runs in that
-#: mode (see engine.Scenario); imported on first use, so a worker process loads
+#: mode (see worker.Scenario); imported on first use, so a worker process loads
 #: only the scenario it runs.
 SCENARIOS = {
     "echo": "serverlink.dummy.scenario_echo:EchoScenario",

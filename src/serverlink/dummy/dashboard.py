@@ -2,7 +2,7 @@
 
 ``LiveDashboard``: a rich Live table redrawn once a second. ``QuietPrinter``: one
 plain line per second (CI, services, logs). ``summary_table``: the final table.
-All of them read an ``Aggregate`` / ``DummyResult``; none touches the engine.
+All of them read an ``Aggregate`` / ``DummyResult``; none runs the clients.
 """
 
 from __future__ import annotations
@@ -17,7 +17,6 @@ from rich.table import Table
 from rich.text import Text
 
 from serverlink.dummy.config import DummyConfig
-from serverlink.dummy.engine import DummyResult, run_dummy
 from serverlink.dummy.metrics import (
     COUNTERS,
     ERROR_COUNTERS,
@@ -25,6 +24,8 @@ from serverlink.dummy.metrics import (
     LOGIN_SERVER_STATUS,
     Aggregate,
 )
+from serverlink.dummy.result import DummyResult
+from serverlink.dummy.run import run_dummy
 
 _ERRORS = frozenset(ERROR_COUNTERS)
 

@@ -46,7 +46,7 @@ from serverlink.protocol.packets import (
 from serverlink.protocol.status import GameLoginStatus
 
 if TYPE_CHECKING:
-    from serverlink.dummy.engine import VirtualClient, Worker
+    from serverlink.dummy.worker import VirtualClient, Worker
 
 ECHO_SIZE = CS_GAME_RES_ECHO.size  # 18: type, AccountNo, SendTick
 _PACK_TICK = struct.Struct("<q").pack

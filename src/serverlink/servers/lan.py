@@ -67,6 +67,10 @@ def is_loopback(host: str) -> bool:
         return host == "localhost"
 
 
+def _nothing() -> None:
+    pass
+
+
 def parse_announced_address(name: str) -> tuple[str, int] | None:
     """serverlink game/chat servers register as ``name@ip:port`` so the login
     server can tell clients where they listen; other servers' names carry none."""
@@ -224,6 +228,8 @@ class LanSide:
         #: and (status id) when one reports in: the releases of its claims.
         self.gone_hooks: list[Callable[[int, str], None]] = []
         self.back_hooks: list[Callable[[int], None]] = []
+        #: Called when a server links or unlinks (the login server announces it).
+        self.on_links_changed: Callable[[], None] = _nothing
 
     @property
     def port(self) -> int:
@@ -300,6 +306,7 @@ class LanSide:
         if report is not None:
             self.on_report(linked, report)
         self._links_changed.set()
+        self.on_links_changed()
 
     def _client_address(
         self, session: LinkSession, server_type: ServerType, name: str, trusted: Iterable[str]
@@ -367,6 +374,7 @@ class LanSide:
         if linked in self.links:
             self.links.remove(linked)
             self._links_changed.set()
+            self.on_links_changed()
             log.warning("%s unlinked (%s)", linked.describe(), linked.session.close_reason)
             if linked.status_id:
                 for hook in self.gone_hooks:

@@ -20,6 +20,7 @@ import hmac
 import logging
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -130,6 +131,10 @@ class FailedLogins:
                 del self._by_ip[ip]
 
 
+def _no_event(name: str, data: Any) -> None:
+    pass
+
+
 class LoginStats:
     def __init__(self) -> None:
         self.requests = 0
@@ -230,6 +235,11 @@ class LoginServer:
         self.failed_logins = FailedLogins(
             config.login_fail_limit, config.login_fail_window, config.login_cooldown
         )
+        self.lan.on_links_changed = self._announce_links
+        #: Events for whoever runs the server (in a worker process: the
+        #: supervisor): ``lan`` {"port": p} when the LAN side listens (port 0 picks
+        #: one), ``links`` {"game": n, "chat": m} when the linked servers change.
+        self.on_event: Callable[[str, Any], None] = _no_event
         self.stats = self.clients.stats
 
     async def _read_accounts(
@@ -246,6 +256,7 @@ class LoginServer:
         ``release_after`` are released then."""
         try:
             await self.lan.start()
+            self.on_event("lan", {"port": self.lan.port})
             await self.clients.start()
         except OSError:
             await self.lan.stop()
@@ -290,6 +301,11 @@ class LoginServer:
 
     async def wait_links(self, game: int, timeout: float = 10.0) -> None:
         await self.lan.wait_links(game, timeout)
+
+    def _announce_links(self) -> None:
+        linked = {"game": len(self.lan.linked(ServerType.GAME))}
+        linked["chat"] = len(self.lan.linked(ServerType.CHAT))
+        self.on_event("links", linked)
 
     # --- client side ------------------------------------------------------------------
     async def login(self, session: LoginClientSession, account_no: int, key: bytes) -> None:

@@ -1,0 +1,85 @@
+"""The one place that picks and runs an event loop, and the stop signals.
+
+Every process of the stack (a server, a supervisor's worker, the dummy, the
+demo) runs its main coroutine with ``run_loop``: uvloop's loop when it is
+importable, asyncio's otherwise.
+
+``StopSignal``: the first SIGINT/SIGTERM sets an event (a graceful stop), a
+second one ends the process at once. ``ticks``: call something every N seconds,
+without drift, until an event is set.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+from collections.abc import Callable, Coroutine
+from typing import Any, TypeVar
+
+log = logging.getLogger("serverlink.runner")
+
+T = TypeVar("T")
+
+
+def loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
+    """uvloop's loop when importable, else None (asyncio's default)."""
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover - uvloop is a dependency off Windows
+        return None
+    factory: Callable[[], asyncio.AbstractEventLoop] = uvloop.new_event_loop
+    return factory
+
+
+def run_loop(main: Coroutine[Any, Any, T]) -> T:
+    """Run ``main`` in a new event loop (uvloop when importable)."""
+    with asyncio.Runner(loop_factory=loop_factory()) as runner:
+        return runner.run(main)
+
+
+class StopSignal:
+    """Set by the first SIGINT/SIGTERM; a second one ends the process at once."""
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+    def __init__(self) -> None:
+        self.event = asyncio.Event()
+        self.signal_name = ""
+
+    def install(self, loop: asyncio.AbstractEventLoop) -> None:
+        for sig in self.SIGNALS:
+            loop.add_signal_handler(sig, self._on_signal, sig)
+
+    def trip(self, reason: str) -> None:
+        """Stop for another reason than a signal (e.g. "worker failure")."""
+        if not self.event.is_set():
+            self.signal_name = reason
+            self.event.set()
+
+    def _on_signal(self, sig: signal.Signals) -> None:
+        if self.event.is_set():
+            log.warning("second %s: exiting now, without a graceful shutdown", sig.name)
+            logging.shutdown()
+            os._exit(1)
+        self.trip(sig.name)
+
+    @classmethod
+    def remove(cls, loop: asyncio.AbstractEventLoop) -> None:
+        for sig in cls.SIGNALS:
+            loop.remove_signal_handler(sig)
+
+
+async def ticks(stop: asyncio.Event, every: float, tick: Callable[[], None]) -> None:
+    """Call ``tick`` every ``every`` seconds (no drift) until ``stop`` is set."""
+    loop = asyncio.get_running_loop()
+    next_at = loop.time() + every
+    while not stop.is_set():
+        try:
+            await asyncio.wait_for(stop.wait(), max(0.0, next_at - loop.time()))
+        except TimeoutError:
+            next_at += every
+            if next_at < loop.time():  # the loop was stalled: do not catch up in a burst
+                next_at = loop.time() + every
+            tick()

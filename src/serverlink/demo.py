@@ -1,0 +1,229 @@
+"""The demo: the linked system on the embedded database, driven by the dummy.
+
+``run_demo(options, console)`` seeds the demo database (first run), starts a
+login server and a linked game server (one worker process each, free ports,
+through the supervisor), runs the dummy client in login mode against them
+(live dashboard, or one line a second), stops the servers and prints the
+summary (stdout). ``standalone``: only a standalone game server and the dummy
+in echo mode.
+
+Readiness is told by messages, never by polling: the login server's worker
+announces its LAN port (event ``lan``, before it is ready) and every change of
+its linked servers (event ``links``); the demo starts the game server on that
+port and runs the dummy once a ``links`` event counts a game server.
+
+SIGINT/SIGTERM end the dummy's run early (then the summary as usual); a second
+one exits at once. Failures the user can fix are ``DemoError``, one line.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+
+from serverlink import logs
+from serverlink.aio import StopSignal, run_loop
+from serverlink.dummy import DummyConfig, DummyResult, run_dummy_async
+from serverlink.dummy.dashboard import LiveDashboard, QuietPrinter, summary_table
+from serverlink.runner import ServeError, ServerSpec, WorkerPool
+from serverlink.servers.game import GameConfig, build_game_server
+from serverlink.servers.link import LinkConfig
+from serverlink.servers.login import LoginConfig, build_login_server
+from serverlink.store import parse_db_url
+from serverlink.store.admin import seed_db
+from serverlink.store.config import StoreConfig
+from serverlink.supervise import Event, SuperviseError
+
+log = logging.getLogger("serverlink.demo")
+
+HOST = "127.0.0.1"
+#: Seconds the game server has to link to the login server.
+LINK_TIMEOUT = 15.0
+#: Seconds the servers get to close their sessions at the end.
+STOP_GRACE = 2.0
+
+
+class DemoError(Exception):
+    """A failure the user can fix, in one line; exit status 1."""
+
+
+@dataclass(frozen=True)
+class DemoOptions:
+    seconds: float = 30.0
+    clients: int = 200
+    echo_depth: int = 5
+    disconnect_rate: float = 0.02
+    db: str = "sqlite:///serverlink-demo.db"
+    standalone: bool = False
+    #: One status line a second instead of the live dashboard.
+    quiet: bool = False
+    #: Level of the server processes' loggers.
+    log_level: int = logging.INFO
+
+
+def run_demo(options: DemoOptions, console: Console) -> int:
+    """Run the demo on a new event loop; the exit status (0: no side counted
+    an error). Raises DemoError."""
+    logs.set_process_server("demo")
+    return run_loop(_demo(options, console))
+
+
+async def _demo(options: DemoOptions, console: Console) -> int:
+    stop = StopSignal()
+    stop.install(asyncio.get_running_loop())
+    pools: list[tuple[str, WorkerPool]] = []
+    try:
+        if options.standalone:
+            spec = ServerSpec("game", build_game_server, GameConfig(host=HOST, port=0))
+            port = await _start(pools, spec, options.log_level)
+            dummy = DummyConfig(
+                mode="echo", game_host=HOST, game_port=port, clients=options.clients
+            )
+        else:
+            dummy = await _start_linked(pools, options)
+        dummy = dataclasses.replace(
+            dummy,
+            echo_depth=options.echo_depth,
+            seconds=options.seconds,
+            disconnect_rate=options.disconnect_rate,
+        )
+        log.info(
+            "dummy: %d clients in %s mode, echo depth %d, %.0f s",
+            options.clients,
+            dummy.mode,
+            options.echo_depth,
+            options.seconds,
+        )
+        result = await _run_dummy(dummy, options.quiet, console, stop.event)
+    finally:
+        for _, pool in reversed(pools):
+            await pool.stop(STOP_GRACE)
+    return _summary(result, pools)
+
+
+async def _start(
+    pools: list[tuple[str, WorkerPool]],
+    spec: ServerSpec[Any],
+    level: int,
+    on_event: Callable[[Event], None] | None = None,
+) -> int:
+    pool = WorkerPool(spec, 1, log_level=level, on_event=on_event)
+    pools.append((spec.name, pool))
+    try:
+        port = await pool.start()
+    except ServeError as exc:
+        raise DemoError(str(exc)) from None
+    log.info("%s server on %s:%d (pid %s)", spec.name, HOST, port, ", ".join(map(str, pool.pids())))
+    return port
+
+
+async def _start_linked(pools: list[tuple[str, WorkerPool]], options: DemoOptions) -> DummyConfig:
+    """Seed the demo database if needed, start a login and a linked game
+    server, wait until the game server is linked; the dummy's login-mode config."""
+    db = options.db
+    keys = demo_keys_path(db)
+    await _seed(db, keys, max(2 * options.clients, 100))
+    lan_port = 0
+    linked = asyncio.Event()
+
+    def on_login_event(event: Event) -> None:
+        nonlocal lan_port
+        if event.name == "lan":
+            lan_port = int(event.data["port"])
+        elif event.name == "links" and event.data.get("game", 0) >= 1:
+            linked.set()
+
+    login = LoginConfig(host=HOST, port=0, lan_host=HOST, lan_port=0, store=StoreConfig(db))
+    login_spec = ServerSpec("login", build_login_server, login)
+    # The "lan" event comes before the worker's Ready: the port is known here.
+    login_port = await _start(pools, login_spec, options.log_level, on_login_event)
+    if not lan_port:
+        raise DemoError("demo: the login server did not tell its LAN port")
+    game = GameConfig(
+        host=HOST, port=0, link=LinkConfig(login_server=(HOST, lan_port)), store=StoreConfig(db)
+    )
+    await _start(pools, ServerSpec("game", build_game_server, game), options.log_level)
+    try:
+        async with asyncio.timeout(LINK_TIMEOUT):
+            await linked.wait()
+    except TimeoutError:
+        raise DemoError(
+            f"demo: the game server did not link to the login server in {LINK_TIMEOUT:.0f} s"
+        ) from None
+    return DummyConfig(
+        mode="login",
+        login_host=HOST,
+        login_port=login_port,
+        keys_file=str(keys),
+        clients=options.clients,
+    )
+
+
+async def _seed(db: str, keys: Path, wanted: int) -> None:
+    have = len(keys.read_text().splitlines()) if keys.exists() else 0
+    if have >= wanted:
+        return
+    try:
+        result = await seed_db(db, wanted, keys_out=keys)
+    except Exception as exc:  # a store error: one line
+        raise DemoError(f"demo: cannot seed {db}: {exc}") from None
+    log.info("seeded %d demo accounts into %s (keys in %s)", result.count, db, keys)
+
+
+def demo_keys_path(db: str) -> Path:
+    """The demo's key file lives next to an SQLite database, else in the working directory."""
+    target = parse_db_url(db)
+    path = getattr(target, "path", None)
+    if isinstance(path, str) and path != ":memory:":
+        return Path(path).with_suffix(".keys.txt")
+    return Path("serverlink-demo.keys.txt")
+
+
+async def _run_dummy(
+    config: DummyConfig, quiet: bool, console: Console, stop: asyncio.Event
+) -> DummyResult:
+    try:
+        if quiet:
+            return await run_dummy_async(config, QuietPrinter(sys.stderr), stop)
+        with LiveDashboard(config, console) as dashboard:
+            return await run_dummy_async(config, dashboard, stop)
+    except (SuperviseError, ValueError) as exc:
+        raise DemoError(f"demo: {exc}") from None
+
+
+def _summary(result: DummyResult, pools: list[tuple[str, WorkerPool]]) -> int:
+    """Print the summary (stdout); the exit status."""
+    Console().print(summary_table(result))
+    server_errors = 0
+    for name, pool in pools:
+        snap = pool.snapshot()
+        errors = sum(snap.get("errors", {}).values())
+        server_errors += errors
+        extra = ""
+        if name == "login":
+            by_status = ", ".join(
+                f"{k} {v}" for k, v in sorted(snap.get("login_by_status", {}).items())
+            )
+            extra = (
+                f"; results: {by_status or 'none'}; avg {snap.get('login_time_avg_ms', 0):.1f} ms"
+            )
+        print(
+            f"demo: {name} server: {snap.get('logins', 0):,} logins, "
+            f"{snap.get('packets_in', 0):,} packets in, {errors} protocol errors{extra}",
+            flush=True,
+        )
+    print(
+        f"demo: {result.echo_per_s:,.0f} echoes/s verified over {result.duration:.1f} s, "
+        f"latency p50 {result.latency_ms.get('p50', 0):.2f} ms / "
+        f"p99 {result.latency_ms.get('p99', 0):.2f} ms; dummy errors {result.errors_total}",
+        flush=True,
+    )
+    return 1 if result.errors_total or server_errors else 0

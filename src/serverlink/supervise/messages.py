@@ -1,0 +1,92 @@
+"""What a supervisor and its workers say to each other: small frozen
+dataclasses, pickled over the pipe (see ``serverlink.supervise``)."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+
+class SuperviseError(Exception):
+    """A worker failed in a way the user can fix, or would fail again: one line."""
+
+
+# --- messages ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Ready:
+    """The worker serves (a server: listens on ``port``)."""
+
+    port: int
+    pid: int
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    """The worker's figures (a server: its ``snapshot()``), about once a second."""
+
+    data: Any
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """Something the owner may wait for (e.g. the login server's ``links``)."""
+
+    name: str
+    data: Any = None
+
+
+@dataclass(frozen=True, slots=True)
+class Log:
+    record: logging.LogRecord
+
+
+@dataclass(frozen=True, slots=True)
+class Fatal:
+    """Why the worker is about to exit with status 1: one line."""
+
+    message: str
+
+
+@dataclass(frozen=True, slots=True)
+class Stopped:
+    """The worker stopped on request; ``data``: its final figures."""
+
+    data: Any = None
+
+
+@dataclass(frozen=True, slots=True)
+class Exited:
+    """Made by the parent: the worker's process ended (``restart``: it will be
+    started again)."""
+
+    code: int | None
+    restart: bool
+
+
+Message = Ready | Snapshot | Event | Log | Fatal | Stopped | Exited
+
+
+@dataclass(frozen=True, slots=True)
+class Go:
+    """Start the work (the dummy's workers wait for it, so that all start together)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Stop:
+    """Stop gracefully: finish, send ``Stopped``, exit."""
+
+
+Command = Go | Stop
+
+
+@dataclass(frozen=True)
+class Policy:
+    #: Restart a worker that dies after it was ready (else only report it).
+    restart: bool = True
+    #: A worker is restarted at most this often (seconds).
+    restart_interval: float = 1.0
+    #: Seconds for every worker to be ready before the start counts as failed.
+    start_timeout: float = 30.0
