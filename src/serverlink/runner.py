@@ -111,7 +111,8 @@ class ServerSpec(Generic[C]):
     function (or the server class) and ``config`` picklable (for worker
     processes). With workers, ``config`` must be a dataclass with ``port`` and
     ``reuse_port`` fields, which the runner sets (and ``worker_index``, 1..N,
-    when it has one)."""
+    when it has one); a ``shares_port`` property that is False gives each worker
+    its own port instead of one shared with SO_REUSEPORT."""
 
     name: str
     build: Callable[[C], Server]
@@ -286,16 +287,31 @@ class WorkerPool:
             log_level=log_level,
         )
 
+    @property
+    def shares_port(self) -> bool:
+        """Whether the workers share one port (SO_REUSEPORT) or each has its own
+        (a config's ``shares_port``: a linked game server's workers are linked
+        servers of their own, each with its address)."""
+        return bool(getattr(self.spec.config, "shares_port", True))
+
     async def start(self) -> int:
-        """Start every worker and wait until all serve; return the port.
-        Raises ServeError (after stopping the others) when one cannot start."""
-        self.port, hold = _reserve_port(self.spec.name, self.spec.host, self.spec.port)
+        """Start every worker and wait until all serve; return the port (the
+        first worker's when each has its own). Raises ServeError (after
+        stopping the others) when one cannot start."""
+        hold: socket.socket | None = None
+        if self.shares_port:
+            self.port, hold = _reserve_port(self.spec.name, self.spec.host, self.spec.port)
+        else:
+            self.port = self.spec.port
         try:
             await self.supervisor.start()
         except SuperviseError as exc:
             raise ServeError(str(exc)) from None
         finally:
-            hold.close()
+            if hold is not None:
+                hold.close()
+        if not self.shares_port:
+            self.port = min(w.port for w in self.supervisor.workers)
         return self.port
 
     @property
@@ -320,7 +336,12 @@ class WorkerPool:
         await self.supervisor.stop(grace)
 
     def _worker_spec(self, index: int) -> ServerSpec[Any]:
-        config = dataclasses.replace(self.spec.config, port=self.port, reuse_port=True)
+        if not self.shares_port:
+            # Its own port: the next ones after --port (or any free one with 0).
+            port = self.spec.port + index - 1 if self.spec.port else 0
+            config = dataclasses.replace(self.spec.config, port=port, reuse_port=False)
+        else:
+            config = dataclasses.replace(self.spec.config, port=self.port, reuse_port=True)
         if self._indexed:
             # Servers that tell their workers apart (the linked game server
             # writes its id + index as the account status) get the index.

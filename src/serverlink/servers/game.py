@@ -72,6 +72,14 @@ class GameConfig:
     def status_id(self) -> int:
         return self.server_id + self.worker_index
 
+    @property
+    def shares_port(self) -> bool:
+        """Standalone workers share the port (SO_REUSEPORT). Linked workers are
+        linked servers of their own, each on its own port (--port, --port + 1,
+        ...): a handed-over key is kept by the one worker the login server
+        placed the client on, and the client is sent to that worker's address."""
+        return self.link is None
+
 
 class GameStats:
     __slots__ = ("login_fail", "logins")
