@@ -399,13 +399,13 @@ async def test_account_pool_rotates_and_respects_the_reuse_delay() -> None:
     assert meter.account_wait == 1
     # Nothing free: a taker waits until an account comes back.
     waiting = asyncio.ensure_future(pool.take())
-    await asyncio.sleep(0.05)
+    await until(lambda: pool.takers_waiting == 1)
     assert not waiting.done()
     pool.give_back(second)
     assert (await asyncio.wait_for(waiting, 2)).no == 2
     # A cancelled taker does not lose an account.
     cancelled = asyncio.ensure_future(pool.take())
-    await asyncio.sleep(0.01)
+    await until(lambda: pool.takers_waiting == 1)
     pool.give_back(second)
     cancelled.cancel()
     with pytest.raises(asyncio.CancelledError):

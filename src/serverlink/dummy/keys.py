@@ -121,6 +121,11 @@ class AccountPool:
     def __len__(self) -> int:
         return len(self._free)
 
+    @property
+    def takers_waiting(self) -> int:
+        """Takers parked until an account comes back."""
+        return sum(1 for w in self._waiters if not w.done())
+
     async def take(self) -> Account:
         loop = self._loop
         if not self._free or self._free[0].free_at > loop.time():

@@ -104,7 +104,8 @@ class AccountClaims:
 
     @property
     def busy(self) -> bool:
-        return self._batcher.busy or bool(self._retrying)
+        """Claims or releases still to be written, or claims in doubt to check."""
+        return self._batcher.busy or bool(self._retrying) or bool(self._doubtful)
 
     @property
     def pending_releases(self) -> int:
