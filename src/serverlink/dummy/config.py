@@ -77,6 +77,10 @@ class DummyConfig:
     #: queue is FIFO) the account at the front has been free far longer; the
     #: flow rate is capped at accounts / delay (counter account_wait).
     account_reuse_delay: float = 0.5
+    #: After a game server cut an account's session (it crashed or was killed),
+    #: Status GAME for that account is waited out for this long (``account_locked``,
+    #: not an error): the login server releases it after its --release-after (30 s).
+    release_wait: float = 40.0
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:

@@ -86,7 +86,7 @@ def check_key_count(config: DummyConfig, accounts: int) -> None:
 class Account:
     """One account of the key file, as a worker uses it."""
 
-    __slots__ = ("free_at", "game_request", "key", "left_game_at", "login_request", "no")
+    __slots__ = ("cut_at", "free_at", "game_request", "key", "left_game_at", "login_request", "no")
 
     def __init__(self, no: int, key: bytes, version: int) -> None:
         self.no = no
@@ -99,6 +99,8 @@ class Account:
         self.free_at = 0.0
         #: Loop time its last game connection closed (None: not in game this run).
         self.left_game_at: float | None = None
+        #: Loop time its last game session was cut by the server (None: not so).
+        self.cut_at: float | None = None
 
 
 class AccountPool:

@@ -51,6 +51,14 @@ COUNTERS = (
     # Status GAME for an account whose game session this dummy closed less than
     # reply_timeout ago (its logout not written yet): retried later, not an error
     "account_busy",
+    # flows cut because their game server went away (it closed or reset the
+    # connection, or refused the connect the login server sent us to): an error,
+    # counted apart from the others so a failover test can tell them apart
+    "server_lost",
+    # Status GAME for an account whose session was cut by its game server,
+    # within release_wait: the login server releases it after its grace time;
+    # retried later, not an error
+    "account_locked",
 )
 
 #: Counters that make a run fail (exit status 1).
@@ -63,6 +71,7 @@ ERROR_COUNTERS = (
     "echo_timeout",
     "packet_error",
     "login_server_fail",
+    "server_lost",
 )
 
 #: Values "now" (not deltas). in_login / in_game: clients in each phase of the
@@ -82,6 +91,7 @@ class Meter:
 
     __slots__ = (
         "account_busy",
+        "account_locked",
         "account_wait",
         "connect_fail",
         "connect_total",
@@ -107,6 +117,7 @@ class Meter:
         "login_server_ok",
         "login_timeout",
         "packet_error",
+        "server_lost",
     )
 
     def __init__(self) -> None:
@@ -128,6 +139,8 @@ class Meter:
         self.login_flows = 0
         self.account_wait = 0
         self.account_busy = 0
+        self.server_lost = 0
+        self.account_locked = 0
         #: Open connections (a gauge, kept by the worker as session owner).
         self.connected = 0
         #: Clients in each phase of a login flow (gauges, kept by the scenario).

@@ -237,6 +237,10 @@ class EchoClient(Session):
     def logged_in_at(self, now: int) -> None:
         """The game login succeeded (``now``: the read's clock, ns)."""
 
+    def server_closed(self, reason: str, where: str) -> None:
+        """The server closed or reset the connection while we used it."""
+        self.meter.error("disconnect_server", f"disconnect:{reason}_in_{where}")
+
     # --- the hot path ------------------------------------------------------------------------
     def data_received(self, data: bytes) -> None:
         # One clock reading per read: every reply in it arrived "now", and the
@@ -379,8 +383,7 @@ class EchoClient(Session):
         self.state = CLOSED
         reason = self.close_reason
         if reason in ("peer_closed", "peer_reset") and not self.worker.stopping:
-            where = "echo" if state == ECHOING else "login"
-            self.meter.error("disconnect_server", f"disconnect:{reason}_in_{where}")
+            self.server_closed(reason, "echo" if state == ECHOING else "login")
         if not self.done.done():
             self.done.set_result(reason)
 

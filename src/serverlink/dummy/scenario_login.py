@@ -87,6 +87,7 @@ class LoginServerClient(Session):
         "game_ip",
         "game_port",
         "meter",
+        "release_wait",
         "state",
         "timeout_ns",
         "worker",
@@ -101,6 +102,7 @@ class LoginServerClient(Session):
         self.account_no = account.no
         self.state = CONNECTED
         self.timeout_ns = int(cfg.reply_timeout * 1e9)
+        self.release_wait = cfg.release_wait
         #: OK / REFUSED once the reply is in; a close reason if it never came.
         self.done: asyncio.Future[str] = worker.loop.create_future()
         #: From an OK reply: GameServerIP (the raw WCHAR field) and GameServerPort.
@@ -178,6 +180,9 @@ class LoginServerClient(Session):
         elif status == LoginStatus.GAME and self._still_closing():
             self.meter.account_busy += 1
             result = BUSY
+        elif status == LoginStatus.GAME and self._cut_recently():
+            self.meter.account_locked += 1
+            result = BUSY
         else:
             name = _status_name(LoginStatus, status)
             self.meter.error("login_server_fail", LOGIN_SERVER_STATUS + name)
@@ -192,6 +197,12 @@ class LoginServerClient(Session):
         reply_timeout ago: its logout may not be written yet."""
         left = self.account.left_game_at
         return left is not None and self.worker.loop.time() - left < self.timeout_ns / 1e9
+
+    def _cut_recently(self) -> bool:
+        """The account's last game session was cut by its server less than
+        release_wait ago: the login server has not released it yet."""
+        cut = self.account.cut_at
+        return cut is not None and self.worker.loop.time() - cut < self.release_wait
 
     def _fail(self, reason: str) -> None:
         self.meter.error("packet_error", f"packet:login_server_{reason}")
@@ -219,16 +230,23 @@ class GameClient(EchoClient):
     """The game server connection of a login flow: EchoClient, plus the flow's
     completion time and refusals counted by Status name."""
 
-    __slots__ = ("flow_started",)
+    __slots__ = ("account", "flow_started")
 
     def __init__(
-        self, deps: SessionDeps, worker: Worker, account_no: int, flow_started: int
+        self, deps: SessionDeps, worker: Worker, account: Account, flow_started: int
     ) -> None:
-        super().__init__(deps, worker, account_no)
+        super().__init__(deps, worker, account.no)
+        self.account = account
         self.flow_started = flow_started
 
     def login_refused(self, status: int) -> None:
         self.meter.error("login_fail", GAME_LOGIN_STATUS + _status_name(GameLoginStatus, status))
+
+    def server_closed(self, reason: str, where: str) -> None:
+        # The game server went away: its claim on the account stays until the
+        # login server releases it (see LoginServerClient._cut_recently).
+        self.meter.error("server_lost", f"server_lost:{reason}_in_{where}")
+        self.account.cut_at = self.worker.loop.time()
 
     def finish(self, now_ns: int) -> None:
         # A game login cut off by the end of the run: as LoginServerClient.finish.
@@ -239,6 +257,7 @@ class GameClient(EchoClient):
         super().finish(now_ns)
 
     def logged_in_at(self, now: int) -> None:
+        self.account.cut_at = None
         meter = self.meter
         meter.login_flows += 1
         lat = now - self.flow_started
@@ -255,9 +274,9 @@ class ReloginClient(GameClient):
     __slots__ = ("_echoed",)
 
     def __init__(
-        self, deps: SessionDeps, worker: Worker, account_no: int, flow_started: int
+        self, deps: SessionDeps, worker: Worker, account: Account, flow_started: int
     ) -> None:
-        super().__init__(deps, worker, account_no, flow_started)
+        super().__init__(deps, worker, account, flow_started)
         self.depth = min(self.depth, 1)
         self._echoed = False
 
@@ -342,7 +361,10 @@ class LoginScenario:
         meter.in_game += 1
         try:
             game = await worker.connect(
-                address, lambda deps: self.game_client(deps, worker, account_no, started), "game"
+                address,
+                lambda deps: self.game_client(deps, worker, account, started),
+                "game",
+                failure="server_lost",  # the server it was sent to is gone
             )
             if game is None:
                 return True

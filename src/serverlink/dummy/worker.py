@@ -153,11 +153,15 @@ class Worker:
 
     # --- for scenarios ------------------------------------------------------------------------
     async def connect(
-        self, address: tuple[str, int], factory: Callable[[SessionDeps], S], what: str = ""
+        self,
+        address: tuple[str, int],
+        factory: Callable[[SessionDeps], S],
+        what: str = "",
+        failure: str = "connect_fail",
     ) -> S | None:
         """Open one connection with a fresh session from ``factory``. Counts the
-        attempt, and the failure (returning None); ``what`` names the server in
-        the failure's detail ("connect:<what>:timeout")."""
+        attempt, and the failure (returning None) in ``failure``; ``what`` names
+        the server in the failure's detail ("connect:<what>:timeout")."""
         meter = self.meter
         meter.connect_total += 1
 
@@ -171,11 +175,11 @@ class Worker:
                     lambda: factory(deps), address[0], address[1]
                 )
         except TimeoutError:
-            meter.error("connect_fail", f"connect:{what}:timeout" if what else "connect:timeout")
+            meter.error(failure, f"connect:{what}:timeout" if what else "connect:timeout")
             return None
         except OSError as exc:
             name = type(exc).__name__
-            meter.error("connect_fail", f"connect:{what}:{name}" if what else f"connect:{name}")
+            meter.error(failure, f"connect:{what}:{name}" if what else f"connect:{name}")
             return None
         # No TCP_NODELAY here: asyncio and uvloop set it on every TCP transport
         # (each echo is a small write waiting for its answer; Nagle would hold it).
