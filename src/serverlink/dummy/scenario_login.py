@@ -328,7 +328,6 @@ class LoginScenario:
     async def _flow(self, client: VirtualClient, account: Account) -> bool:
         worker = self.worker
         meter = worker.meter
-        account_no = account.no
         started = _clock()
 
         # --- login server ---
