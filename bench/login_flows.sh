@@ -102,7 +102,7 @@ wait_log "$logs/login.log" "ready: listening" "the login server"
     >"$logs/game.log" 2>&1 &
 game_pid=$!
 pids+=("$game_pid")
-wait_log "$logs/login.log" "linked from" "the game server to link"
+wait_log "$logs/login.log" "linked (clients go to" "the game server to link"
 
 mariadb_pid=$(pgrep -x mariadbd || pgrep -x mysqld || true)
 before_login=$(cpu_ticks "$login_pid") before_game=$(cpu_ticks "$game_pid")

@@ -7,8 +7,10 @@ from __future__ import annotations
 import asyncio
 import errno
 import io
+import json
 import logging
 import os
+import re
 import signal
 import socket
 from collections.abc import AsyncIterator, Awaitable
@@ -357,8 +359,30 @@ def test_log_line_format_and_names() -> None:
         record = logging.LogRecord("serverlink.net", logging.WARNING, "", 0, "%s: x", ("p",), None)
         line = formatter.format(record)
         assert line.endswith(" WARNING game: p: x")
-        assert line[23] == " " and line[19] == "."  # 2026-11-25 13:00:00.123
+        # 2026-11-25T13:00:00.123Z: UTC, said so
+        assert re.match(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z ", line), line
         record = logging.LogRecord("serverlink.login", logging.INFO, "", 0, "hello", None, None)
         assert formatter.format(record).endswith("INFO    login: hello")
+        summary = logging.LogRecord(logs.SUMMARY, logging.INFO, "", 0, "up 00:00:01", None, None)
+        assert formatter.format(summary).endswith("INFO    game: up 00:00:01")
     finally:
         logs.set_process_server(None)
+
+
+def test_json_log_lines_for_shippers() -> None:
+    record = logging.LogRecord("serverlink.login", logging.WARNING, "", 0, "a %s", ("b",), None)
+    doc = json.loads(logs.JsonFormatter().format(record))
+    assert doc["level"] == "warning" and doc["message"] == "a b" and doc["server"] == "login"
+    assert doc["logger"] == "serverlink.login" and doc["time"].endswith("Z")
+
+
+def test_summary_lines_are_kept_at_warning_level() -> None:
+    out = io.StringIO()
+    logs.setup_logging("warning", None, Console(file=out, width=200))
+    try:
+        logging.getLogger(logs.SUMMARY).info("up 00:00:05; sessions 3")
+        logging.getLogger("serverlink.net").info("an info line")
+    finally:
+        logs.setup_logging("info", None)
+    text = out.getvalue()
+    assert "up 00:00:05; sessions 3" in text and "an info line" not in text

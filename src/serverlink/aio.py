@@ -5,8 +5,10 @@ demo) runs its main coroutine with ``run_loop``: uvloop's loop when it is
 importable, asyncio's otherwise.
 
 ``StopSignal``: the first SIGINT/SIGTERM sets an event (a graceful stop), a
-second one ends the process at once. ``ticks``: call something every N seconds,
-without drift, until an event is set.
+second one ends the process at once; SIGHUP reopens the log file (logrotate)
+and never stops anything. ``ticks``: call something every N seconds, without
+drift, until an event is set. ``notify``: tell systemd (``Type=notify`` units,
+``NOTIFY_SOCKET`` set) that the service is ready or stopping.
 """
 
 from __future__ import annotations
@@ -15,8 +17,11 @@ import asyncio
 import logging
 import os
 import signal
+import socket
 from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
+
+from serverlink import logs
 
 log = logging.getLogger("serverlink.runner")
 
@@ -51,6 +56,12 @@ class StopSignal:
     def install(self, loop: asyncio.AbstractEventLoop) -> None:
         for sig in self.SIGNALS:
             loop.add_signal_handler(sig, self._on_signal, sig)
+        loop.add_signal_handler(signal.SIGHUP, self._on_hangup)
+
+    @staticmethod
+    def _on_hangup() -> None:
+        logs.reopen_log_files()
+        log.info("SIGHUP: log file reopened")
 
     def trip(self, reason: str) -> None:
         """Stop for another reason than a signal (e.g. "worker failure")."""
@@ -67,8 +78,23 @@ class StopSignal:
 
     @classmethod
     def remove(cls, loop: asyncio.AbstractEventLoop) -> None:
-        for sig in cls.SIGNALS:
+        for sig in (*cls.SIGNALS, signal.SIGHUP):
             loop.remove_signal_handler(sig)
+
+
+def notify(state: str) -> None:
+    """``sd_notify``: send ``state`` (``READY=1``, ``STOPPING=1``, ...) to systemd
+    when it asked for it (``NOTIFY_SOCKET``); a no-op otherwise."""
+    address = os.environ.get("NOTIFY_SOCKET")
+    if not address:
+        return
+    if address.startswith("@"):  # an abstract socket
+        address = "\0" + address[1:]
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
+            sock.sendto(state.encode(), address)
+    except OSError as exc:
+        log.debug("sd_notify %s to %s failed: %s", state, address, exc)
 
 
 async def ticks(stop: asyncio.Event, every: float, tick: Callable[[], None]) -> None:

@@ -1,6 +1,14 @@
-"""Log lines: one per event, with time, level and server name::
+"""Log lines: one per event, with time (UTC, ISO 8601 with ``Z``), level and
+server name::
 
-    2026-11-25 13:00:00.123 WARNING game: 127.0.0.1:5123: protocol error (bad_checksum): ...
+    2026-11-25T13:00:00.123Z WARNING game: 127.0.0.1:5123: protocol error (bad_checksum): ...
+
+or, with ``--log-format json``, one JSON object per line for log shippers
+(``time``, ``level``, ``server``, ``logger``, ``message``).
+
+The live screen's quiet-mode summary lines have their own logger
+(``serverlink.summary``), shown at ``--log-level warning`` too: a service that
+logs only warnings still says how it is doing every few seconds.
 
 Loggers are named ``serverlink.<part>``. The name shown is the server the
 process runs ("game", or "game/2" for worker 2) for the generic parts of the
@@ -17,6 +25,7 @@ one place.
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from collections.abc import Callable
@@ -32,7 +41,19 @@ LEVELS = ("debug", "info", "warning", "error", "critical")
 #: Parts of the stack that are not a server of their own: their lines carry
 #: the name of the server the process runs.
 GENERIC_PARTS = frozenset(
-    {"", "net", "runner", "supervise", "monitor", "protocol", "store", "cli", "config"}
+    {
+        "",
+        "net",
+        "runner",
+        "supervise",
+        "monitor",
+        "protocol",
+        "store",
+        "cli",
+        "config",
+        "summary",
+        "aio",
+    }
 )
 
 _LEVEL_STYLES = {
@@ -68,16 +89,25 @@ def display_name(record: logging.LogRecord) -> str:
     return head or ROOT
 
 
+FORMATS = ("text", "json")
+SUMMARY = "serverlink.summary"
+
+
+def utc_stamp(created: float) -> str:
+    """``2026-11-25T13:00:00.123Z``: unambiguous whatever the machine's zone."""
+    stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(created))
+    return f"{stamp}.{int(created * 1000) % 1000:03d}Z"
+
+
 class LineFormatter(logging.Formatter):
-    """``YYYY-MM-DD HH:MM:SS.mmm LEVEL   name: message`` (+ traceback lines, which
+    """``YYYY-MM-DDTHH:MM:SS.mmmZ LEVEL   name: message`` (+ traceback lines, which
     only debug logging asks for)."""
 
     def __init__(self) -> None:
         super().__init__()
 
     def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:
-        stamp = time.strftime("%Y-%m-%d %H:%M:%S", self.converter(record.created))
-        return f"{stamp}.{int(record.msecs):03d}"
+        return utc_stamp(record.created)
 
     def format(self, record: logging.LogRecord) -> str:
         record.message = record.getMessage()
@@ -92,19 +122,46 @@ class LineFormatter(logging.Formatter):
         return line
 
 
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line: time, level, server, logger, message (and the
+    traceback, when there is one)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        doc = {
+            "time": utc_stamp(record.created),
+            "level": record.levelname.lower(),
+            "server": display_name(record),
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        if record.exc_info:
+            doc["traceback"] = self.formatException(record.exc_info)
+        return json.dumps(doc, ensure_ascii=False)
+
+
+def make_formatter(fmt: str) -> logging.Formatter:
+    if fmt not in FORMATS:
+        raise ValueError(f"unknown log format {fmt!r} (one of {', '.join(FORMATS)})")
+    return JsonFormatter() if fmt == "json" else LineFormatter()
+
+
 class ConsoleHandler(logging.Handler):
     """Writes lines through a rich Console: above the live screen while one is
     shown, plain to stderr otherwise (colours only on a terminal)."""
 
-    def __init__(self, console: Console) -> None:
+    def __init__(self, console: Console, formatter: logging.Formatter | None = None) -> None:
         super().__init__()
         self.console = console
-        self.setFormatter(LineFormatter())
+        self.setFormatter(formatter or LineFormatter())
 
     def emit(self, record: logging.LogRecord) -> None:
         try:
             line = self.format(record)
-            style = _LEVEL_STYLES.get(record.levelno, "")
+            style = (
+                ""
+                if isinstance(self.formatter, JsonFormatter)
+                else _LEVEL_STYLES.get(record.levelno, "")
+            )
             self.console.print(
                 Text(line, style=style), soft_wrap=True, markup=False, highlight=False
             )
@@ -157,10 +214,14 @@ def _reset() -> logging.Logger:
 
 
 def setup_logging(
-    level: str | int = "info", log_file: str | None = None, console: Console | None = None
+    level: str | int = "info",
+    log_file: str | None = None,
+    console: Console | None = None,
+    fmt: str = "text",
 ) -> Console:
     """Configure the ``serverlink`` loggers: lines to stderr through ``console``
-    (one is made when None) and, with ``log_file``, appended to that file too.
+    (one is made when None) and, with ``log_file``, appended to that file too;
+    ``fmt`` "text" or "json".
 
     Idempotent: calling it again replaces the handlers. Returns the console,
     which the live screen must use so that log lines do not tear it.
@@ -171,16 +232,34 @@ def setup_logging(
     file_handler: logging.Handler | None = None
     if log_file:
         file_handler = logging.FileHandler(log_file, encoding="utf-8")
-        file_handler.setFormatter(LineFormatter())
+        file_handler.setFormatter(make_formatter(fmt))
     logger = _reset()
-    logger.setLevel(level_number(level))
-    handlers: list[logging.Handler] = [ConsoleHandler(console)]
+    number = level_number(level)
+    logger.setLevel(number)
+    # Summaries are shown down to warning level (not at error/critical).
+    logging.getLogger(SUMMARY).setLevel(
+        min(number, logging.INFO) if number <= logging.WARNING else number
+    )
+    handlers: list[logging.Handler] = [ConsoleHandler(console, make_formatter(fmt))]
     if file_handler is not None:
         handlers.append(file_handler)
     for handler in handlers:
         logger.addHandler(handler)
         _handlers.append(handler)
     return console
+
+
+def reopen_log_files() -> None:
+    """Reopen the ``--log-file`` (SIGHUP, after logrotate moved it away)."""
+    for handler in _handlers:
+        if isinstance(handler, logging.FileHandler):
+            handler.acquire()
+            try:
+                if handler.stream is not None:
+                    handler.stream.close()
+                handler.stream = handler._open()
+            finally:
+                handler.release()
 
 
 def setup_worker_logging(level: str | int, send: Callable[[logging.LogRecord], None]) -> None:

@@ -55,7 +55,7 @@ from typing import Any, Generic, Protocol, TypeVar, runtime_checkable
 from rich.console import Console
 
 from serverlink import logs
-from serverlink.aio import StopSignal, run_loop, ticks
+from serverlink.aio import StopSignal, notify, run_loop, ticks
 from serverlink.errors import StartupError
 from serverlink.monitor.console import Monitor
 from serverlink.monitor.screen import ScreenSpec, default_screen
@@ -194,6 +194,12 @@ async def start_server(
     return server
 
 
+def describe(server: object, spec: ServerSpec[Any]) -> str:
+    """What the start line says of a server (its ``describe()``, else its name)."""
+    about = getattr(server, "describe", None)
+    return str(about()) if callable(about) else spec.name
+
+
 def _closing_line(snapshot: Mapping[str, Any], uptime: float) -> str:
     errors = sum(snapshot.get("errors", {}).values())
     disconnects = sum(snapshot.get("disconnects", {}).values())
@@ -215,20 +221,22 @@ async def _serve_here(spec: ServerSpec[Any], options: RunOptions, console: Conso
     stop.install(loop)
     started = time.monotonic()
     address = f"{spec.host}:{int(getattr(server, 'port', spec.port))}"
-    log.info("ready: listening on %s (pid %d)", address, os.getpid())
+    log.info("ready: listening on %s (pid %d): %s", address, os.getpid(), describe(server, spec))
+    notify("READY=1")
     monitor = Monitor(
         options.screen or default_screen(spec.name),
         console,
         address=address,
         live=options.live,
         interval=options.stats_interval,
-        logger=logging.getLogger(f"serverlink.{spec.name}"),
+        logger=logging.getLogger(logs.SUMMARY),
     )
     monitor.start(server.snapshot())
     try:
         await ticks(stop.event, 1.0, lambda: monitor.update(server.snapshot()))
     finally:
         monitor.stop(server.snapshot())
+    notify("STOPPING=1")
     log.info(
         "%s: stopping: closing %s sessions", stop.signal_name, server.snapshot().get("sessions", 0)
     )
@@ -244,7 +252,7 @@ async def _serve_here(spec: ServerSpec[Any], options: RunOptions, console: Conso
 async def _serve_in_worker(link: WorkerLink, spec: ServerSpec[Any]) -> None:
     """A worker process's server (the supervisor's target: module level)."""
     server = await start_server(spec, on_event=link.event)
-    link.ready(int(getattr(server, "port", spec.port)))
+    link.ready(int(getattr(server, "port", spec.port)), describe(server, spec))
     await ticks(link.stop, 1.0, lambda: link.snapshot(dict(server.snapshot())))
     await server.stop()
     link.stopped(dict(server.snapshot()))
@@ -405,12 +413,16 @@ async def _serve_workers(spec: ServerSpec[Any], options: RunOptions, console: Co
     port = start.result()  # raises ServeError
     started = time.monotonic()
     address = f"{spec.host}:{port}"
+    first = pool.supervisor.workers[0]
     log.info(
-        "ready: listening on %s with %d workers (pids %s)",
+        "ready: listening on %s with %d workers%s (pids %s): %s",
         address,
         options.workers,
+        "" if pool.shares_port else ", each on its own port from there",
         ", ".join(str(p) for p in pool.pids()),
+        first.about or spec.name,
     )
+    notify("READY=1")
     failure = asyncio.ensure_future(pool.supervisor.failed.wait())
 
     def on_failure(waited: asyncio.Future[Any]) -> None:
@@ -426,7 +438,7 @@ async def _serve_workers(spec: ServerSpec[Any], options: RunOptions, console: Co
         interval=options.stats_interval,
         pids=lambda: [os.getpid(), *pool.pids()],
         workers=options.workers,
-        logger=logging.getLogger(f"serverlink.{spec.name}"),
+        logger=logging.getLogger(logs.SUMMARY),
     )
     monitor.start(pool.snapshot())
 
@@ -439,6 +451,7 @@ async def _serve_workers(spec: ServerSpec[Any], options: RunOptions, console: Co
     finally:
         failure.cancel()
         monitor.stop(pool.snapshot())
+    notify("STOPPING=1")
     log.info("%s: stopping %d workers", stop.signal_name, options.workers)
     await pool.stop(options.grace)
     StopSignal.remove(loop)

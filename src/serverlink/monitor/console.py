@@ -13,6 +13,7 @@ from typing import Any
 from rich.console import Console
 from rich.live import Live
 
+from serverlink.logs import SUMMARY
 from serverlink.monitor.screen import ScreenSpec, View, render_screen, summary_line
 from serverlink.monitor.stats import ProcessSampler, RateTracker
 
@@ -44,7 +45,7 @@ class Monitor:
         self.interval = max(0.1, interval)
         self.pids = pids
         self.workers = workers
-        self.log = logger or logging.getLogger(f"serverlink.{spec.title}")
+        self.log = logger or logging.getLogger(SUMMARY)
         self.clock = clock
         self.started = clock()
         self.worker_restarts = 0

@@ -365,7 +365,8 @@ class SsLinkStatus(NamedTuple):
     Players: I32
     #: Players it takes at most (0: unknown).
     Capacity: I32
-    #: 1: takes no new players (existing ones stay).
+    #: 0 serving; 1 draining: takes no new players (existing ones stay);
+    #: 2 leaving: a graceful stop, the link closes next.
     Draining: U8
     HeartbeatMs: I32
 

@@ -203,7 +203,6 @@ class GameServer:
                 await self.listener.stop()
                 await self.store.close()
                 raise StartupError(f"account database {self.store.display_url}: {exc}") from None
-        log.info("game server listening on %s:%d", self.config.host, self.port)
         if self.config.link is not None:
             self.link = LoginLink(
                 self.config.link,
@@ -227,6 +226,17 @@ class GameServer:
             self.claims.close()
         if self.store is not None:
             await self.store.close()
+
+    def describe(self) -> str:
+        """The start line's words: what this server is and what it uses."""
+        if self.config.link is None:
+            return "game server, standalone (any key logs in)"
+        assert self.store is not None
+        host, port = self.config.link.login_server
+        return (
+            f"game server linked to the login server at {host}:{port} as status id "
+            f"{self.config.status_id}, accounts in {self.store.display_url}"
+        )
 
     def _load(self) -> Load:
         return Load(len(self.in_game), self.config.limits.max_sessions)

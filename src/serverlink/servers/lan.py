@@ -58,6 +58,8 @@ MAX_LINKS = 256
 REGISTER_DEADLINE = 5.0
 #: A serverlink link silent for this many of its heartbeats is dropped.
 SILENT_HEARTBEATS = 3
+#: SS_LINK_STATUS.Draining of a server that stops gracefully (servers.link.LEAVING).
+LEAVING = 2
 
 
 def is_loopback(host: str) -> bool:
@@ -91,6 +93,7 @@ class LinkedServer:
         "heartbeat",
         "last_heard",
         "late_until",
+        "leaving",
         "name",
         "players",
         "session",
@@ -114,6 +117,8 @@ class LinkedServer:
         self.last_heard = time.monotonic()
         #: Missed a hand-off deadline: placed only when no other server is left.
         self.late_until = 0.0
+        #: It said it is stopping gracefully (SS_LINK_STATUS.Draining == 2).
+        self.leaving = False
 
     @property
     def serverlink(self) -> bool:
@@ -366,6 +371,7 @@ class LanSide:
         linked.players = max(0, report.Players)
         linked.capacity = max(0, report.Capacity)
         linked.draining = bool(report.Draining)
+        linked.leaving = report.Draining == LEAVING
         linked.heartbeat = max(0, report.HeartbeatMs) / 1000.0
         linked.last_heard = time.monotonic()
         linked.session.send(SS_LINK_PING.build())
@@ -375,7 +381,11 @@ class LanSide:
             self.links.remove(linked)
             self._links_changed.set()
             self.on_links_changed()
-            log.warning("%s unlinked (%s)", linked.describe(), linked.session.close_reason)
+            reason = linked.session.close_reason
+            if linked.leaving or reason == "server_shutdown":
+                log.info("%s stopped", linked.describe())  # a graceful stop on either side
+            else:
+                log.warning("%s unlinked (%s)", linked.describe(), reason)
             if linked.status_id:
                 for hook in self.gone_hooks:
                     hook(linked.status_id, linked.name)

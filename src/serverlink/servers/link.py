@@ -49,6 +49,8 @@ log = logging.getLogger("serverlink.link")
 SERVER_NAME_UNITS = 31
 #: The link is dropped after this many heartbeats without an answer.
 SILENT_HEARTBEATS = 3
+#: SS_LINK_STATUS.Draining of a server that stops gracefully.
+LEAVING = 2
 
 
 @dataclass(frozen=True, slots=True)
@@ -158,19 +160,22 @@ class LoginLink:
     async def stop(self) -> None:
         if self._heartbeats is not None:
             self._heartbeats.cancel()
+        session = self.link.session
+        if session is not None and self.config.heartbeat > 0:
+            session.send(self._report(leaving=True))  # a graceful stop, not a crash
         await self.link.stop()
         for task in list(self._pending):
             task.cancel()
         await self.keys.close()
 
     # --- registration and heartbeats ------------------------------------------------------
-    def _report(self) -> bytes:
+    def _report(self, leaving: bool = False) -> bytes:
         load = self.load()
         return SS_LINK_STATUS.build(
             self.status_id,
             load.players,
             load.capacity,
-            int(load.draining),
+            LEAVING if leaving else int(load.draining),
             int(self.config.heartbeat * 1000),
         )
 

@@ -230,14 +230,12 @@ class LoginServer:
                 "--lan-allow-any: servers may link from any address while whiteip is empty; "
                 "a linked server receives every login's session key"
             )
-        log.info(
-            "login server: clients on %s:%d, servers on %s:%d%s, accounts in %s",
-            self.config.host,
-            self.clients.port,
-            self.config.lan_host,
-            self.lan.port,
-            " (TLS)" if self.config.lan_tls else "",
-            self.store.display_url,
+
+    def describe(self) -> str:
+        """The start line's words: what this server is and what it uses."""
+        return (
+            f"login server; servers link on {self.config.lan_host}:{self.lan.port}"
+            f"{' (TLS)' if self.config.lan_tls else ''}; accounts in {self.store.display_url}"
         )
 
     async def stop(self) -> None:

@@ -17,10 +17,12 @@ class SuperviseError(Exception):
 
 @dataclass(frozen=True, slots=True)
 class Ready:
-    """The worker serves (a server: listens on ``port``)."""
+    """The worker serves (a server: listens on ``port``; ``about``: what it is,
+    for the start line)."""
 
     port: int
     pid: int
+    about: str = ""
 
 
 @dataclass(frozen=True, slots=True)

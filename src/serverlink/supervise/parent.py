@@ -45,6 +45,7 @@ class WorkerState:
     pid: int = 0
     #: From its Ready message.
     port: int = 0
+    about: str = ""
     ready: bool = False
     #: It sent Stopped.
     stopped: bool = False
@@ -262,7 +263,7 @@ class Supervisor(Generic[A]):
             return
         if isinstance(message, Ready):
             worker.ready = True
-            worker.pid, worker.port = message.pid, message.port
+            worker.pid, worker.port, worker.about = message.pid, message.port, message.about
         elif isinstance(message, Stopped):
             worker.stopped = True
         elif isinstance(message, Fatal):

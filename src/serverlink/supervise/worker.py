@@ -60,8 +60,8 @@ class WorkerLink:
         except (OSError, ValueError):
             self._parent_gone()
 
-    def ready(self, port: int = 0) -> None:
-        self.send(Ready(port, os.getpid()))
+    def ready(self, port: int = 0, about: str = "") -> None:
+        self.send(Ready(port, os.getpid(), about))
 
     def snapshot(self, data: Any) -> None:
         self.send(Snapshot(data))
@@ -138,6 +138,7 @@ class WorkerBoot(Generic[A]):
 def worker_main(boot: WorkerBoot[Any], conn: Connection) -> None:
     """Entry point of a worker process (module level: spawn imports it)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides what Ctrl-C means
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)  # a hangup reopens the parent's log file
     logs.set_process_server(f"{boot.name}/{boot.index}")
     link = WorkerLink(conn, boot.name, boot.index)
     logs.setup_worker_logging(boot.log_level, lambda record: link.send(Log(record)))
