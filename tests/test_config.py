@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 from serverlink.cli import main, main_group
-from serverlink.config import build_default_map, example_toml, load_config
+from serverlink.cli.example import example_toml
+from serverlink.cli.settings import build_default_map, load_config
 
 
 def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:

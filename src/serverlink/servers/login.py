@@ -35,6 +35,7 @@ from serverlink.protocol.framing import net_framing
 from serverlink.protocol.packets import CS_LOGIN_REQ_LOGIN, CS_LOGIN_RES_LOGIN, CsLoginReqLogin
 from serverlink.protocol.status import LoginStatus, ServerType
 from serverlink.servers.lan import LanSide, LinkedServer
+from serverlink.servers.link import LOGIN_TIMEOUT
 from serverlink.servers.placement import Placement
 from serverlink.servers.releases import Releases
 from serverlink.store import AccountRecord, AccountStore, StoreError
@@ -49,14 +50,15 @@ NO_ADDRESS = ("", 0)
 class LoginConfig:
     host: str = "127.0.0.1"
     port: int = 8091  # client side
-    lan_host: str = "127.0.0.1"
+    #: Address of the server-to-server side; None: ``host``.
+    lan_host: str | None = None
     lan_port: int = 8090  # server-to-server side
     store: StoreConfig = field(default_factory=StoreConfig)
     codec: NetCodec = field(default_factory=NetCodec)
     limits: ServerLimits = field(default_factory=ServerLimits)
     #: A login not completed within this time is dropped; handed-over keys
     #: expire after it on the linked servers.
-    login_timeout: float = 60.0
+    login_timeout: float = LOGIN_TIMEOUT
     #: Addresses given to clients; when None, the address a linked server
     #: announced in its ServerName ("name@ip:port"), else its peer IP.
     game_addr: tuple[str, int] | None = None
@@ -83,6 +85,11 @@ class LoginConfig:
     login_cooldown: float = 60.0
     reuse_port: bool = False
     worker_index: int = 0
+
+    @property
+    def lan_bind_host(self) -> str:
+        """The address the server-to-server port listens on."""
+        return self.lan_host or self.host
 
 
 #: Statuses that count as a failed login attempt for the per-address limit.
@@ -221,7 +228,7 @@ class LoginServer:
         )
         self.lan = LanSide(
             self.store,
-            config.lan_host,
+            config.lan_bind_host,
             config.lan_port,
             allow_any=config.lan_allow_any,
             handoff_timeout=config.handoff_timeout,
@@ -279,7 +286,7 @@ class LoginServer:
             "login server: clients on %s:%d, servers on %s:%d%s, accounts in %s",
             self.config.host,
             self.clients.port,
-            self.config.lan_host,
+            self.config.lan_bind_host,
             self.lan.port,
             " (TLS)" if self.config.lan_tls else "",
             self.store.display_url,
