@@ -11,23 +11,24 @@
       config    example | show COMMAND [ARGS]
 
 One module a command (``game``, ``login``, ``dummy``, ``db``, ``demo``,
-``config_cmd``); ``options`` declares the options they share and reads every
-default from the config dataclass an option sets (``setting``, ``build``);
-``settings`` checks config files and names environment variables, ``example``
-writes the example file. Every option is also a setting of the config file and
-an environment variable: defaults < file < environment < flags.
+``config_cmd``); ``options`` declares the options they share and the servers'
+settings, each reading its default from the config dataclass it sets
+(``defaults``); ``settings`` checks config files and names the environment
+variables, ``example`` writes the example file. Every option is also a setting
+of the config file and an environment variable: defaults < file < environment <
+flags.
 
-A server command wires its options to its config and runs the builder beside
-its server::
+A server command is its option groups, wired to its config and the builder
+beside its server::
 
     @click.command("chat")
-    @setting(ChatConfig, "--rooms", type=click.IntRange(min=1), help="...")
-    @listen_options(ChatConfig)
-    @codec_options
-    @console_options
+    @chat_options                       # options_of(ChatConfig, opt("--rooms", ...), ...)
+    @options.listen_options(ChatConfig)
+    @options.codec_options
+    @options.console_options
     @click.pass_context
     def chat_command(ctx: click.Context, /, **_settings: Any) -> int:
-        config = build(ctx, ChatConfig, **server_parts(ctx))
+        config = build(ctx, ChatConfig, **options.server_parts(ctx))
         return serve_command(ctx, ServerSpec("chat", build_chat_server, config), CHAT_SCREEN)
 
 and one line below adds it to the root group.
@@ -50,7 +51,7 @@ from serverlink.cli.dummy import dummy_command
 from serverlink.cli.errors import PROG
 from serverlink.cli.game import game_command
 from serverlink.cli.login import login_command
-from serverlink.cli.options import LOG_LEVEL
+from serverlink.cli.options import log_options
 from serverlink.cli.settings import (
     CONFIG_PATH_KEY,
     ENV_PREFIX,
@@ -81,19 +82,7 @@ def _load_config_option(ctx: click.Context, param: click.Parameter, value: str |
     help="TOML file of settings, one table per command ([game], [db], ...); "
     "see 'serverlink config example'. Env: SERVERLINK_CONFIG.",
 )
-@click.option(
-    "--log-level",
-    type=LOG_LEVEL,
-    default="info",
-    show_default=True,
-    help="Lowest level of the log lines shown.",
-)
-@click.option(
-    "--log-file",
-    metavar="PATH",
-    default=None,
-    help="Also append the log lines to this file.",
-)
+@log_options(root=True)
 @click.version_option(__version__, "-V", "--version", prog_name=PROG)
 @click.pass_context
 def main_group(ctx: click.Context, log_level: str, log_file: str | None) -> None:

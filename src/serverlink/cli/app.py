@@ -12,8 +12,8 @@ import click
 from rich.console import Console
 
 from serverlink import logs
+from serverlink.cli.defaults import build
 from serverlink.cli.errors import ConfigError, OneLineError
-from serverlink.cli.options import build
 from serverlink.monitor.screen import ScreenSpec
 from serverlink.runner import RunOptions, ServeError, ServerSpec, serve
 

@@ -7,56 +7,36 @@ from typing import Any
 import click
 
 from serverlink import logs
+from serverlink.cli import options
 from serverlink.cli.app import state
+from serverlink.cli.defaults import build
 from serverlink.cli.errors import OneLineError
-from serverlink.cli.options import build, checked_db_url, db_option, quiet_option, setting
 from serverlink.demo import DemoError, DemoOptions, run_demo
 
 
 @click.command("demo")
-@setting(
-    DemoOptions,
-    "--seconds",
-    type=click.FloatRange(min=1),
-    help="How long the dummy client runs.",
+@options.load_options(DemoOptions)
+@options.db_option(
+    "Account database of the demo (seeded on first run).", config=DemoOptions, field="db"
 )
-@setting(DemoOptions, "--clients", type=click.IntRange(min=1), help="Virtual clients of the dummy.")
-@setting(
-    DemoOptions,
-    "--echo-depth",
-    type=click.IntRange(min=1),
-    help="Echo requests each client keeps in flight (the original's ECHO_OVERLAP).",
-)
-@setting(
-    DemoOptions,
-    "--disconnect-rate",
-    type=click.FloatRange(0.0, 1.0),
-    metavar="P",
-    help="Each second a client leaves with probability P and logs in again "
-    "(login server, then game server).",
-)
-@db_option("Account database of the demo (seeded on first run).", config=DemoOptions, field="db")
-@setting(
-    DemoOptions,
+@options.flag(
     "--standalone",
-    is_flag=True,
-    help="Only a standalone game server and the dummy in echo mode (no login server).",
+    "Only a standalone game server and the dummy in echo mode (no login server).",
 )
-@quiet_option("No live dashboard: one status line a second.")
+@options.flag("--quiet", "No live dashboard: one status line a second.")
 @click.pass_context
-def demo_command(ctx: click.Context, /, **_settings: Any) -> int:
+def demo_command(ctx: click.Context, /, standalone: bool, quiet: bool, **_settings: Any) -> int:
     """The linked system on the embedded database: a login server and a game
     server (worker processes, free ports) and the dummy client in login mode
     against them (login server, hand-off, game login, echo, random re-logins),
     with the live dashboard, then the summary. Exit status 0 when no side
     counted an error."""
     app = state(ctx)
-    options = build(
-        ctx, DemoOptions, quiet=ctx.params["quiet"], log_level=logs.level_number(app.log_level)
-    )
-    if not options.standalone:
-        checked_db_url(options.db)
+    level = logs.level_number(app.log_level)
+    demo = build(ctx, DemoOptions, standalone=standalone, quiet=quiet, log_level=level)
+    if not standalone:
+        options.checked_db_url(demo.db)
     try:
-        return run_demo(options, app.console)
+        return run_demo(demo, app.console)
     except DemoError as exc:
         raise OneLineError(str(exc)) from None

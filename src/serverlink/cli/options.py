@@ -1,121 +1,47 @@
-"""The options of the commands, declared once, and the one place a default comes
-from: the field of the config dataclass the option sets.
+"""The options of the commands, declared once, by the config dataclass they set.
 
-::
-
-    @setting(LoginConfig, "--handoff-timeout", type=click.FloatRange(min=0.05), help="...")
-
-is ``--handoff-timeout`` with the default of ``LoginConfig.handoff_timeout``
-(shown in ``--help`` and ``serverlink config example``), and
-``build(ctx, LoginConfig, ...)`` makes the command's LoginConfig from the values
-of its settings of that class, which click has taken from the flag, the
-environment, the config file or that default. A command's own options
-(``--standalone``, ``--quiet``) are plain click options.
+Each group is the options of one config class (``ServerLimits``, ``NetCodec``,
+``StoreConfig``, ``LinkConfig``, ``LoginConfig``, ...) or of one part of the
+command line (the console's); a command is the groups it takes, and ``build``
+(``cli.defaults``) turns their values into its config, with the dataclasses'
+own defaults. An option that two commands share (``--quiet``, ``--db``,
+``--clients``, ``--code``) is declared here once. The dummy's own options are
+beside it, in ``cli.dummy``.
 """
 
 from __future__ import annotations
 
-import dataclasses
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
 from serverlink import logs
+from serverlink.cli.defaults import (
+    Seconds,
+    apply,
+    build,
+    opt,
+    options_of,
+    setting,
+)
 from serverlink.cli.errors import ConfigError
 from serverlink.net.server import ServerLimits
 from serverlink.net.tls import TlsConfig, TlsConfigError
 from serverlink.protocol.codec import NetCodec
 from serverlink.runner import RunOptions
+from serverlink.servers.game import GameConfig
+from serverlink.servers.link import LinkConfig
+from serverlink.servers.login import LoginConfig
 from serverlink.store import parse_db_url
 from serverlink.store.config import StoreConfig
 
-T = TypeVar("T")
 F = TypeVar("F", bound=Callable[..., Any])
 
 if TYPE_CHECKING:
     _HostPortBase = click.ParamType[tuple[str, int]]
 else:  # click < 8.2 has no generic ParamType at run time
     _HostPortBase = click.ParamType
-
-
-# --- defaults from the config dataclasses ------------------------------------------------------
-
-
-def default_of(config: type[Any], name: str) -> Any:
-    """The default of the field ``name`` of the dataclass ``config`` (its
-    ``default_factory`` called). Read from the dataclass's fields: the class
-    attribute of a slotted dataclass is a slot, not the default."""
-    for found in dataclasses.fields(config):
-        if found.name != name:
-            continue
-        if found.default is not dataclasses.MISSING:
-            return found.default
-        if callable(found.default_factory):
-            return found.default_factory()
-        raise TypeError(f"{config.__name__}.{name} has no default")
-    raise AttributeError(f"{config.__name__} has no field {name!r}")
-
-
-def _param_name(decls: Sequence[str]) -> str:
-    """The parameter name click gives an option declared with ``decls``."""
-    for decl in decls:
-        if decl.isidentifier():
-            return decl
-    longest = max(decls, key=lambda d: (d.startswith("--"), len(d)))
-    return longest.lstrip("-").replace("-", "_")
-
-
-class Setting(click.Option):
-    """An option that sets the field ``field`` (by default the option's name) of
-    the dataclass ``config``; without a ``default=`` its default is the field's."""
-
-    def __init__(
-        self,
-        param_decls: Sequence[str],
-        *,
-        config: type[Any],
-        field: str | None = None,
-        **attrs: Any,
-    ) -> None:
-        self.config = config
-        self.field = field or _param_name(param_decls)
-        if "default" not in attrs:
-            attrs["default"] = default_of(config, self.field)
-            attrs.setdefault("show_default", True)
-        super().__init__(param_decls, **attrs)
-
-
-def setting(config: type[Any], *decls: str, **attrs: Any) -> Callable[[F], F]:
-    """``click.option(*decls, **attrs)`` as a Setting of ``config``."""
-    return click.option(*decls, cls=Setting, config=config, **attrs)
-
-
-def build(ctx: click.Context, config: type[T], **given: Any) -> T:
-    """``config`` from the values of the command's settings of that class, and
-    the fields in ``given`` (parts the command makes itself)."""
-    values = {
-        p.field: ctx.params[p.name]
-        for p in ctx.command.params
-        if isinstance(p, Setting) and p.config is config and p.name in ctx.params
-    }
-    return config(**{**values, **given})
-
-
-def host_port_default(config: type[Any], host: str, port: str) -> str:
-    """``HOST:PORT`` from two fields' defaults, as a --help and a config file show it."""
-    return f"{default_of(config, host)}:{default_of(config, port)}"
-
-
-def apply(options: Sequence[Callable[[F], F]]) -> Callable[[F], F]:
-    """The decorators ``options`` as one, in the order written."""
-
-    def decorate(f: F) -> F:
-        for option in reversed(options):
-            f = option(f)
-        return f
-
-    return decorate
 
 
 # --- value types -------------------------------------------------------------------------------
@@ -153,124 +79,127 @@ class HostPort(_HostPortBase):
         return host, port
 
 
-# --- option groups -----------------------------------------------------------------------------
+ADDRESS = HostPort()
+
+
+# --- every server ------------------------------------------------------------------------------
 
 
 def listen_options(config: type[Any]) -> Callable[[F], F]:
-    """--host and --port (the defaults of ``config``'s ``host`` and ``port``),
-    --workers, and the ServerLimits of the listener."""
+    """--host and --port (the defaults of ``config``), --workers, and the
+    listener's limits."""
     return apply(
         [
-            setting(config, "--host", help="Address to listen on (0.0.0.0: every IPv4 interface)."),
-            setting(
+            options_of(
                 config,
-                "--port",
-                type=PORT,
-                help="TCP port to listen on (0: a free port, shown in the log).",
+                opt("--host", None, "Address to listen on (0.0.0.0: every IPv4 interface)."),
+                opt("--port", PORT, "TCP port to listen on (0: a free port, shown in the log)."),
             ),
-            setting(
+            options_of(
                 RunOptions,
-                "--workers",
-                type=click.IntRange(1, 256),
-                help="Worker processes sharing the port (SO_REUSEPORT), one event loop each.",
+                opt(
+                    "--workers",
+                    click.IntRange(1, 256),
+                    "Worker processes sharing the port (SO_REUSEPORT), one event loop each.",
+                ),
             ),
-            setting(
-                ServerLimits,
-                "--max-sessions",
-                type=click.IntRange(min=1),
-                help="Concurrent sessions per worker; a connection over the cap is closed "
-                "at once and counted.",
+            limits_options,
+        ]
+    )
+
+
+limits_options = options_of(
+    ServerLimits,
+    opt(
+        "--max-sessions",
+        click.IntRange(min=1),
+        "Concurrent sessions per worker; a connection over the cap is closed at once and counted.",
+    ),
+    opt(
+        "--idle-timeout",
+        click.FloatRange(min=0),
+        "Seconds without a packet before a session is dropped (0: never).",
+    ),
+    opt(
+        "--send-buffer-limit",
+        click.IntRange(min=1024),
+        "Bytes queued for a peer that does not read before it is dropped.",
+        metavar="BYTES",
+    ),
+    opt(
+        "--login-deadline",
+        Seconds(min=0),
+        "A connection not logged in within this time is closed and counted (0: no limit).",
+    ),
+    opt(
+        "--max-sessions-per-ip",
+        click.IntRange(min=0),
+        "Concurrent sessions from one client address (0: no limit).",
+    ),
+    opt("--backlog", click.IntRange(min=1), "Connections the kernel queues before accepting."),
+)
+
+codec_options = options_of(
+    NetCodec,
+    opt("--code", BYTE, "Net frame code byte (the original's PACKET_CODE)."),
+    opt("--key1", BYTE, "Net frame key 1 (PACKET_KEY1)."),
+    opt("--key2", BYTE, "Net frame key 2 (PACKET_KEY2)."),
+    opt(
+        "--max-payload",
+        click.IntRange(2, 65535),
+        "Largest payload accepted; a longer frame drops the connection.",
+        metavar="BYTES",
+    ),
+)
+
+
+def flag(name: str, help: str) -> Callable[[F], F]:
+    """An on/off option of a command, off by default (``--quiet``, ``--standalone``)."""
+    return click.option(name, is_flag=True, default=False, help=help)
+
+
+def log_options(root: bool) -> Callable[[F], F]:
+    """--log-level and --log-file of the root, or of a command (default: the root's)."""
+    return apply(
+        [
+            click.option(
+                "--log-level",
+                type=LOG_LEVEL,
+                default="info" if root else None,
+                show_default=root,
+                help="Lowest level of the log lines shown"
+                + ("." if root else " (default: the root --log-level)."),
             ),
-            setting(
-                ServerLimits,
-                "--idle-timeout",
-                type=click.FloatRange(min=0),
-                help="Seconds without a packet before a session is dropped (0: never).",
-            ),
-            setting(
-                ServerLimits,
-                "--send-buffer-limit",
-                type=click.IntRange(min=1024),
-                metavar="BYTES",
-                help="Bytes queued for a peer that does not read before it is dropped.",
-            ),
-            setting(
-                ServerLimits,
-                "--login-deadline",
-                type=click.FloatRange(min=0),
-                metavar="SECONDS",
-                help="A connection not logged in within this time is closed and counted "
-                "(0: no limit).",
-            ),
-            setting(
-                ServerLimits,
-                "--max-sessions-per-ip",
-                type=click.IntRange(min=0),
-                help="Concurrent sessions from one client address (0: no limit).",
-            ),
-            setting(
-                ServerLimits,
-                "--backlog",
-                type=click.IntRange(min=1),
-                help="Connections the kernel queues before they are accepted.",
+            click.option(
+                "--log-file",
+                metavar="PATH",
+                default=None,
+                help="Also append the log lines to this file"
+                + ("." if root else " (default: the root --log-file)."),
             ),
         ]
     )
 
 
-codec_options = apply(
-    [
-        setting(
-            NetCodec,
-            "--code",
-            type=BYTE,
-            help="Net frame code byte (the original's PACKET_CODE).",
-        ),
-        setting(NetCodec, "--key1", type=BYTE, help="Net frame key 1 (PACKET_KEY1)."),
-        setting(NetCodec, "--key2", type=BYTE, help="Net frame key 2 (PACKET_KEY2)."),
-        setting(
-            NetCodec,
-            "--max-payload",
-            type=click.IntRange(2, 65535),
-            metavar="BYTES",
-            help="Largest payload accepted; a longer frame drops the connection.",
-        ),
-    ]
-)
-
-
-def quiet_option(help: str) -> Callable[[F], F]:
-    """--quiet: plain lines instead of the live screen (what they are: ``help``)."""
-    return click.option("--quiet", is_flag=True, default=False, help=help)
-
-
 console_options = apply(
     [
-        quiet_option(
+        flag(
+            "--quiet",
             "No live screen: a summary log line every --stats-interval seconds "
-            "(for services and CI; also when stderr is not a terminal)."
+            "(for services and CI; also when stderr is not a terminal).",
         ),
-        setting(
+        options_of(
             RunOptions,
-            "--stats-interval",
-            type=click.FloatRange(min=0.5),
-            metavar="SECONDS",
-            help="Seconds between summary lines with --quiet.",
+            opt(
+                "--stats-interval", Seconds(min=0.5), "Seconds between summary lines with --quiet."
+            ),
         ),
-        click.option(
-            "--log-level",
-            type=LOG_LEVEL,
-            default=None,
-            help="Lowest level of the log lines shown (default: the root --log-level).",
-        ),
-        click.option(
-            "--log-file",
-            metavar="PATH",
-            default=None,
-            help="Also append the log lines to this file (default: the root --log-file).",
-        ),
+        log_options(root=False),
     ]
 )
+
+
+# --- the account database and the server-to-server link ----------------------------------------
 
 
 def db_option(
@@ -282,34 +211,34 @@ def db_option(
 
 
 def store_options(db_help: str) -> Callable[[F], F]:
-    """--db, --db-timeout, --db-pool-max: the StoreConfig of a server."""
+    """--db, --db-timeout, --db-pool-max: a server's StoreConfig."""
     return apply(
         [
             db_option(db_help),
-            setting(
+            options_of(
                 StoreConfig,
-                "--db-timeout",
-                field="timeout",
-                type=click.FloatRange(min=0.1),
-                metavar="SECONDS",
-                help="Longest wait for one account query (retry included).",
-            ),
-            setting(
-                StoreConfig,
-                "--db-pool-max",
-                field="pool_max",
-                type=click.IntRange(min=1),
-                help="Connections to a MySQL/MariaDB account database at most.",
+                opt(
+                    "--db-timeout",
+                    Seconds(min=0.1),
+                    "Longest wait for one account query (retry included).",
+                    field="timeout",
+                ),
+                opt(
+                    "--db-pool-max",
+                    click.IntRange(min=1),
+                    "Connections to a MySQL/MariaDB account database at most.",
+                    field="pool_max",
+                ),
             ),
         ]
     )
 
 
-def checked_db_url(url: str, option: str = "--db") -> str:
+def checked_db_url(url: str) -> str:
     try:
         parse_db_url(url)
     except ValueError as exc:
-        raise ConfigError(f"{option}: {exc}") from None
+        raise ConfigError(f"--db: {exc}") from None
     return url
 
 
@@ -320,46 +249,39 @@ def store_from(ctx: click.Context) -> StoreConfig:
 
 
 def login_timeout_option(config: type[Any], field: str) -> Callable[[F], F]:
-    """--login-timeout, on the login server and on the linked servers that hold
-    its handed-over keys (the two defaults are one constant)."""
-    return setting(
+    """--login-timeout of the login server and of the servers holding its
+    handed-over keys (both defaults are servers.link.LOGIN_TIMEOUT)."""
+    return options_of(
         config,
-        "--login-timeout",
-        field=field,
-        type=click.FloatRange(min=0.1),
-        metavar="SECONDS",
-        help="A login not completed within this time is dropped; handed-over keys expire after it.",
+        opt(
+            "--login-timeout",
+            Seconds(min=0.1),
+            "A login not completed within this time is dropped; handed-over keys expire after it.",
+            field=field,
+        ),
     )
 
 
-tls_options = apply(
-    [
-        setting(
-            TlsConfig,
-            "--lan-tls-cert",
-            field="cert",
-            metavar="PEM",
-            default=None,
-            help="Mutual TLS on the server-to-server link: this server's certificate "
-            "(with --lan-tls-key and --lan-tls-ca; serverlink servers only).",
-        ),
-        setting(
-            TlsConfig,
-            "--lan-tls-key",
-            field="key",
-            metavar="PEM",
-            default=None,
-            help="Its private key.",
-        ),
-        setting(
-            TlsConfig,
-            "--lan-tls-ca",
-            field="ca",
-            metavar="PEM",
-            default=None,
-            help="The CA that signed the other side's certificate.",
-        ),
-    ]
+tls_options = options_of(
+    TlsConfig,
+    opt(
+        "--lan-tls-cert",
+        None,
+        "Mutual TLS on the server-to-server link: this server's certificate "
+        "(with --lan-tls-key and --lan-tls-ca; serverlink servers only).",
+        field="cert",
+        metavar="PEM",
+        default=None,
+    ),
+    opt("--lan-tls-key", None, "Its private key.", field="key", metavar="PEM", default=None),
+    opt(
+        "--lan-tls-ca",
+        None,
+        "The CA that signed the other side's certificate.",
+        field="ca",
+        metavar="PEM",
+        default=None,
+    ),
 )
 
 
@@ -382,5 +304,126 @@ def tls_from(ctx: click.Context) -> TlsConfig | None:
 
 
 def server_parts(ctx: click.Context) -> Mapping[str, Any]:
-    """The codec and the limits of a server command (codec_options, listen_options)."""
+    """The codec and the limits of a server command."""
     return {"codec": build(ctx, NetCodec), "limits": build(ctx, ServerLimits)}
+
+
+# --- game and login ----------------------------------------------------------------------------
+
+game_options = options_of(
+    GameConfig,
+    opt(
+        "--server-id",
+        click.IntRange(1, 2**31 - 1024),
+        "Linked mode: the status value marking this server's accounts in game "
+        "(workers add their index); a restart clears the accounts holding it.",
+    ),
+    opt(
+        "--client-version",
+        click.IntRange(0, 2**31 - 1),
+        "CS_GAME_REQ_LOGIN Version a client must send (Status 3 otherwise).",
+    ),
+)
+
+link_options = options_of(
+    LinkConfig,
+    opt(
+        "--login-server",
+        ADDRESS,
+        "Linked mode: the login server's LAN address to register with.",
+        default=None,
+    ),
+    opt("--server-name", None, "Linked mode: name registered with the login server."),
+    opt(
+        "--public-addr",
+        ADDRESS,
+        "Linked mode: address the login server gives clients (default: --host:--port).",
+    ),
+    opt(
+        "--link-heartbeat",
+        Seconds(min=0),
+        "Linked mode: seconds between status reports to the login server; the link is "
+        "re-established after three without an answer (0: none, for an original login server).",
+        field="heartbeat",
+    ),
+)
+
+login_options = options_of(
+    LoginConfig,
+    opt("--lan-host", None, "Address of the server-to-server (LAN) port (default: --host)."),
+    opt("--lan-port", PORT, "Server-to-server port where game/chat servers register."),
+    opt(
+        "--game-addr",
+        ADDRESS,
+        "Game server address given to clients (default: the one each game server announces).",
+    ),
+    opt(
+        "--chat-addr",
+        ADDRESS,
+        "Chat server address given to clients (default: the one a chat server announces).",
+    ),
+    opt(
+        "--lan-allow-any",
+        None,
+        "Let servers link from any address while the whiteip table is empty "
+        "(else loopback only). A linked server receives every login's session key.",
+        is_flag=True,
+    ),
+    opt(
+        "--lan-register-deadline",
+        Seconds(min=0.1),
+        "A server-to-server connection that has not registered in this time is closed.",
+    ),
+    opt(
+        "--handoff-timeout",
+        Seconds(min=0.05),
+        "A linked server that does not answer a hand-off in time is skipped for that login.",
+    ),
+    opt(
+        "--release-after",
+        Seconds(min=0),
+        "Accounts claimed by a server whose link is gone this long are released.",
+    ),
+    opt(
+        "--login-fail-limit",
+        click.IntRange(min=0),
+        "Failed logins from one address within --login-fail-window before it cools off "
+        "(0: no limit).",
+    ),
+    opt("--login-fail-window", Seconds(min=0.1), "Window of --login-fail-limit."),
+    opt(
+        "--login-cooldown",
+        Seconds(min=0),
+        "How long a cooling address is answered Status 0 without a database read.",
+    ),
+)
+
+
+# --- the dummy and the demo --------------------------------------------------------------------
+
+
+def load_options(config: type[Any]) -> Callable[[F], F]:
+    """The load the dummy puts on the servers (its own, and in the demo)."""
+    return options_of(
+        config,
+        opt(
+            "--clients",
+            click.IntRange(min=1),
+            "Virtual clients (echo mode: AccountNo 1..N; login mode: one account each from "
+            "the key file).",
+        ),
+        opt(
+            "--echo-depth",
+            click.IntRange(0, 4096),
+            "Echo requests kept in flight per client (the original's ECHO_OVERLAP); "
+            "0 = log in and send only heartbeats.",
+        ),
+        opt("--seconds", click.FloatRange(min=0), "Run length; 0 = until Ctrl-C."),
+        opt(
+            "--disconnect-rate",
+            click.FloatRange(0.0, 1.0),
+            "Each second, each logged-in client leaves with probability P, "
+            "then reconnects and logs in again.",
+            metavar="P",
+        ),
+    )

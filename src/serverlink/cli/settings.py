@@ -1,7 +1,8 @@
 """Settings: defaults < config file < environment < flags.
 
 Every option of every command is a setting. Its default is the click option's
-default; a TOML file given with ``serverlink --config FILE`` (or
+default (for a setting of a config dataclass, that field's default: see
+``cli.defaults``); a TOML file given with ``serverlink --config FILE`` (or
 ``SERVERLINK_CONFIG``) overrides it, one table per command::
 
     log_level = "info"          # options of the root command: top level
@@ -11,7 +12,7 @@ default; a TOML file given with ``serverlink --config FILE`` (or
     max_sessions = 20000
 
     [db]                        # serverlink db ...: applies to every db subcommand
-    url = "sqlite:///accounts.db"
+    db = "sqlite:///accounts.db"
 
     [db.seed]                   # serverlink db seed ...: only there
     accounts = 4000
@@ -24,9 +25,9 @@ The mechanism is click's own: the file becomes the context's ``default_map``,
 the environment is click's ``auto_envvar_prefix``, and click resolves each
 option as command line > environment > default_map > default. What this module
 adds is checking the file against the commands *before* click sees it, so that a
-bad file stops the program with one line naming the setting and the problem,
-and the generated example (``serverlink config example``), which is built from
-the commands themselves and so never goes stale.
+bad file stops the program with one line naming the setting and the problem, and
+the environment variable of each setting; ``cli.example`` writes the example
+file (``serverlink config example``) from the commands themselves.
 """
 
 from __future__ import annotations

@@ -86,11 +86,6 @@ class LoginConfig:
     reuse_port: bool = False
     worker_index: int = 0
 
-    @property
-    def lan_bind_host(self) -> str:
-        """The address the server-to-server port listens on."""
-        return self.lan_host or self.host
-
 
 #: Statuses that count as a failed login attempt for the per-address limit.
 FAILED_LOGIN = frozenset(
@@ -228,7 +223,7 @@ class LoginServer:
         )
         self.lan = LanSide(
             self.store,
-            config.lan_bind_host,
+            config.lan_host or config.host,
             config.lan_port,
             allow_any=config.lan_allow_any,
             handoff_timeout=config.handoff_timeout,
@@ -286,7 +281,7 @@ class LoginServer:
             "login server: clients on %s:%d, servers on %s:%d%s, accounts in %s",
             self.config.host,
             self.clients.port,
-            self.config.lan_bind_host,
+            self.config.lan_host or self.config.host,
             self.lan.port,
             " (TLS)" if self.config.lan_tls else "",
             self.store.display_url,
