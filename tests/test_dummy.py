@@ -16,8 +16,8 @@ import psutil
 import pytest
 from click.testing import CliRunner
 
+from serverlink.cli.dummy import dummy_command
 from serverlink.dummy import DummyResult, run_dummy_async
-from serverlink.dummy.cli import dummy_command
 from serverlink.dummy.config import DummyConfig, resolve_processes
 from serverlink.dummy.metrics import Aggregate, Meter, SnapshotMaker, percentiles
 from serverlink.dummy.scenario_echo import ECHO_SIZE, encode_fixed, frame_headers

@@ -17,8 +17,8 @@ from click.testing import CliRunner
 
 from conftest import RawSql, until
 from linked_system import System, start_system
+from serverlink.cli.dummy import dummy_command
 from serverlink.dummy import DummyResult, run_dummy_async
-from serverlink.dummy.cli import dummy_command
 from serverlink.dummy.config import DummyConfig
 from serverlink.dummy.keys import (
     Account,

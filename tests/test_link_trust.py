@@ -110,7 +110,7 @@ def test_the_lan_port_binds_loopback_by_default_in_config_and_cli() -> None:
 
     from serverlink.cli import main_group
 
-    assert LoginConfig().lan_host == "127.0.0.1" and LoginConfig().host == "127.0.0.1"
+    assert LoginConfig().lan_host is None and LoginConfig().host == "127.0.0.1"  # LAN: host
     shown = CliRunner().invoke(main_group, ["config", "show", "login"]).output
     assert 'host = "127.0.0.1"' in shown
     assert "lan_host is not set" in shown  # then it is --host: 127.0.0.1

@@ -13,6 +13,7 @@ from click.testing import CliRunner
 
 from conftest import RawSql, RunSync, ServerQuery
 from private_mariadb import free_port
+from serverlink.cli.db import db_group
 from serverlink.retry import STORE_RETRY, ExponentialBackoff, Retry
 from serverlink.store import (
     DEFAULT_DB_URL,
@@ -24,7 +25,6 @@ from serverlink.store import (
     verify_password,
 )
 from serverlink.store.admin import init_db, new_session_key, seed_db
-from serverlink.store.cli import db_group
 from serverlink.store.url import MysqlTarget, SqliteTarget
 
 KEY_RE = re.compile(r"^[A-Za-z0-9_-]{64}$")

@@ -4,7 +4,7 @@
     await run_dummy_async(config, on_tick=None, stop=None)   # in the running loop
 
 ``serverlink.dummy.dashboard.run_with_display`` adds the live dashboard and the
-summary table; ``serverlink.dummy.cli:dummy_command`` is the click command.
+summary table; ``serverlink.cli.dummy:dummy_command`` is the click command.
 """
 
 from serverlink.dummy.config import DummyConfig

@@ -1,6 +1,6 @@
 """``python -m serverlink.dummy``: the dummy command alone."""
 
-from serverlink.dummy.cli import dummy_command
+from serverlink.cli.dummy import dummy_command
 
 if __name__ == "__main__":
     dummy_command()

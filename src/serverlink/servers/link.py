@@ -53,6 +53,11 @@ SILENT_HEARTBEATS = 3
 LEAVING = 2
 
 
+#: Seconds a login may take: the login server drops a login not completed
+#: within it, and a linked server's handed-over key expires after it.
+LOGIN_TIMEOUT = 60.0
+
+
 @dataclass(frozen=True, slots=True)
 class LinkConfig:
     """Where a linked server registers, and as what."""
@@ -64,7 +69,7 @@ class LinkConfig:
     #: Address announced to the login server for clients; None: the listener's.
     public_addr: tuple[str, int] | None = None
     #: Seconds a handed-over key waits for its client (the login timeout).
-    key_ttl: float = 60.0
+    key_ttl: float = LOGIN_TIMEOUT
     #: Seconds between status reports (heartbeats); 0: none (an original login server).
     heartbeat: float = 5.0
     #: Mutual TLS to the login server (a serverlink login server with --lan-tls-*).

@@ -21,7 +21,7 @@ import logging
 import time
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, ClassVar
 
 from serverlink.batch import TurnBatcher
@@ -36,6 +36,7 @@ from serverlink.protocol.packets import CS_LOGIN_REQ_LOGIN, CS_LOGIN_RES_LOGIN, 
 from serverlink.protocol.status import LoginStatus, ServerType
 from serverlink.servers.failed_logins import FAILED_LOGIN, FailedLogins
 from serverlink.servers.lan import LanSide, LinkedServer
+from serverlink.servers.link import LOGIN_TIMEOUT
 from serverlink.servers.placement import Placement
 from serverlink.servers.releases import Releases
 from serverlink.store import AccountRecord, AccountStore, StoreError
@@ -50,14 +51,15 @@ NO_ADDRESS = ("", 0)
 class LoginConfig:
     host: str = "127.0.0.1"
     port: int = 8091  # client side
-    lan_host: str = "127.0.0.1"
+    #: Address of the server-to-server side; None: ``host``.
+    lan_host: str | None = None
     lan_port: int = 8090  # server-to-server side
     store: StoreConfig = field(default_factory=StoreConfig)
     codec: NetCodec = field(default_factory=NetCodec)
     limits: ServerLimits = field(default_factory=ServerLimits)
     #: A login not completed within this time is dropped; handed-over keys
     #: expire after it on the linked servers.
-    login_timeout: float = 60.0
+    login_timeout: float = LOGIN_TIMEOUT
     #: Addresses given to clients; when None, the address a linked server
     #: announced in its ServerName ("name@ip:port"), else its peer IP.
     game_addr: tuple[str, int] | None = None
@@ -160,10 +162,8 @@ class LoginServer:
         )
         # Clients that have not completed within the login timeout are dropped
         # by the idle sweeper too (they send nothing after their request).
-        client_limits = ServerLimits(
-            max_sessions=config.limits.max_sessions,
-            idle_timeout=min(config.limits.idle_timeout, config.login_timeout),
-            send_buffer_limit=config.limits.send_buffer_limit,
+        client_limits = replace(
+            config.limits, idle_timeout=min(config.limits.idle_timeout, config.login_timeout)
         )
         self.clients = SessionServer(
             "login",
@@ -176,7 +176,7 @@ class LoginServer:
         )
         self.lan = LanSide(
             self.store,
-            config.lan_host,
+            config.lan_host or config.host,
             config.lan_port,
             allow_any=config.lan_allow_any,
             handoff_timeout=config.handoff_timeout,
@@ -234,7 +234,7 @@ class LoginServer:
     def describe(self) -> str:
         """The start line's words: what this server is and what it uses."""
         return (
-            f"login server; servers link on {self.config.lan_host}:{self.lan.port}"
+            f"login server; servers link on {self.lan.listener.host}:{self.lan.port}"
             f"{' (TLS)' if self.config.lan_tls else ''}; accounts in {self.store.display_url}"
         )
 

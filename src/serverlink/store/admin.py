@@ -1,4 +1,4 @@
-"""What ``serverlink db`` does, as plain coroutines (the CLI is in ``store.cli``).
+"""What ``serverlink db`` does, as plain coroutines (the CLI is in ``serverlink.cli.db``).
 
 Each function opens its own store for ``url``, does its work and closes it. Errors
 are ``DatabaseUrlError`` (bad URL), ``StoreUnavailable`` / ``StoreError`` (database)

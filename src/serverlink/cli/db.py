@@ -1,25 +1,26 @@
 """``serverlink db ...``: create, seed and reset the account database.
 
-``db_group`` is a click group; the root ``serverlink`` command registers it. Every
-failure (bad URL, database unreachable, unwritable keys file) is one line on stderr
-and exit status 2, never a traceback.
+``db_group`` is a click group; the root ``serverlink`` command registers it, and
+``serverlink.store.admin`` does the work. Every failure (bad URL, database
+unreachable, unwritable keys file) is one line on stderr and exit status 2, never a
+traceback.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Coroutine
+from collections.abc import Coroutine
 from pathlib import Path
 from typing import Any, TypeVar
 
 import click
 
+from serverlink.cli import options
 from serverlink.store import admin
 from serverlink.store.base import StoreError
-from serverlink.store.url import DEFAULT_DB_URL, DatabaseUrlError, mask_url
+from serverlink.store.url import DatabaseUrlError, mask_url
 
 T = TypeVar("T")
-F = TypeVar("F", bound=Callable[..., Any])
 
 
 class DbCommandError(click.ClickException):
@@ -28,18 +29,13 @@ class DbCommandError(click.ClickException):
     exit_code = 2
 
 
-def db_option(f: F) -> F:
-    """The ``--db URL`` option shared by every ``db`` subcommand (env SERVERLINK_DB)."""
-    return click.option(
-        "--db",
-        "db_url",
-        envvar="SERVERLINK_DB",
-        default=DEFAULT_DB_URL,
-        show_default=True,
-        show_envvar=True,
-        metavar="URL",
-        help="Account database: sqlite:///path.db or mysql://user[:pass]@host[:port]/dbname.",
-    )(f)
+db_option = options.db_option(
+    "Account database: sqlite:///path.db or mysql://user[:pass]@host[:port]/dbname.",
+    "db_url",
+    envvar="SERVERLINK_DB",
+    show_envvar=True,
+)
+"""The ``--db URL`` option of every ``db`` subcommand (env SERVERLINK_DB)."""
 
 
 def _run(coro: Coroutine[Any, Any, T]) -> T:

@@ -1,7 +1,8 @@
 """Settings: defaults < config file < environment < flags.
 
 Every option of every command is a setting. Its default is the click option's
-default; a TOML file given with ``serverlink --config FILE`` (or
+default (for a setting of a config dataclass, that field's default: see
+``cli.defaults``); a TOML file given with ``serverlink --config FILE`` (or
 ``SERVERLINK_CONFIG``) overrides it, one table per command::
 
     log_level = "info"          # options of the root command: top level
@@ -11,7 +12,7 @@ default; a TOML file given with ``serverlink --config FILE`` (or
     max_sessions = 20000
 
     [db]                        # serverlink db ...: applies to every db subcommand
-    url = "sqlite:///accounts.db"
+    db = "sqlite:///accounts.db"
 
     [db.seed]                   # serverlink db seed ...: only there
     accounts = 4000
@@ -24,29 +25,26 @@ The mechanism is click's own: the file becomes the context's ``default_map``,
 the environment is click's ``auto_envvar_prefix``, and click resolves each
 option as command line > environment > default_map > default. What this module
 adds is checking the file against the commands *before* click sees it, so that a
-bad file stops the program with one line naming the setting and the problem,
-and the generated example (``serverlink config example``), which is built from
-the commands themselves and so never goes stale.
+bad file stops the program with one line naming the setting and the problem, and
+the environment variable of each setting; ``cli.example`` writes the example
+file (``serverlink config example``) from the commands themselves.
 """
 
 from __future__ import annotations
 
 import difflib
-import json
-import math
 import os
 import re
-import textwrap
 import tomllib
 from collections.abc import Iterator, Mapping
-from pathlib import PurePath
-from typing import IO, Any
+from typing import Any
 
 import click
 from click.core import ParameterSource
 
+from serverlink.cli.errors import PROG, ConfigError
+
 ENV_PREFIX = "SERVERLINK"
-PROG = "serverlink"
 
 #: The option whose value is the config file itself (not a setting of the file).
 CONFIG_OPTION = "config"
@@ -54,33 +52,18 @@ CONFIG_OPTION = "config"
 CONFIG_PATH_KEY = "serverlink.config_path"
 
 
-class OneLineError(click.ClickException):
-    """An error shown as ``serverlink: <message>``, one line, no usage text."""
-
-    exit_code = 1
-
-    def show(self, file: IO[Any] | None = None) -> None:
-        click.echo(f"{PROG}: {self.format_message()}", file=file, err=file is None)
-
-
-class ConfigError(OneLineError):
-    """A bad setting (file, environment, flag): exit status 2."""
-
-    exit_code = 2
-
-
 # --- walking the command tree ------------------------------------------------------------
 
 
-def _context(cmd: click.Command, path: tuple[str, ...], **extra: Any) -> click.Context:
+def make_context(cmd: click.Command, path: tuple[str, ...], **extra: Any) -> click.Context:
     return click.Context(cmd, info_name=path[-1] if path else PROG, **extra)
 
 
 def subcommands(cmd: click.Command, path: tuple[str, ...] = ()) -> dict[str, click.Command]:
-    """Subcommands of a group by name (lazy ones are imported); {} for a command."""
+    """Subcommands of a group by name; {} for a command."""
     if not isinstance(cmd, click.Group):
         return {}
-    ctx = _context(cmd, path)
+    ctx = make_context(cmd, path)
     found: dict[str, click.Command] = {}
     for name in cmd.list_commands(ctx):
         sub = cmd.get_command(ctx, name)
@@ -293,7 +276,7 @@ def _check_value(
         items = [value]
     is_bool = isinstance(option.type, click.types.BoolParamType)
     is_int = isinstance(option.type, click.types.IntParamType)
-    ctx = _context(cmd, cmd_path if cmd_path is not None else path)
+    ctx = make_context(cmd, cmd_path if cmd_path is not None else path)
     for item in items:
         if isinstance(item, dict | list):
             _fail(source, path, name, f"expected a single value, got {type(item).__name__}")
@@ -354,121 +337,3 @@ def command_path(ctx: click.Context) -> tuple[str, ...]:
         names.append(ctx.info_name or "")
         ctx = ctx.parent
     return tuple(reversed(names))
-
-
-# --- the example file --------------------------------------------------------------------
-
-
-def toml_value(value: Any) -> str:
-    """A Python value as a TOML literal."""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int):
-        return str(value)
-    if isinstance(value, float):
-        if math.isnan(value):
-            return "nan"
-        if math.isinf(value):
-            return "inf" if value > 0 else "-inf"
-        return repr(value)
-    if isinstance(value, list | tuple):
-        return "[" + ", ".join(toml_value(v) for v in value) + "]"
-    if isinstance(value, str | PurePath):
-        return json.dumps(str(value), ensure_ascii=False)
-    return json.dumps(str(value), ensure_ascii=False)
-
-
-def has_value(value: Any) -> bool:
-    """False for "no default" (None, click's UNSET sentinel, a callable)."""
-    return isinstance(value, bool | int | float | str | list | tuple | PurePath)
-
-
-def _comment(text: str, width: int = 96) -> list[str]:
-    lines: list[str] = []
-    for paragraph in text.splitlines() or [""]:
-        wrapped = textwrap.wrap(paragraph, width - 2) or [""]
-        lines.extend(f"# {w}".rstrip() for w in wrapped)
-    return lines
-
-
-def _first_paragraph(cmd: click.Command) -> str:
-    text = cmd.short_help or (cmd.help or "").split("\n\n", 1)[0]
-    return " ".join(text.split())
-
-
-def _shared_settings(
-    group: click.Command, path: tuple[str, ...]
-) -> dict[str, tuple[click.Option, click.Command, tuple[str, ...]]]:
-    """Settings that two or more subcommands of ``group`` have with the same
-    default: the example writes them once, in the group's table."""
-    seen: dict[str, list[tuple[click.Option, click.Command, tuple[str, ...], Any]]] = {}
-    for sub_path, sub in iter_commands(group, path):
-        if sub is group:
-            continue
-        ctx = _context(sub, sub_path)
-        for name, option in settings_of(sub).items():
-            seen.setdefault(name, []).append((option, sub, sub_path, option.get_default(ctx)))
-    shared = {}
-    for name, found in seen.items():
-        defaults = [d for *_, d in found]
-        if len(found) >= 2 and all(d == defaults[0] for d in defaults):
-            option, sub, sub_path, _ = found[0]
-            shared[name] = (option, sub, sub_path)
-    return shared
-
-
-def _example_setting(
-    out: list[str], name: str, option: click.Option, cmd: click.Command, path: tuple[str, ...]
-) -> None:
-    ctx = _context(cmd, path, show_default=True)
-    record = option.get_help_record(ctx)
-    if record is not None:
-        flags, help_text = record
-        out.extend(_comment(f"{flags}: {help_text}" if help_text else flags))
-    out.extend(_comment(f"env: {env_var(path, option)}"))
-    default = option.get_default(ctx, call=True)
-    if has_value(default):
-        out.append(f"{name} = {toml_value(default)}")
-    else:
-        out.append(f"# {name} = ...  (no default)")
-
-
-def example_toml(root: click.Command) -> str:
-    """A commented TOML file with every setting of every command, its default,
-    help text and environment variable, generated from the commands."""
-    out: list[str] = [
-        "# serverlink configuration file: serverlink --config FILE <command> ...",
-        "# (or SERVERLINK_CONFIG=FILE). One table per command; keys are the long",
-        "# option names with '_' (or '-'). Precedence: defaults < this file <",
-        "# environment (SERVERLINK_<COMMAND>_<OPTION>) < command-line flags.",
-        "# Settings without a default are commented out.",
-    ]
-    hoisted: dict[tuple[str, ...], set[str]] = {}
-    for path, cmd in iter_commands(root):
-        shared = _shared_settings(cmd, path) if path and isinstance(cmd, click.Group) else {}
-        hoisted[path] = set(shared)
-        above: set[str] = set()
-        for n in range(len(path)):
-            above |= hoisted.get(path[:n], set())
-        options = {k: v for k, v in settings_of(cmd).items() if k not in above}
-        if not options and not shared:
-            continue
-        out.append("")
-        if path:
-            out.append(f"[{'.'.join(path)}]")
-            summary = _first_paragraph(cmd)
-            if summary:
-                out.extend(_comment(f"serverlink {' '.join(path)}: {summary}"))
-        if shared:
-            out.extend(
-                _comment(
-                    f"Settings of the {' '.join(path)} subcommands: a value here applies to "
-                    f"every subcommand that has the setting; [{'.'.join(path)}.<subcommand>] "
-                    "wins over it."
-                )
-            )
-            for name, (option, sub, sub_path) in shared.items():
-                _example_setting(out, name, option, sub, sub_path)
-        for name, option in options.items():
-            _example_setting(out, name, option, cmd, path)
-    return "\n".join(out) + "\n"

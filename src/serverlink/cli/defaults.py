@@ -1,0 +1,132 @@
+"""Options that set a field of a config dataclass, with that field's default.
+
+The defaults of the servers, the store, the dummy and the demo live in their
+config dataclasses (``LoginConfig``, ``StoreConfig``, ``DummyConfig``, ...);
+the CLI reads them from there and writes none of its own::
+
+    @setting(LoginConfig, "--handoff-timeout", type=Seconds(min=0.05), help="...")
+
+is ``--handoff-timeout`` with the default of ``LoginConfig.handoff_timeout``
+(shown in ``--help`` and ``serverlink config example``), and
+``build(ctx, LoginConfig, ...)`` makes the command's LoginConfig from the values
+of its settings of that class, which click has taken from the flag, the
+environment, the config file or that default.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, NamedTuple, TypeVar
+
+import click
+
+T = TypeVar("T")
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def default_of(config: type[Any], name: str) -> Any:
+    """The default of the field ``name`` of the dataclass ``config`` (its
+    ``default_factory`` called). Read from the dataclass's fields: the class
+    attribute of a slotted dataclass is a slot, not the default."""
+    for found in dataclasses.fields(config):
+        if found.name != name:
+            continue
+        if found.default is not dataclasses.MISSING:
+            return found.default
+        if callable(found.default_factory):
+            return found.default_factory()
+        raise TypeError(f"{config.__name__}.{name} has no default")
+    raise AttributeError(f"{config.__name__} has no field {name!r}")
+
+
+def _param_name(decls: Sequence[str]) -> str:
+    """The parameter name click gives an option declared with ``decls``."""
+    for decl in decls:
+        if decl.isidentifier():
+            return decl
+    longest = max(decls, key=lambda d: (d.startswith("--"), len(d)))
+    return longest.lstrip("-").replace("-", "_")
+
+
+class Setting(click.Option):
+    """An option that sets the field ``field`` (by default the option's name) of
+    the dataclass ``config``; without a ``default=`` its default is the field's.
+    A pair of fields (host, port) is one ``HOST:PORT`` option."""
+
+    def __init__(
+        self,
+        param_decls: Sequence[str],
+        *,
+        config: type[Any],
+        field: str | tuple[str, str] | None = None,
+        **attrs: Any,
+    ) -> None:
+        self.config = config
+        self.field = field or _param_name(param_decls)
+        if "default" not in attrs:
+            if isinstance(self.field, tuple):
+                host, port = (default_of(config, name) for name in self.field)
+                attrs["default"] = f"{host}:{port}"
+            else:
+                attrs["default"] = default_of(config, self.field)
+            attrs.setdefault("show_default", True)
+        super().__init__(param_decls, **attrs)
+
+    def values(self, value: Any) -> dict[str, Any]:
+        """The fields this option sets to ``value``."""
+        if isinstance(self.field, tuple):
+            return dict(zip(self.field, value, strict=True))
+        return {self.field: value}
+
+
+def setting(config: type[Any], *decls: str, **attrs: Any) -> Callable[[F], F]:
+    """``click.option(*decls, **attrs)`` as a Setting of ``config``."""
+    return click.option(*decls, cls=Setting, config=config, **attrs)
+
+
+def build(ctx: click.Context, config: type[T], **given: Any) -> T:
+    """``config`` from the values of the command's settings of that class, and
+    the fields in ``given`` (the parts the command makes itself)."""
+    values: dict[str, Any] = {}
+    for p in ctx.command.params:
+        if isinstance(p, Setting) and p.config is config and p.name in ctx.params:
+            values.update(p.values(ctx.params[p.name]))
+    return config(**{**values, **given})
+
+
+def apply(options: Sequence[Callable[[F], F]]) -> Callable[[F], F]:
+    """The decorators ``options`` as one, in the order written."""
+
+    def decorate(f: F) -> F:
+        for option in reversed(options):
+            f = option(f)
+        return f
+
+    return decorate
+
+
+class Opt(NamedTuple):
+    """One row of ``options_of``: the flag (and parameter name), the value type,
+    the help, and other ``click.option`` arguments."""
+
+    decls: tuple[str, ...]
+    type: Any
+    help: str
+    attrs: Mapping[str, Any]
+
+
+def opt(decls: str | tuple[str, ...], type: Any, help: str, **attrs: Any) -> Opt:
+    return Opt((decls,) if isinstance(decls, str) else decls, type, help, attrs)
+
+
+def options_of(config: type[Any], *rows: Opt) -> Callable[[F], F]:
+    """The settings ``rows`` of ``config``, as one decorator."""
+    return apply([setting(config, *r.decls, type=r.type, help=r.help, **r.attrs) for r in rows])
+
+
+class Seconds(click.FloatRange):
+    """A number of seconds (FloatRange, shown as SECONDS)."""
+
+    def get_metavar(self, param: click.Parameter, ctx: click.Context | None = None) -> str:
+        return "SECONDS"

@@ -1,0 +1,42 @@
+"""``serverlink demo``: the options of ``serverlink.demo``, which runs it."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import click
+
+from serverlink import logs
+from serverlink.cli import options
+from serverlink.cli.app import state
+from serverlink.cli.defaults import build
+from serverlink.cli.errors import OneLineError
+from serverlink.demo import DemoError, DemoOptions, run_demo
+
+
+@click.command("demo")
+@options.load_options(DemoOptions)
+@options.db_option(
+    "Account database of the demo (seeded on first run).", config=DemoOptions, field="db"
+)
+@options.flag(
+    "--standalone",
+    "Only a standalone game server and the dummy in echo mode (no login server).",
+)
+@options.flag("--quiet", "No live dashboard: one status line a second.")
+@click.pass_context
+def demo_command(ctx: click.Context, /, standalone: bool, quiet: bool, **_settings: Any) -> int:
+    """The linked system on the embedded database: a login server and a game
+    server (worker processes, free ports) and the dummy client in login mode
+    against them (login server, hand-off, game login, echo, random re-logins),
+    with the live dashboard, then the summary. Exit status 0 when no side
+    counted an error."""
+    app = state(ctx)
+    level = logs.level_number(app.log_level)
+    demo = build(ctx, DemoOptions, standalone=standalone, quiet=quiet, log_level=level)
+    if not standalone:
+        options.checked_db_url(demo.db)
+    try:
+        return run_demo(demo, app.console)
+    except DemoError as exc:
+        raise OneLineError(str(exc)) from None

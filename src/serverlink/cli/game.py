@@ -1,0 +1,45 @@
+"""``serverlink game``: the game (echo) server, standalone or linked to a login server."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import click
+
+from serverlink.cli import options
+from serverlink.cli.app import serve_command
+from serverlink.cli.defaults import build
+from serverlink.cli.errors import ConfigError
+from serverlink.runner import ServerSpec
+from serverlink.servers.game import GameConfig, build_game_server, game_screen
+from serverlink.servers.link import LinkConfig
+
+
+@click.command("game")
+@options.flag(
+    "--standalone", "Run without a login server: every login is accepted (virtual login)."
+)
+@options.link_options
+@options.store_options("Linked mode: account database (sqlite:///path.db or mysql://user@host/db).")
+@options.tls_options
+@options.login_timeout_option(LinkConfig, "key_ttl")
+@options.game_options
+@options.listen_options(GameConfig)
+@options.codec_options
+@options.console_options
+@click.pass_context
+def game_command(ctx: click.Context, /, standalone: bool, **_settings: Any) -> int:
+    """The game (echo) server: login, echo and heartbeat packets of the
+    original game dummy client, with a live console screen."""
+    config = build(ctx, GameConfig, **options.server_parts(ctx))
+    if standalone:
+        return serve_command(ctx, ServerSpec("game", build_game_server, config))
+    if ctx.params["login_server"] is None:
+        raise ConfigError(
+            "game: linked mode (the default) needs --login-server HOST:PORT; "
+            "use --standalone to run without a login server"
+        )
+    link = build(ctx, LinkConfig, tls=options.tls_from(ctx))
+    linked = dataclasses.replace(config, link=link, store=options.store_from(ctx))
+    return serve_command(ctx, ServerSpec("game", build_game_server, linked), game_screen(linked))
