@@ -3,12 +3,16 @@ settings a command would run with."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import click
 from click.core import ParameterSource
 
 from serverlink.cli.errors import PROG, ConfigError
 from serverlink.cli.example import example_toml, toml_value
+from serverlink.cli.options import HostPort
 from serverlink.cli.settings import CONFIG_PATH_KEY, command_path, envvar_in_use, settings_of
+from serverlink.store.url import mask_url
 
 
 @click.group("config")
@@ -54,6 +58,17 @@ def _resolve(root: click.Context, words: tuple[str, ...]) -> tuple[list[str], cl
     return names, parent
 
 
+def as_written(option: click.Option, value: Any) -> Any:
+    """A setting's value as a config file writes it (so the printed file loads
+    back): ``HOST:PORT`` for an address, a database URL with its password masked."""
+    if isinstance(option.type, HostPort) and isinstance(value, tuple):
+        host, port = value
+        return f"[{host}]:{port}" if ":" in str(host) else f"{host}:{port}"
+    if isinstance(value, str) and "://" in value:
+        return mask_url(value)
+    return value
+
+
 @config_group.command(
     "show",
     context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False},
@@ -84,5 +99,8 @@ def config_show(ctx: click.Context, words: tuple[str, ...]) -> None:
             if value is None:
                 lines.append(f"# {name} is not set  ({where})")
             else:
-                lines.append(f"{name} = {toml_value(value)}  # {where}")
+                shown = as_written(option, value)
+                if isinstance(shown, str) and shown != value and "***" in shown:
+                    where += ", password masked"
+                lines.append(f"{name} = {toml_value(shown)}  # {where}")
     click.echo("\n".join(lines))

@@ -65,6 +65,14 @@ dummy_options = apply(
                 metavar="S",
             ),
             opt(
+                "--release-wait",
+                click.FloatRange(min=0),
+                "Login mode: after a game server went away with an account in game, Status GAME "
+                "for that account is waited out this long (account_locked, not an error): the "
+                "login server releases it after its --release-after.",
+                metavar="S",
+            ),
+            opt(
                 "--processes",
                 click.IntRange(min=0),
                 "Worker processes the clients are split across; 0 = auto "
