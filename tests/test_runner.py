@@ -34,20 +34,14 @@ from serverlink.monitor.screen import (
 from serverlink.monitor.stats import Aggregator, RateTracker, merge_snapshots
 from serverlink.protocol.codec import NetCodec
 from serverlink.protocol.packets import CS_GAME_REQ_ECHO, CS_GAME_REQ_LOGIN, CS_GAME_RES_ECHO
-from serverlink.runner import (
-    RunOptions,
-    ServeError,
-    ServerSpec,
-    WorkerPool,
-    describe_listen_error,
-    serve,
-)
+from serverlink.runner import RunOptions, ServeError, ServerSpec, describe_listen_error, serve
 from serverlink.servers.game import GAME_SCREEN, GameConfig, build_game_server
 from serverlink.servers.link import LinkConfig
 from serverlink.servers.login import LoginConfig, LoginServer, build_login_server
 from serverlink.store.admin import init_db
 from serverlink.store.config import StoreConfig
 from serverlink.supervise import Event
+from serverlink.workers import WorkerPool
 
 CODEC = NetCodec()
 

@@ -33,7 +33,7 @@ from serverlink import logs
 from serverlink.aio import StopSignal, run_loop
 from serverlink.dummy import DummyConfig, DummyResult, run_dummy_async
 from serverlink.dummy.dashboard import LiveDashboard, QuietPrinter, summary_table
-from serverlink.runner import ServeError, ServerSpec, WorkerPool
+from serverlink.runner import ServeError, ServerSpec
 from serverlink.servers.game import GameConfig, build_game_server
 from serverlink.servers.link import LinkConfig
 from serverlink.servers.login import LoginConfig, build_login_server
@@ -41,6 +41,7 @@ from serverlink.store import parse_db_url
 from serverlink.store.admin import seed_db
 from serverlink.store.config import StoreConfig
 from serverlink.supervise import Event, SuperviseError
+from serverlink.workers import WorkerPool
 
 log = logging.getLogger("serverlink.demo")
 

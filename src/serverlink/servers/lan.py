@@ -9,16 +9,13 @@ SS_LINK_STATUS) must not be one a linked server holds. Anything else is
 refused with one log line.
 
 Who is linked: serverlink servers report (SS_LINK_STATUS: status id, load,
-heartbeat period) and are answered (SS_LINK_PING); one silent for three
-heartbeats is dropped. Original C++ servers report nothing and are kept while
-their TCP connection lives (keepalive probes find a dead path). When a server
-that claims accounts is gone, its claims are released after ``release_after``
-seconds unless it comes back (``servers.releases``).
+heartbeat) and are answered (SS_LINK_PING); one silent for three heartbeats is
+dropped. Original C++ servers report nothing and are kept while TCP (with
+keepalive) says they are there. Gone servers' claims: ``servers.releases``.
 
-Hand-offs: ``servers.placement`` picks the servers a client is sent to; the key
-goes to those only (SS_REQ_NEW_CLIENT_LOGIN with a Parameter unique to the
-attempt); the answer (SS_RES_NEW_CLIENT_LOGIN) completes it. A server that does
-not answer within ``handoff_timeout`` is skipped for that login.
+Hand-offs: the key goes only to the server ``servers.placement`` picked
+(SS_REQ_NEW_CLIENT_LOGIN, a Parameter unique to the attempt) and its answer
+completes it; one that does not answer within ``handoff_timeout`` is skipped.
 """
 
 from __future__ import annotations
