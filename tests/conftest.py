@@ -35,6 +35,7 @@ from typing import Any, TypeVar
 import asyncmy
 import pytest
 
+from linked_system import System, start_system
 from private_mariadb import PrivateMariaDB
 from serverlink.store import AccountStore, AdminStore, SeedAccount, open_admin_store
 from serverlink.store.admin import init_db
@@ -225,6 +226,27 @@ def running_mariadb(private_mariadb: PrivateMariaDB) -> PrivateMariaDB:
         private_mariadb.start()
     assert private_mariadb.wait_ready(), private_mariadb.log_tail()
     return private_mariadb
+
+
+Systems = Callable[..., Awaitable[System]]
+
+
+@pytest.fixture
+async def systems(tmp_path: Path) -> AsyncIterator[Systems]:
+    """``await systems(url, accounts, games=1, **game_options)``: a seeded login
+    server with linked game servers (``linked_system.start_system``), stopped
+    after the test."""
+    started: list[System] = []
+
+    async def start(url: str, accounts: int, **options: Any) -> System:
+        keys = tmp_path / f"keys{len(started)}.txt"
+        system = await start_system(url, keys, accounts, **options)
+        started.append(system)
+        return system
+
+    yield start
+    for system in reversed(started):
+        await system.stop()
 
 
 async def until(condition: Callable[[], bool], timeout: float = 10.0) -> None:

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import RawSql, until
+from conftest import RawSql, Systems, until
 from db_lock import status_row_locked
 from linked_system import (
     System,
@@ -36,63 +36,54 @@ async def status_of(raw_sql: RawSql, url: str, account_no: int) -> int:
 
 
 async def test_a_logout_write_that_fails_while_the_database_is_locked_is_retried(
-    sqlite_url: str, tmp_path: Path, raw_sql: RawSql
+    systems: Systems, sqlite_url: str, tmp_path: Path, raw_sql: RawSql
 ) -> None:
-    system = await start_system(sqlite_url, tmp_path / "keys.txt", 3, db_timeout=1.0)
-    try:
-        game, conn = await play(system, 1)
-        assert game.claims is not None
-        async with status_row_locked(sqlite_url, 1):
-            conn.close("bye")  # the release waits, times out, fails
-            await until(lambda: game.claims is not None and game.claims.pending_releases == 1)
-            assert await status_of(raw_sql, sqlite_url, 1) == game.config.status_id
-        await until(lambda: game.claims is not None and not game.claims.busy)
-        assert await status_of(raw_sql, sqlite_url, 1) == 0
-        assert game.claims.releases_retried >= 1
-    finally:
-        await system.stop()
+    system = await systems(sqlite_url, 3, db_timeout=1.0)
+    game, conn = await play(system, 1)
+    assert game.claims is not None
+    async with status_row_locked(sqlite_url, 1):
+        conn.close("bye")  # the release waits, times out, fails
+        await until(lambda: game.claims is not None and game.claims.pending_releases == 1)
+        assert await status_of(raw_sql, sqlite_url, 1) == game.config.status_id
+    await until(lambda: game.claims is not None and not game.claims.busy)
+    assert await status_of(raw_sql, sqlite_url, 1) == 0
+    assert game.claims.releases_retried >= 1
 
 
 @pytest.mark.mariadb
 async def test_a_logout_during_a_database_restart_is_written_once_it_is_back(
-    running_mariadb: PrivateMariaDB, tmp_path: Path, raw_sql: RawSql
+    systems: Systems, running_mariadb: PrivateMariaDB, tmp_path: Path, raw_sql: RawSql
 ) -> None:
     url = running_mariadb.url("logout_outage")
-    system = await start_system(url, tmp_path / "keys.txt", 3, db_timeout=1.0)
-    try:
-        game, conn = await play(system, 1)
-        await asyncio.to_thread(running_mariadb.kill)
-        conn.close("bye")  # the release cannot reach the database
-        await until(lambda: game.claims is not None and game.claims.pending_releases == 1)
-        running_mariadb.start()
-        assert await asyncio.to_thread(running_mariadb.wait_ready), running_mariadb.log_tail()
-        await until(lambda: game.claims is not None and not game.claims.busy, timeout=20)
-        assert await status_of(raw_sql, url, 1) == 0
-        reply, _ = await login_request(system.login.port, 1, system.keys[1])
-        assert reply.Status == LoginStatus.OK
-    finally:
-        await system.stop()
+    system = await systems(url, 3, db_timeout=1.0)
+    game, conn = await play(system, 1)
+    await asyncio.to_thread(running_mariadb.kill)
+    conn.close("bye")  # the release cannot reach the database
+    await until(lambda: game.claims is not None and game.claims.pending_releases == 1)
+    running_mariadb.start()
+    assert await asyncio.to_thread(running_mariadb.wait_ready), running_mariadb.log_tail()
+    await until(lambda: game.claims is not None and not game.claims.busy, timeout=20)
+    assert await status_of(raw_sql, url, 1) == 0
+    reply, _ = await login_request(system.login.port, 1, system.keys[1])
+    assert reply.Status == LoginStatus.OK
 
 
 async def test_a_claim_that_timed_out_and_was_applied_later_is_released(
-    db_url: str, tmp_path: Path, raw_sql: RawSql
+    systems: Systems, db_url: str, tmp_path: Path, raw_sql: RawSql
 ) -> None:
-    system = await start_system(db_url, tmp_path / "keys.txt", 3, db_timeout=1.0)
-    try:
-        reply, _ = await login_request(system.login.port, 2, system.keys[2])
-        assert reply.Status == LoginStatus.OK
-        game = system.game_at(reply.GameServerPort)
-        async with status_row_locked(db_url, 2):
-            # The claim waits behind the lock and times out: the login is
-            # refused. On MariaDB the statement is still queued and is applied
-            # once the lock goes, with nobody playing here.
-            status, _ = await game_login(reply.GameServerPort, 2, system.keys[2])
-            assert status.Status == GameLoginStatus.FAIL
-        await until(lambda: game.claims is not None and not game.claims.busy, timeout=20)
-        assert await status_of(raw_sql, db_url, 2) == 0
-        assert 2 not in game.in_game
-    finally:
-        await system.stop()
+    system = await systems(db_url, 3, db_timeout=1.0)
+    reply, _ = await login_request(system.login.port, 2, system.keys[2])
+    assert reply.Status == LoginStatus.OK
+    game = system.game_at(reply.GameServerPort)
+    async with status_row_locked(db_url, 2):
+        # The claim waits behind the lock and times out: the login is
+        # refused. On MariaDB the statement is still queued and is applied
+        # once the lock goes, with nobody playing here.
+        status, _ = await game_login(reply.GameServerPort, 2, system.keys[2])
+        assert status.Status == GameLoginStatus.FAIL
+    await until(lambda: game.claims is not None and not game.claims.busy, timeout=20)
+    assert await status_of(raw_sql, db_url, 2) == 0
+    assert 2 not in game.in_game
 
 
 GAME_CMD = [sys.executable, "-m", "serverlink", "--log-level", "warning", "game"]
@@ -167,41 +158,35 @@ async def test_a_server_whose_status_ids_overlap_a_linked_one_is_refused_and_cle
 
 
 async def test_a_second_login_server_on_busy_ports_fails_before_touching_statuses(
-    db_url: str, tmp_path: Path, raw_sql: RawSql
+    systems: Systems, db_url: str, tmp_path: Path, raw_sql: RawSql
 ) -> None:
-    system = await start_system(db_url, tmp_path / "keys.txt", 3)
-    try:
-        game, conn = await play(system, 1)
-        with pytest.raises(OSError):
-            await start_login(
-                db_url, port=system.login.port, lan_port=system.login.lan_port, release_after=0
-            )
-        assert await status_of(raw_sql, db_url, 1) == game.config.status_id
-        conn.close("done")
-    finally:
-        await system.stop()
+    system = await systems(db_url, 3)
+    game, conn = await play(system, 1)
+    with pytest.raises(OSError):
+        await start_login(
+            db_url, port=system.login.port, lan_port=system.login.lan_port, release_after=0
+        )
+    assert await status_of(raw_sql, db_url, 1) == game.config.status_id
+    conn.close("done")
 
 
 async def test_a_login_server_restart_does_not_let_a_playing_account_in_again(
-    db_url: str, tmp_path: Path, raw_sql: RawSql
+    systems: Systems, db_url: str, tmp_path: Path, raw_sql: RawSql
 ) -> None:
-    system = await start_system(db_url, tmp_path / "keys.txt", 3)
-    try:
-        game, conn = await play(system, 1)
-        lan_port, port = system.login.lan_port, system.login.port
-        await system.login.stop()
-        system.login = await start_login(db_url, port=port, lan_port=lan_port, release_after=1.0)
-        await system.login.wait_links(game=1, timeout=20)  # the game server links again
-        assert game.link is not None
-        await asyncio.wait_for(game.link.accepted.wait(), 10)
-        await asyncio.sleep(1.5)  # past release_after: nothing of a linked server is released
-        reply, _ = await login_request(port, 1, system.keys[1])
-        assert reply.Status == LoginStatus.GAME
-        assert await status_of(raw_sql, db_url, 1) == game.config.status_id
-        assert 1 in game.in_game and not conn.lost.is_set()
-        conn.close("done")
-    finally:
-        await system.stop()
+    system = await systems(db_url, 3)
+    game, conn = await play(system, 1)
+    lan_port, port = system.login.lan_port, system.login.port
+    await system.login.stop()
+    system.login = await start_login(db_url, port=port, lan_port=lan_port, release_after=1.0)
+    await system.login.wait_links(game=1, timeout=20)  # the game server links again
+    assert game.link is not None
+    await asyncio.wait_for(game.link.accepted.wait(), 10)
+    await asyncio.sleep(1.5)  # past release_after: nothing of a linked server is released
+    reply, _ = await login_request(port, 1, system.keys[1])
+    assert reply.Status == LoginStatus.GAME
+    assert await status_of(raw_sql, db_url, 1) == game.config.status_id
+    assert 1 in game.in_game and not conn.lost.is_set()
+    conn.close("done")
 
 
 @pytest.mark.parametrize("command", ["login", "game"])

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import RawSql, until
+from conftest import RawSql, Systems, until
 from lan_peer import fake_link
 from linked_system import (
     FRAMING,
@@ -23,7 +23,6 @@ from linked_system import (
     login_request,
     play,
     start_login,
-    start_system,
 )
 from serverlink.net.client import connect_frame_client
 from serverlink.net.server import ServerLimits
@@ -237,20 +236,17 @@ async def test_bad_connections_are_logged_at_a_bounded_rate(
 
 
 async def test_one_unusable_account_row_fails_only_its_own_login(
-    sqlite_url: str, tmp_path: Path, raw_sql: RawSql
+    systems: Systems, sqlite_url: str, tmp_path: Path, raw_sql: RawSql
 ) -> None:
     # SQLite keeps what it is given: a status that is not a number is a broken
     # row (MariaDB's INT column cannot hold one).
-    system = await start_system(sqlite_url, tmp_path / "keys.txt", 3)
-    try:
-        await raw_sql(sqlite_url, "UPDATE status SET status = 'x' WHERE accountno = 2", [])
-        (good, _), (broken, _) = await asyncio.gather(
-            login_request(system.login.port, 1, system.keys[1]),
-            login_request(system.login.port, 2, system.keys[2]),
-        )
-        assert good.Status == LoginStatus.OK
-        assert broken.Status == LoginStatus.DB_UNAVAILABLE
-        assert system.login.accounts.batches == 1  # both were read in one statement
-        await play(system, 3)
-    finally:
-        await system.stop()
+    system = await systems(sqlite_url, 3)
+    await raw_sql(sqlite_url, "UPDATE status SET status = 'x' WHERE accountno = 2", [])
+    (good, _), (broken, _) = await asyncio.gather(
+        login_request(system.login.port, 1, system.keys[1]),
+        login_request(system.login.port, 2, system.keys[2]),
+    )
+    assert good.Status == LoginStatus.OK
+    assert broken.Status == LoginStatus.DB_UNAVAILABLE
+    assert system.login.accounts.batches == 1  # both were read in one statement
+    await play(system, 3)

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import RawSql, until
+from conftest import RawSql, Systems, until
 from linked_system import System, game_login, login_request, play, start_login, start_system
 from serverlink.protocol.status import GameLoginStatus, LoginStatus
 from serverlink.store.admin import seed_db
@@ -105,24 +105,21 @@ async def test_the_same_account_on_a_second_server_while_playing_is_refused(
 
 
 async def test_refusals_do_not_reveal_the_account(
-    db_url: str, tmp_path: Path, raw_sql: RawSql
+    systems: Systems, db_url: str, tmp_path: Path, raw_sql: RawSql
 ) -> None:
-    system = await start_system(db_url, tmp_path / "keys.txt", 5)
-    try:
-        await raw_sql(db_url, "DELETE FROM sessionkey WHERE accountno = 2", [])
-        await raw_sql(db_url, "DELETE FROM status WHERE accountno = 3", [])
-        for account_no, key, status in (
-            (1, b"x" * 64, LoginStatus.FAIL),
-            (2, system.keys[2], LoginStatus.SESSION_MISS),
-            (3, system.keys[3], LoginStatus.STATUS_MISS),
-        ):
-            reply, _ = await login_request(system.login.port, account_no, key)
-            assert reply.Status == status
-            assert (reply.ID, reply.Nickname) == ("", "")
-        reply, _ = await login_request(system.login.port, 4, system.keys[4])
-        assert (reply.Status, reply.ID, reply.Nickname) == (LoginStatus.OK, "ID_4", "NICK_4")
-    finally:
-        await system.stop()
+    system = await systems(db_url, 5)
+    await raw_sql(db_url, "DELETE FROM sessionkey WHERE accountno = 2", [])
+    await raw_sql(db_url, "DELETE FROM status WHERE accountno = 3", [])
+    for account_no, key, status in (
+        (1, b"x" * 64, LoginStatus.FAIL),
+        (2, system.keys[2], LoginStatus.SESSION_MISS),
+        (3, system.keys[3], LoginStatus.STATUS_MISS),
+    ):
+        reply, _ = await login_request(system.login.port, account_no, key)
+        assert reply.Status == status
+        assert (reply.ID, reply.Nickname) == ("", "")
+    reply, _ = await login_request(system.login.port, 4, system.keys[4])
+    assert (reply.Status, reply.ID, reply.Nickname) == (LoginStatus.OK, "ID_4", "NICK_4")
 
 
 async def test_an_address_with_too_many_failed_logins_cools_off_without_db_reads(

@@ -42,7 +42,6 @@ from serverlink.dummy.metrics import BUCKET_NS, GAME_LOGIN_STATUS, LOGIN_SERVER_
 from serverlink.dummy.scenario_echo import CLEAN_ENDS, EchoClient
 from serverlink.dummy.scenario_echo import LOGIN_SENT as GAME_LOGIN_SENT
 from serverlink.net.session import Session, SessionDeps
-from serverlink.protocol.codec import FrameError
 from serverlink.protocol.packets import (
     CS_LOGIN_RES_LOGIN,
     decode_wstr,
@@ -145,16 +144,8 @@ class LoginServerClient(Session):
         self._sent_at = _clock()
         self.transport.write(self.framing.encode(self.account.login_request))
 
-    def data_received(self, data: bytes) -> None:
-        if self.closed:
-            return
-        try:
-            payloads = self.reader.feed(data)
-        except FrameError as exc:
-            self._fail(exc.reason)
-            return
-        if not payloads:
-            return
+    def dispatch(self, payloads: list[bytes]) -> None:
+        # The reply of one request: no handler table, the whole exchange is here.
         if self.state != REQUEST_SENT or len(payloads) > 1:
             # One reply per request, and nothing after it.
             self._fail("unexpected_packet")

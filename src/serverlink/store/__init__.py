@@ -11,6 +11,8 @@ the MySQL driver and vice versa.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from serverlink.retry import Retry
 from serverlink.store.base import (
     DEFAULT_TIMEOUT,
@@ -47,34 +49,6 @@ __all__ = [
 ]
 
 
-def open_store(
-    url: str,
-    *,
-    timeout: float = DEFAULT_TIMEOUT,
-    pool_min: int = 1,
-    pool_max: int = 10,
-    pool_recycle: float = 600.0,
-    retry: Retry | None = None,
-) -> AccountStore:
-    """The store for ``url`` (see ``store.url``), not yet connected: use it with
-    ``async with`` (connects and checks the schema) or ``await store.connect()``.
-
-    ``timeout`` bounds every call, retry included (then ``StoreUnavailable``).
-    ``pool_*`` apply to MySQL only (SQLite uses one connection). ``retry`` defaults
-    to ``serverlink.retry.STORE_RETRY``: one retry after a connection-level error.
-    A bad URL raises ``DatabaseUrlError`` (a ``ValueError``) whose message says
-    what to fix.
-    """
-    return open_admin_store(
-        url,
-        timeout=timeout,
-        pool_min=pool_min,
-        pool_max=pool_max,
-        pool_recycle=pool_recycle,
-        retry=retry,
-    )
-
-
 def open_admin_store(
     url: str,
     *,
@@ -84,7 +58,16 @@ def open_admin_store(
     pool_recycle: float = 600.0,
     retry: Retry | None = None,
 ) -> AdminStore:
-    """``open_store`` with the admin operations (schema, seeding, whiteip) exposed."""
+    """The store for ``url`` (see ``store.url``), not yet connected: use it with
+    ``async with`` (connects and checks the schema) or ``await store.connect()``,
+    the admin operations (schema, seeding, whiteip) included.
+
+    ``timeout`` bounds every call, retry included (then ``StoreUnavailable``).
+    ``pool_*`` apply to MySQL only (SQLite uses one connection). ``retry`` defaults
+    to ``serverlink.retry.STORE_RETRY``: one retry after a connection-level error.
+    A bad URL raises ``DatabaseUrlError`` (a ``ValueError``) whose message says
+    what to fix.
+    """
     target = parse_db_url(url)
     from serverlink.store.sql import SqlAccountStore
 
@@ -102,3 +85,8 @@ def open_admin_store(
         pool_recycle=pool_recycle,
     )
     return SqlAccountStore(driver, timeout=timeout, retry=retry)
+
+
+#: What the servers open: the same store, seen through the interface they use
+#: (``AccountStore``: no schema or seeding operations).
+open_store: Callable[..., AccountStore] = open_admin_store
