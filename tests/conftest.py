@@ -35,8 +35,9 @@ from typing import Any, TypeVar
 import asyncmy
 import pytest
 
-from linked_system import System, start_system
+from linked_system import System, start_login, start_system
 from private_mariadb import PrivateMariaDB
+from serverlink.servers.login import LoginServer
 from serverlink.store import AccountStore, AdminStore, SeedAccount, open_admin_store
 from serverlink.store.admin import init_db
 from serverlink.store.url import MysqlTarget, SqliteTarget, parse_db_url
@@ -247,6 +248,26 @@ async def systems(tmp_path: Path) -> AsyncIterator[Systems]:
     yield start
     for system in reversed(started):
         await system.stop()
+
+
+Logins = Callable[..., Awaitable[LoginServer]]
+
+
+@pytest.fixture
+async def logins() -> AsyncIterator[Logins]:
+    """``await logins(url, **config)``: a login server on ``url`` (schema created),
+    stopped after the test."""
+    started: list[LoginServer] = []
+
+    async def start(url: str, **options: Any) -> LoginServer:
+        await init_db(url)
+        login = await start_login(url, **options)
+        started.append(login)
+        return login
+
+    yield start
+    for login in reversed(started):
+        await login.stop()
 
 
 async def until(condition: Callable[[], bool], timeout: float = 10.0) -> None:

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import trustme
 
-from conftest import until
+from conftest import Logins, until
 from lan_peer import TcpProxy, fake_link, non_loopback_ip
 from linked_system import (
     game_config,
@@ -33,21 +33,17 @@ from serverlink.servers.login import LoginConfig
 from serverlink.store.admin import add_whiteip_db, init_db, seed_db
 
 
-async def test_empty_whiteip_lets_only_loopback_link(sqlite_url: str) -> None:
+async def test_empty_whiteip_lets_only_loopback_link(logins: Logins, sqlite_url: str) -> None:
     other = non_loopback_ip()
     if other is None:
         pytest.skip("this machine has no non-loopback address to connect from")
-    await init_db(sqlite_url)
-    login = await start_login(sqlite_url, lan_host="0.0.0.0")
-    try:
-        intruder = await fake_link(login.lan_port, f"evil@{other}:1", host=other)
-        await intruder.wait_closed()
-        assert login.lan.rejected_links == 1 and not login.lan.links
-        local = await fake_link(login.lan_port, "game@127.0.0.1:1")
-        await until(lambda: len(login.lan.links) == 1)
-        local.close("done")
-    finally:
-        await login.stop()
+    login = await logins(sqlite_url, lan_host="0.0.0.0")
+    intruder = await fake_link(login.lan_port, f"evil@{other}:1", host=other)
+    await intruder.wait_closed()
+    assert login.lan.rejected_links == 1 and not login.lan.links
+    local = await fake_link(login.lan_port, "game@127.0.0.1:1")
+    await until(lambda: len(login.lan.links) == 1)
+    local.close("done")
 
 
 async def test_lan_allow_any_admits_other_addresses_and_warns(
@@ -87,22 +83,19 @@ async def test_a_whiteip_row_admits_that_address_and_nothing_else(sqlite_url: st
 
 
 async def test_a_registration_announcing_someone_elses_address_is_refused(
+    logins: Logins,
     sqlite_url: str,
 ) -> None:
-    await init_db(sqlite_url)
-    login = await start_login(sqlite_url)
-    try:
-        evil = await fake_link(login.lan_port, "evil@6.6.6.6:6666")
-        await evil.wait_closed()
-        assert login.lan.rejected_links == 1
-        assert login.stats.errors["foreign_address"] == 0  # counted on the LAN side
-        assert login.lan.listener.stats.errors["foreign_address"] == 1
-        own = await fake_link(login.lan_port, "game@127.0.0.1:4242")
-        await until(lambda: len(login.lan.links) == 1)
-        assert login.lan.links[0].address == ("127.0.0.1", 4242)
-        own.close("done")
-    finally:
-        await login.stop()
+    login = await logins(sqlite_url)
+    evil = await fake_link(login.lan_port, "evil@6.6.6.6:6666")
+    await evil.wait_closed()
+    assert login.lan.rejected_links == 1
+    assert login.stats.errors["foreign_address"] == 0  # counted on the LAN side
+    assert login.lan.listener.stats.errors["foreign_address"] == 1
+    own = await fake_link(login.lan_port, "game@127.0.0.1:4242")
+    await until(lambda: len(login.lan.links) == 1)
+    assert login.lan.links[0].address == ("127.0.0.1", 4242)
+    own.close("done")
 
 
 def test_the_lan_port_binds_loopback_by_default_in_config_and_cli() -> None:
@@ -117,74 +110,61 @@ def test_the_lan_port_binds_loopback_by_default_in_config_and_cli() -> None:
 
 
 async def test_a_second_registration_under_a_linked_name_is_refused_until_it_is_gone(
+    logins: Logins,
     sqlite_url: str,
 ) -> None:
-    await init_db(sqlite_url)
-    login = await start_login(sqlite_url)
-    try:
-        first = await fake_link(login.lan_port, "game@127.0.0.1:7000")
-        await until(lambda: len(login.lan.links) == 1)
-        second = await fake_link(login.lan_port, "game@127.0.0.1:7000")
-        await second.wait_closed()
-        assert login.lan.listener.stats.errors["name_in_use"] == 1
-        first.close("going")
-        await until(lambda: not login.lan.links)
-        third = await fake_link(login.lan_port, "game@127.0.0.1:7000")
-        await until(lambda: len(login.lan.links) == 1)
-        third.close("done")
-    finally:
-        await login.stop()
+    login = await logins(sqlite_url)
+    first = await fake_link(login.lan_port, "game@127.0.0.1:7000")
+    await until(lambda: len(login.lan.links) == 1)
+    second = await fake_link(login.lan_port, "game@127.0.0.1:7000")
+    await second.wait_closed()
+    assert login.lan.listener.stats.errors["name_in_use"] == 1
+    first.close("going")
+    await until(lambda: not login.lan.links)
+    third = await fake_link(login.lan_port, "game@127.0.0.1:7000")
+    await until(lambda: len(login.lan.links) == 1)
+    third.close("done")
 
 
 async def test_a_connection_that_never_registers_is_closed_at_the_deadline(
+    logins: Logins,
     sqlite_url: str,
 ) -> None:
-    await init_db(sqlite_url)
-    login = await start_login(sqlite_url, lan_register_deadline=1.0)
-    try:
-        loop = asyncio.get_running_loop()
-        silent = [socket.create_connection(("127.0.0.1", login.lan_port)) for _ in range(3)]
-        for sock in silent:
-            sock.setblocking(False)
-            async with asyncio.timeout(5):
-                assert await loop.sock_recv(sock, 1) == b""  # closed by the server
-            sock.close()
-        assert login.lan.listener.stats.errors["login_deadline"] == 3
-    finally:
-        await login.stop()
+    login = await logins(sqlite_url, lan_register_deadline=1.0)
+    loop = asyncio.get_running_loop()
+    silent = [socket.create_connection(("127.0.0.1", login.lan_port)) for _ in range(3)]
+    for sock in silent:
+        sock.setblocking(False)
+        async with asyncio.timeout(5):
+            assert await loop.sock_recv(sock, 1) == b""  # closed by the server
+        sock.close()
+    assert login.lan.listener.stats.errors["login_deadline"] == 3
 
 
-async def test_a_linked_server_that_goes_silent_is_dropped(sqlite_url: str) -> None:
-    await init_db(sqlite_url)
-    login = await start_login(sqlite_url)
-    try:
-        # A serverlink server reports a 200 ms heartbeat, then says nothing more.
-        link = await fake_link(login.lan_port, "game@127.0.0.1:1", status_id=5, heartbeat_ms=200)
-        await until(lambda: len(login.lan.links) == 1)
-        assert pk.packet_type(await link.recv()) == pk.SS_LINK_PING.type  # accepted
-        await link.wait_closed(timeout=5)
-        assert login.lan.silent_links == 1 and not login.lan.links
-    finally:
-        await login.stop()
+async def test_a_linked_server_that_goes_silent_is_dropped(logins: Logins, sqlite_url: str) -> None:
+    login = await logins(sqlite_url)
+    # A serverlink server reports a 200 ms heartbeat, then says nothing more.
+    link = await fake_link(login.lan_port, "game@127.0.0.1:1", status_id=5, heartbeat_ms=200)
+    await until(lambda: len(login.lan.links) == 1)
+    assert pk.packet_type(await link.recv()) == pk.SS_LINK_PING.type  # accepted
+    await link.wait_closed(timeout=5)
+    assert login.lan.silent_links == 1 and not login.lan.links
 
 
 async def test_an_original_server_without_heartbeats_is_kept_with_keepalive(
+    logins: Logins,
     sqlite_url: str,
 ) -> None:
-    await init_db(sqlite_url)
-    login = await start_login(sqlite_url)
-    try:
-        link = await fake_link(login.lan_port, "battle")  # no SS_LINK_STATUS: original
-        await until(lambda: len(login.lan.links) == 1)
-        session = login.lan.links[0].session
-        assert session.transport is not None
-        sock = session.transport.get_extra_info("socket")
-        assert sock.getsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE) == 1
-        await asyncio.sleep(2.5)  # two ticks of the silence check: still linked
-        assert len(login.lan.links) == 1 and not link.lost.is_set()
-        link.close("done")
-    finally:
-        await login.stop()
+    login = await logins(sqlite_url)
+    link = await fake_link(login.lan_port, "battle")  # no SS_LINK_STATUS: original
+    await until(lambda: len(login.lan.links) == 1)
+    session = login.lan.links[0].session
+    assert session.transport is not None
+    sock = session.transport.get_extra_info("socket")
+    assert sock.getsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE) == 1
+    await asyncio.sleep(2.5)  # two ticks of the silence check: still linked
+    assert len(login.lan.links) == 1 and not link.lost.is_set()
+    link.close("done")
 
 
 async def test_a_path_cut_without_fin_is_noticed_and_the_link_comes_back(

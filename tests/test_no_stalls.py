@@ -11,6 +11,7 @@ import logging
 import signal
 import subprocess
 import time
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
 import pytest
@@ -24,7 +25,7 @@ from linked_system import (
     play,
     start_login,
 )
-from serverlink.net.client import connect_frame_client
+from serverlink.net.client import FrameClient, connect_frame_client
 from serverlink.net.server import ServerLimits
 from serverlink.protocol import packets as pk
 from serverlink.protocol.codec import NetCodec
@@ -33,6 +34,7 @@ from serverlink.servers.game import GameConfig, GameServer
 from serverlink.store.admin import seed_db
 
 CODEC = NetCodec()
+Games = Callable[..., Awaitable[GameServer]]
 
 
 async def test_a_linked_server_that_never_answers_delays_logins_by_the_deadline_at_most(
@@ -110,70 +112,69 @@ async def test_a_sigstopped_game_server_process_delays_no_login_beyond_the_deadl
         await system.stop()
 
 
-async def start_game(**limits: object) -> GameServer:
-    server = GameServer(GameConfig(port=0, limits=ServerLimits(**limits)))  # type: ignore[arg-type]
-    await server.start()
-    return server
+@pytest.fixture
+async def games() -> AsyncIterator[Callable[..., Awaitable[GameServer]]]:
+    """``await games(**limits)``: a standalone game server, stopped after the test."""
+    started: list[GameServer] = []
+
+    async def start(**limits: object) -> GameServer:
+        server = GameServer(GameConfig(port=0, limits=ServerLimits(**limits)))  # type: ignore[arg-type]
+        await server.start()
+        started.append(server)
+        return server
+
+    yield start
+    for server in started:
+        await server.stop()
 
 
-async def test_a_client_that_never_logs_in_is_dropped_at_the_login_deadline() -> None:
-    game = await start_game(login_deadline=1.0, idle_timeout=40)
+async def keep_sending_until_closed(c: FrameClient, chunks: list[bytes], every: float) -> None:
+    """Send the chunks one by one, ``every`` seconds apart (pacing, not
+    synchronisation), until the server closes the connection."""
+
+    async def send() -> None:
+        for chunk in chunks:
+            c.send_raw(chunk)
+            await asyncio.sleep(every)
+
+    task = asyncio.get_running_loop().create_task(send())
     try:
-        c = await connect_frame_client(FRAMING, "127.0.0.1", game.port)
-
-        async def heartbeats() -> None:
-            while True:
-                c.send(pk.CS_GAME_REQ_HEARTBEAT.build())
-                await asyncio.sleep(0.2)  # pacing, not synchronisation
-
-        beating = asyncio.get_running_loop().create_task(heartbeats())
-        try:
-            await c.wait_closed(timeout=5)
-        finally:
-            beating.cancel()
-        assert game.stats.errors["login_deadline"] == 1
+        await c.wait_closed(timeout=3 + len(chunks) * every)
     finally:
-        await game.stop()
+        task.cancel()
 
 
-async def test_a_byte_a_second_does_not_keep_a_logged_in_session_alive() -> None:
-    game = await start_game(idle_timeout=1.0)
-    try:
-        c = await connect_frame_client(FRAMING, "127.0.0.1", game.port)
-        c.send(pk.CS_GAME_REQ_LOGIN.build(1, b"k" * 64, 1))
-        await c.recv()
-        frame = CODEC.encode_frame(pk.CS_GAME_REQ_HEARTBEAT.build()) * 10
-
-        async def trickle() -> None:
-            for i in range(len(frame)):
-                c.send_raw(frame[i : i + 1])
-                await asyncio.sleep(0.4)  # one byte now and then: never a whole packet
-
-        task = asyncio.get_running_loop().create_task(trickle())
-        try:
-            await c.wait_closed(timeout=6)
-        finally:
-            task.cancel()
-        assert game.stats.disconnects["idle_timeout"] == 1
-    finally:
-        await game.stop()
+async def test_a_client_that_never_logs_in_is_dropped_at_the_login_deadline(games: Games) -> None:
+    game = await games(login_deadline=1.0, idle_timeout=40)
+    c = await connect_frame_client(FRAMING, "127.0.0.1", game.port)
+    heartbeat = CODEC.encode_frame(pk.CS_GAME_REQ_HEARTBEAT.build())
+    await keep_sending_until_closed(c, [heartbeat] * 50, 0.2)  # whole packets, never a login
+    assert game.stats.errors["login_deadline"] == 1
 
 
-async def test_one_address_cannot_take_more_than_its_share_of_sessions() -> None:
-    game = await start_game(max_sessions_per_ip=2)
-    try:
-        first = await connect_frame_client(FRAMING, "127.0.0.1", game.port)
-        second = await connect_frame_client(FRAMING, "127.0.0.1", game.port)
-        third = await connect_frame_client(FRAMING, "127.0.0.1", game.port)
-        await third.wait_closed()
-        assert game.stats.errors["over_ip_cap"] == 1
-        first.close("bye")
-        await until(lambda: len(game.listener.sessions) == 1)
-        fourth = await connect_frame_client(FRAMING, "127.0.0.1", game.port)
-        await until(lambda: len(game.listener.sessions) == 2)
-        assert not fourth.lost.is_set() and not second.lost.is_set()
-    finally:
-        await game.stop()
+async def test_a_byte_a_second_does_not_keep_a_logged_in_session_alive(games: Games) -> None:
+    game = await games(idle_timeout=1.0)
+    c = await connect_frame_client(FRAMING, "127.0.0.1", game.port)
+    c.send(pk.CS_GAME_REQ_LOGIN.build(1, b"k" * 64, 1))
+    await c.recv()
+    frame = CODEC.encode_frame(pk.CS_GAME_REQ_HEARTBEAT.build()) * 10
+    bytes_ = [frame[i : i + 1] for i in range(len(frame))]
+    await keep_sending_until_closed(c, bytes_[:12], 0.4)  # never a whole packet
+    assert game.stats.disconnects["idle_timeout"] == 1
+
+
+async def test_one_address_cannot_take_more_than_its_share_of_sessions(games: Games) -> None:
+    game = await games(max_sessions_per_ip=2)
+    first = await connect_frame_client(FRAMING, "127.0.0.1", game.port)
+    second = await connect_frame_client(FRAMING, "127.0.0.1", game.port)
+    third = await connect_frame_client(FRAMING, "127.0.0.1", game.port)
+    await third.wait_closed()
+    assert game.stats.errors["over_ip_cap"] == 1
+    first.close("bye")
+    await until(lambda: len(game.listener.sessions) == 1)
+    fourth = await connect_frame_client(FRAMING, "127.0.0.1", game.port)
+    await until(lambda: len(game.listener.sessions) == 2)
+    assert not fourth.lost.is_set() and not second.lost.is_set()
 
 
 # --- smaller findings -------------------------------------------------------------------
@@ -199,40 +200,34 @@ def test_a_cut_wchar_field_never_ends_in_a_lone_surrogate() -> None:
 
 
 async def test_a_refused_connection_over_the_cap_names_its_peer(
-    caplog: pytest.LogCaptureFixture,
+    games: Games, caplog: pytest.LogCaptureFixture
 ) -> None:
-    game = await start_game(max_sessions=1)
-    try:
-        with caplog.at_level(logging.WARNING, "serverlink"):
-            await connect_frame_client(FRAMING, "127.0.0.1", game.port)
-            over = await connect_frame_client(FRAMING, "127.0.0.1", game.port)
-            await over.wait_closed()
-        lines = [r.getMessage() for r in caplog.records if "refused" in r.getMessage()]
-        assert len(lines) == 1 and "from 127.0.0.1:" in lines[0] and "from ?" not in lines[0]
-    finally:
-        await game.stop()
+    game = await games(max_sessions=1)
+    with caplog.at_level(logging.WARNING, "serverlink"):
+        await connect_frame_client(FRAMING, "127.0.0.1", game.port)
+        over = await connect_frame_client(FRAMING, "127.0.0.1", game.port)
+        await over.wait_closed()
+    lines = [r.getMessage() for r in caplog.records if "refused" in r.getMessage()]
+    assert len(lines) == 1 and "from 127.0.0.1:" in lines[0] and "from ?" not in lines[0]
 
 
 async def test_bad_connections_are_logged_at_a_bounded_rate(
-    caplog: pytest.LogCaptureFixture,
+    games: Games, caplog: pytest.LogCaptureFixture
 ) -> None:
-    game = await start_game()
-    try:
-        bad = b"\x00" * 8  # wrong frame code
-        with caplog.at_level(logging.WARNING, "serverlink"):
-            for _ in range(40):
-                c = await connect_frame_client(FRAMING, "127.0.0.1", game.port)
-                c.send_raw(bad)
-                await c.wait_closed()
-        assert game.stats.errors["bad_code"] == 40  # every one counted
-        lines = [r for r in caplog.records if "bad_code" in r.getMessage()]
-        assert len(lines) == game.stats.problems.burst  # but only a few logged
-        game.stats.problems.clock = lambda: time.monotonic() + 3600  # the window is over
-        game.stats.problems.flush()
-        summary = [r.getMessage() for r in caplog.records if "left out" in r.getMessage()]
-        assert summary == ["30 more bad_code lines left out in the last 10 s"]
-    finally:
-        await game.stop()
+    game = await games()
+    bad = b"\x00" * 8  # wrong frame code
+    with caplog.at_level(logging.WARNING, "serverlink"):
+        for _ in range(40):
+            c = await connect_frame_client(FRAMING, "127.0.0.1", game.port)
+            c.send_raw(bad)
+            await c.wait_closed()
+    assert game.stats.errors["bad_code"] == 40  # every one counted
+    lines = [r for r in caplog.records if "bad_code" in r.getMessage()]
+    assert len(lines) == game.stats.problems.burst  # but only a few logged
+    game.stats.problems.clock = lambda: time.monotonic() + 3600  # the window is over
+    game.stats.problems.flush()
+    summary = [r.getMessage() for r in caplog.records if "left out" in r.getMessage()]
+    assert summary == ["30 more bad_code lines left out in the last 10 s"]
 
 
 async def test_one_unusable_account_row_fails_only_its_own_login(
