@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Make sure MariaDB answers on 127.0.0.1:3306 before the tests run. Idempotent:
+# Make sure MariaDB (127.0.0.1:3306) and Redis (127.0.0.1:6379) answer before the tests run. Idempotent:
 # if it already answers, nothing is started. Otherwise start the system mariadbd
 # in the background (it reads /etc/mysql/my.cnf: datadir, socket, pid file,
 # user = mysql) and poll until it answers, or fail with a clear message.
@@ -80,4 +80,22 @@ if [[ -n "$client_bin" ]]; then
         --connect-timeout=5 -e 'SELECT 1' 2>&1 >/dev/null)"; then
         die "MariaDB answers on $host:$port but '$test_user' cannot log in without a password over TCP: ${out}"
     fi
+fi
+
+# Redis (the shared key store's tests): start it when it does not answer, the
+# way this machine's image starts it (no persistence: tests keep nothing).
+redis_host="${REDIS_HOST:-127.0.0.1}" redis_port="${REDIS_PORT:-6379}"
+redis_answers() { redis-cli -h "$redis_host" -p "$redis_port" ping 2>/dev/null | grep -q PONG; }
+if redis_answers; then
+    say "Redis already answers on $redis_host:$redis_port"
+else
+    command -v redis-server >/dev/null || die "Redis is not answering on $redis_host:$redis_port and redis-server is not installed (apt-get install redis-server)"
+    say "starting redis-server on $redis_host:$redis_port"
+    mkdir -p /var/lib/redis /var/log/redis 2>/dev/null || true
+    redis-server --daemonize yes --bind "$redis_host" --port "$redis_port" --save "" \
+        --appendonly no --dir /var/lib/redis --logfile /var/log/redis/ci.log \
+        || die "redis-server could not start"
+    for _ in $(seq 60); do redis_answers && break; sleep 0.5; done
+    redis_answers || die "Redis did not answer on $redis_host:$redis_port within 30 s"
+    say "Redis answers on $redis_host:$redis_port"
 fi
