@@ -27,6 +27,7 @@ from serverlink.servers.link import LinkConfig
 @options.game_options
 @options.listen_options(GameConfig)
 @options.codec_options
+@options.observe_options
 @options.console_options
 @click.pass_context
 def game_command(ctx: click.Context, /, standalone: bool, **_settings: Any) -> int:
