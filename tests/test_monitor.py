@@ -8,6 +8,7 @@ their own connection."""
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import socket
 import struct
@@ -32,6 +33,7 @@ VECTORS = Path(__file__).resolve().parents[2] / "shared" / "vectors"
 TOOL_CODEC = NetCodec(109, 30, 91)
 TOOL = net_framing(TOOL_CODEC)
 LAN = lan_framing()
+KEY = ORIGINAL_LOGIN_KEY.encode()
 
 
 def vector() -> dict[str, object]:
@@ -102,7 +104,7 @@ async def test_tool_login_with_the_original_frame_then_figures_once_a_second(
     reader, writer = await asyncio.open_connection("127.0.0.1", monitor.port)
     writer.write(bytes.fromhex(str(vector()["frame_hex"])))  # the tool's bytes as captured
     header = await asyncio.wait_for(reader.readexactly(5), 5)
-    code, size, randkey, checksum = struct.unpack("<BHBB", header)
+    code, size, _, _ = struct.unpack("<BHBB", header)
     assert (code, size) == (109, 3)
     body = await reader.readexactly(size)
     assert TOOL_CODEC.decode_frame(header + body) == pk.CS_MONITOR_TOOL_RES_LOGIN.build(1)
@@ -117,9 +119,7 @@ async def test_tool_login_with_the_original_frame_then_figures_once_a_second(
         seen.setdefault(update.DataType, []).append(update.TimeStamp)
     assert set(seen) == {f.data_type for f in MACHINE.figures}
     stamps = sorted(set(seen[13]))
-    assert len(stamps) >= 2 and all(
-        b - a in (1, 2) for a, b in zip(stamps, stamps[1:], strict=False)
-    )
+    assert len(stamps) >= 2 and all(b - a in (1, 2) for a, b in itertools.pairwise(stamps))
     writer.close()
 
 
