@@ -5,6 +5,7 @@ port, monitoring tools log in on its port, the dashboard on --http-port), and
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -132,7 +133,8 @@ def history_command(
             line = {"kind": row.kind, "server_no": row.server_no, "time": row.time}
             click.echo(json.dumps({**line, "date": format_date(row.time), **row.values}))
         return
-    console = Console()
+    # A pipe gets the whole table, not one cut to 80 columns.
+    console = Console() if sys.stdout.isatty() else Console(width=400)
     for k in kinds:
         table = _table(k, [r for r in rows if r.kind == k.name])
         console.print(table)

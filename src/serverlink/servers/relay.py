@@ -208,7 +208,9 @@ class MonitorCore:
         if not state.on:
             return
         state.on = False
-        log.warning("%s is off (%s)", state.describe(), reason)
+        # server_shutdown: this monitoring server is stopping, not the server.
+        level = logging.INFO if reason == "server_shutdown" else logging.WARNING
+        log.log(level, "%s is off (%s)", state.describe(), reason)
         self._push_off(state, int(time.time()))
 
     def _push_off(self, state: ServerState, stamp: int) -> None:

@@ -31,24 +31,30 @@ def metric_name(*parts: str) -> str:
     return _NOT_NAME.sub("_", "_".join((PREFIX, *parts)))
 
 
-def _help(kind: Kind, name: str) -> str:
-    figure = next(f for f in kind.figures if f.name == name)
-    unit = f" ({figure.unit})" if figure.unit else ""
-    return f"{figure.label}{unit}: {figure.help}" if figure.help else f"{figure.label}{unit}"
+def _helps() -> dict[str, str]:
+    """The help of each figure name: its label and unit, and its meaning when
+    every kind that has the name means the same by it."""
+    meanings: dict[str, set[str]] = {}
+    helps: dict[str, str] = {}
+    for kind in KINDS:
+        for f in kind.figures:
+            meanings.setdefault(f.name, set()).add(f.help)
+            helps.setdefault(f.name, f"{f.label} ({f.unit})" if f.unit else f.label)
+    for name, said in meanings.items():
+        if len(said) == 1 and "" not in said:
+            helps[name] += f": {said.pop()}"
+    return helps
+
+
+HELPS = _helps()
 
 
 def figure_families() -> dict[str, GaugeMetricFamily]:
     """One family per figure name (several kinds share cpu, sessions, ...)."""
-    families: dict[str, GaugeMetricFamily] = {}
-    for kind in KINDS:
-        for figure in kind.figures:
-            if figure.name not in families:
-                families[figure.name] = GaugeMetricFamily(
-                    metric_name("monitor", figure.name),
-                    _help(kind, figure.name),
-                    labels=["kind", "server_no"],
-                )
-    return families
+    return {
+        name: GaugeMetricFamily(metric_name("monitor", name), text, labels=["kind", "server_no"])
+        for name, text in HELPS.items()
+    }
 
 
 class BoardCollector(Collector):
