@@ -82,8 +82,11 @@ class Tool(threading.Thread):
 
 @dataclass
 class MonitoredSystem:
+    """``with MonitoredSystem(tmp_path) as system``: the processes it started
+    are killed on the way out."""
+
     tmp: Path
-    procs: list[Proc]
+    procs: list[Proc] = field(default_factory=list)
     db: str = ""
     keys: Path = field(default_factory=Path)
     tool_port: int = 0
@@ -92,6 +95,13 @@ class MonitoredSystem:
     login_port: int = 0
     login_lan_port: int = 0
     game: Proc | None = None
+
+    def __enter__(self) -> MonitoredSystem:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for p in self.procs:
+            p.kill()
 
     def start(self, *, save_interval: str = "1") -> None:
         import asyncio

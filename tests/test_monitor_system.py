@@ -7,6 +7,7 @@ rows for each kind (a chat-like reporter stands in for the chat server)."""
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import subprocess
 import sys
@@ -18,14 +19,11 @@ import pytest
 from monitored_system import MonitoredSystem, Tool
 from serverlink.monitor.figures import CHAT, GAME, LOGIN, MACHINE, Reading
 from serverlink.servers.reporter import MonitorReporter
-from test_cli import Proc, procs  # noqa: F401 - the fixture
 
 
 def per_second(stamps: list[int]) -> bool:
     distinct = sorted(set(stamps))
-    return len(distinct) >= 3 and all(
-        b - a <= 2 for a, b in zip(distinct, distinct[1:], strict=False)
-    )
+    return len(distinct) >= 3 and all(b - a <= 2 for a, b in itertools.pairwise(distinct))
 
 
 def chat_stand_in(lan_port: int, seconds: float) -> None:
@@ -45,8 +43,12 @@ def chat_stand_in(lan_port: int, seconds: float) -> None:
 
 
 @pytest.mark.slow
-def test_monitored_linked_system(procs: list[Proc], tmp_path: Path) -> None:
-    system = MonitoredSystem(tmp_path, procs)
+def test_monitored_linked_system(tmp_path: Path) -> None:
+    with MonitoredSystem(tmp_path) as system:
+        run_linked_system(system)
+
+
+def run_linked_system(system: MonitoredSystem) -> None:
     system.start()
     tool = Tool(system.tool_port)
     dummy = system.spawn(
