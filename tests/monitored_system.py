@@ -13,6 +13,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from conftest import run_coro_sync
 from serverlink.protocol import packets as pk
 from serverlink.protocol.codec import NetCodec
 from serverlink.servers.relay import ORIGINAL_LOGIN_KEY
@@ -104,11 +105,9 @@ class MonitoredSystem:
             p.kill()
 
     def start(self, *, save_interval: str = "1") -> None:
-        import asyncio
-
         self.db = f"sqlite:///{self.tmp / 'accounts.db'}"
         self.keys = self.tmp / "keys.txt"
-        asyncio.run(seed_db(self.db, 100, keys_out=self.keys))
+        run_coro_sync(seed_db(self.db, 100, keys_out=self.keys))
         monitor = self.spawn(
             "monitor", "--quiet", "--port", "0", "--lan-port", "0", "--http-port", "0",
             "--history-db", self.history_db, "--save-interval", save_interval,

@@ -15,11 +15,20 @@
     return node;
   }
 
+  function compact(n) {
+    if (n === null || n === undefined) return "";
+    var abs = Math.abs(n);
+    if (abs >= 1e9) return (n / 1e9).toFixed(abs >= 1e10 ? 0 : 1) + "G";
+    if (abs >= 1e6) return (n / 1e6).toFixed(abs >= 1e7 ? 0 : 1) + "M";
+    if (abs >= 1e4) return (n / 1e3).toFixed(0) + "k";
+    return String(Math.round(n * 100) / 100);
+  }
+
   function chartOptions(title, series) {
     return {
       title: "", width: 300, height: 130, legend: { show: false },
       scales: { x: { time: true } },
-      axes: [{ size: 28 }, { size: 48 }],
+      axes: [{ size: 28 }, { size: 48, values: function (u, splits) { return splits.map(compact); } }],
       series: [{}].concat(series.map(function (name, i) {
         return { label: name, stroke: COLORS[i % COLORS.length], width: 1.5, spanGaps: false };
       }))
