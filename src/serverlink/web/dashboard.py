@@ -21,7 +21,6 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from importlib import resources
 from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
@@ -29,6 +28,7 @@ from aiohttp import web
 from serverlink.monitor.figures import KIND_BY_NAME, KINDS
 from serverlink.store import StoreError
 from serverlink.store.history import parse_duration
+from serverlink.web import static_bytes
 from serverlink.web.http import HttpServer, make_app
 from serverlink.web.metrics import BoardCollector, metrics_response, registry_of
 
@@ -46,10 +46,6 @@ STATIC_FILES = {
 #: Feed listeners at most, and board updates queued for one before it is cut off.
 MAX_LISTENERS = 64
 LISTENER_QUEUE = 30
-
-
-def static_bytes(name: str) -> bytes:
-    return resources.files("serverlink.web").joinpath("static", name).read_bytes()
 
 
 def figures_json() -> dict[str, Any]:
