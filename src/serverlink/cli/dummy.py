@@ -196,7 +196,8 @@ def dummy_command(
         raise click.ClickException(str(exc)) from None
     except OSError as exc:  # one line, no traceback
         raise click.ClickException(f"dummy: {type(exc).__name__}: {exc}") from None
-    write_reports(result.report(), report, html_report, earlier)
+    if report is not None or html_report is not None or earlier is not None:
+        write_reports(result.report(), report, html_report, earlier)
     # click.exceptions.Exit: sys.exit in standalone mode, the return value of
     # main() for a caller that runs click with standalone_mode=False.
     ctx.exit(result.exit_code)
