@@ -50,11 +50,6 @@ monitor_options = options_of(
         None,
         "Address of the dashboard, its JSON API and /metrics (default: --host).",
     ),
-    opt(
-        "--http-port",
-        options.PORT,
-        "Port of the dashboard, its JSON API and /metrics (0: a free port).",
-    ),
     opt("--login-key", None, "The tools' login key, 32 bytes (the original tool's LOGIN_KEY)."),
     opt("--tool-code", options.BYTE, "Net frame code byte of the tools' port (PACKET_CODE)."),
     opt("--tool-key1", options.BYTE, "Net frame key 1 of the tools' port (PACKET_KEY1)."),
@@ -78,6 +73,7 @@ monitor_options = options_of(
 @options.address_options(MonitorConfig)
 @options.lan_side_options(MonitorConfig)
 @monitor_options
+@options.http_port_option(MonitorConfig)
 @history_db_option
 @options.console_options
 @click.pass_context

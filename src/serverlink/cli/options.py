@@ -441,6 +441,18 @@ login_options = options_of(
 )
 
 
+def http_port_option(config: type[Any]) -> Callable[[F], F]:
+    """--http-port of the monitoring server (its own, and the demo's)."""
+    return options_of(
+        config,
+        opt(
+            "--http-port",
+            PORT,
+            "Port of the monitoring dashboard, its JSON API and /metrics (0: a free port).",
+        ),
+    )
+
+
 observe_options = options_of(
     ObserveConfig,
     opt(
