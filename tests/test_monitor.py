@@ -279,3 +279,36 @@ async def test_only_trusted_addresses_may_report(tmp_path: Path) -> None:
         await until(lambda: 1 in server.core.servers)
     finally:
         await server.stop()
+
+
+async def test_an_absent_or_slow_monitor_never_delays_the_server() -> None:
+    reading = Reading({"sessions": 1}, {})
+    with socket.socket() as probe:  # a port where nothing listens
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    reporter = MonitorReporter(GAME, ("127.0.0.1", port))
+    reporter.start()
+    assert not reporter.report(reading) and reporter.dropped == 1
+    await reporter.stop()
+    # a monitor that accepts and never reads: what waits is bounded, the rest dropped
+    listener = socket.socket()
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1024)
+    listener.bind(("127.0.0.1", 0))
+    listener.listen()
+    reporter = MonitorReporter(GAME, listener.getsockname())
+    reporter.start()
+    await asyncio.wait_for(reporter.link.connected.wait(), 5)
+    started = time.perf_counter()
+    for i in range(200_000):
+        reporter.report(reading)
+        if i % 1000 == 0:
+            await asyncio.sleep(0)
+            if reporter.dropped:
+                break
+    assert reporter.dropped > 0
+    assert time.perf_counter() - started < 10
+    session = reporter.link.session
+    assert session is not None and session.transport is not None
+    assert session.transport.get_write_buffer_size() <= 70_000
+    await reporter.stop()
+    listener.close()

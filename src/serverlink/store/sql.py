@@ -24,11 +24,10 @@ Failure policy, per call:
 from __future__ import annotations
 
 from collections.abc import Sequence
+from functools import cached_property
 from typing import TypeVar
 
-from serverlink.retry import Retry
 from serverlink.store.base import (
-    DEFAULT_TIMEOUT,
     AccountRecord,
     AdminStore,
     SeedAccount,
@@ -116,15 +115,9 @@ class Statements:
 class SqlAccountStore(SqlCalls, AdminStore):
     """The account store on MariaDB/MySQL or SQLite, through ``driver``."""
 
-    def __init__(
-        self,
-        driver: SqlDriver,
-        *,
-        timeout: float = DEFAULT_TIMEOUT,
-        retry: Retry | None = None,
-    ) -> None:
-        super().__init__(driver, timeout=timeout, retry=retry)
-        self.sql = Statements(driver)
+    @cached_property
+    def sql(self) -> Statements:
+        return Statements(self.driver)
 
     def _records(self, rows: Sequence[Row]) -> dict[int, AccountRecord | StoreError]:
         """Rows by account. An unusable row becomes that account's ``StoreError``: one
