@@ -312,3 +312,11 @@ async def test_an_absent_or_slow_monitor_never_delays_the_server() -> None:
     assert session.transport.get_write_buffer_size() <= 70_000
     await reporter.stop()
     listener.close()
+
+
+def test_readme_names_every_figure() -> None:
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    for kind in (MACHINE, LOGIN, GAME, CHAT):
+        assert f"history table `{kind.table}`" in readme
+        for f in kind.figures:
+            assert f"| {f.data_type} | `{f.name}` |" in readme, f
