@@ -7,7 +7,7 @@ from typing import Any
 import click
 
 from serverlink import logs
-from serverlink.cli import options
+from serverlink.cli import observe, options
 from serverlink.cli.app import state
 from serverlink.cli.defaults import build
 from serverlink.cli.errors import OneLineError
@@ -23,7 +23,7 @@ from serverlink.demo import DemoError, DemoOptions, run_demo
     "--standalone",
     "Only a standalone game server and the dummy in echo mode (no login server).",
 )
-@options.http_port_option(DemoOptions)
+@observe.http_port_option(DemoOptions)
 @options.flag("--quiet", "No live dashboard: one status line a second.")
 @click.pass_context
 def demo_command(ctx: click.Context, /, standalone: bool, quiet: bool, **_settings: Any) -> int:

@@ -14,7 +14,7 @@ from rich.console import Console
 from rich.table import Table
 
 from serverlink.aio import run_loop
-from serverlink.cli import options
+from serverlink.cli import observe, options
 from serverlink.cli.app import serve_command
 from serverlink.cli.defaults import Seconds, build, opt, options_of
 from serverlink.cli.errors import ConfigError, OneLineError
@@ -63,7 +63,7 @@ monitor_options = options_of(
     opt("--save-interval", Seconds(min=0.5), "Seconds between history rows."),
     opt(
         "--retention",
-        options.DURATION,
+        observe.DURATION,
         "History rows older than this are deleted (90s, 15m, 1h, 7d; a number is seconds).",
     ),
 )
@@ -71,9 +71,9 @@ monitor_options = options_of(
 
 @click.group("monitor", invoke_without_command=True)
 @options.address_options(MonitorConfig)
-@options.lan_side_options(MonitorConfig)
+@observe.lan_side_options(MonitorConfig)
 @monitor_options
-@options.http_port_option(MonitorConfig)
+@observe.http_port_option(MonitorConfig)
 @history_db_option
 @options.console_options
 @click.pass_context
@@ -105,7 +105,7 @@ def monitor_group(ctx: click.Context, /, **_settings: Any) -> int:
 @click.option("--server-no", type=click.IntRange(0, 255), default=None, help="Only this ServerNo.")
 @click.option(
     "--since",
-    type=options.DURATION,
+    type=observe.DURATION,
     default="1h",
     show_default=True,
     help="How far back (90s, 15m, 1h, 7d).",
