@@ -98,6 +98,18 @@ def test_original_tool_login_frame_decodes_and_reencodes_exactly() -> None:
     assert TOOL_CODEC.encode_frame(payload, rand) == raw
 
 
+def test_monitoring_packet_layouts_are_protocol_md() -> None:
+    assert pk.SS_MONITOR_LOGIN.build(2) == struct.pack("<Hi", 20001, 2)
+    assert pk.SS_MONITOR_DATA_UPDATE.build(30, -5, 1700000000) == struct.pack(
+        "<HBii", 20002, 30, -5, 1700000000
+    )
+    assert pk.CS_MONITOR_TOOL_REQ_LOGIN.build(KEY) == struct.pack("<H", 25001) + KEY
+    assert pk.CS_MONITOR_TOOL_RES_LOGIN.build(1) == struct.pack("<HB", 25002, 1)
+    assert pk.CS_MONITOR_TOOL_DATA_UPDATE.build(3, 43, 250, 1700000000) == struct.pack(
+        "<HBBii", 25003, 3, 43, 250, 1700000000
+    )
+
+
 async def test_tool_login_with_the_original_frame_then_figures_once_a_second(
     monitor: MonitorServer,
 ) -> None:
