@@ -308,12 +308,16 @@ def test_demo_runs_linked_system_on_sqlite(procs: list[Proc], tmp_path: Path) ->
     assert re.search(r"demo: [\d,]+ echoes/s verified .* dummy errors 0", out)
     assert "0 protocol errors" in out
     assert (tmp_path / "demo.keys.txt").exists()  # seeded on first run
+    # the monitoring server ran beside them, its dashboard's URL printed
+    assert re.search(r"demo: monitoring server: [\d,]+ figures from 2 servers", out)
+    assert re.search(r"demo: the dashboard was at http://127\.0\.0\.1:\d+/", out)
+    assert (tmp_path / "demo.monitor.db").exists()
     assert "Traceback" not in p.stderr
 
 
-def test_demo_standalone_runs_echo_mode(procs: list[Proc]) -> None:
+def test_demo_standalone_runs_echo_mode(procs: list[Proc], tmp_path: Path) -> None:
     args = ["demo", "--standalone", "--seconds", "2", "--clients", "20", "--echo-depth", "2"]
-    p = start(procs, *args, "--disconnect-rate", "0", "--quiet")
+    p = start(procs, *args, "--disconnect-rate", "0", "--quiet", cwd=tmp_path)
     code = p.wait(90)
     out = p.stdout()
     assert code == 0, (out, p.stderr)

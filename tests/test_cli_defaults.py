@@ -24,6 +24,8 @@ from serverlink.runner import RunOptions
 from serverlink.servers.game import GameConfig
 from serverlink.servers.link import LinkConfig
 from serverlink.servers.login import LoginConfig
+from serverlink.servers.monitor import MonitorConfig
+from serverlink.servers.reporter import ObserveConfig
 from serverlink.store.config import StoreConfig
 
 
@@ -150,8 +152,12 @@ def _set_fields(command: click.Command, config: type[Any]) -> set[str]:
 @pytest.mark.parametrize(
     ("command", "configs"),
     [
-        ("game", [GameConfig, LinkConfig, StoreConfig, ServerLimits, NetCodec, TlsConfig]),
-        ("login", [LoginConfig, StoreConfig, ServerLimits, NetCodec, TlsConfig]),
+        (
+            "game",
+            [GameConfig, LinkConfig, StoreConfig, ServerLimits, NetCodec, TlsConfig, ObserveConfig],
+        ),
+        ("login", [LoginConfig, StoreConfig, ServerLimits, NetCodec, TlsConfig, ObserveConfig]),
+        ("monitor", [MonitorConfig]),
         ("dummy", [DummyConfig, NetCodec]),
         ("demo", [DemoOptions]),
     ],

@@ -1,8 +1,9 @@
 """The demo: the linked system on the embedded database, driven by the dummy.
 
 ``run_demo(options, console)`` seeds the demo database (first run), starts a
-login server and a linked game server (one worker process each, free ports,
-through the supervisor), runs the dummy client in login mode against them
+monitoring server (its dashboard's URL is printed), a login server and a
+linked game server (one worker process each, free ports, through the
+supervisor; both report to the monitoring server), runs the dummy client in login mode against them
 (live dashboard, or one line a second), stops the servers and prints the
 summary (stdout). ``standalone``: only a standalone game server and the dummy
 in echo mode.
@@ -37,6 +38,8 @@ from serverlink.runner import ServeError, ServerSpec
 from serverlink.servers.game import GameConfig, build_game_server
 from serverlink.servers.link import LinkConfig
 from serverlink.servers.login import LoginConfig, build_login_server
+from serverlink.servers.monitor import MonitorConfig, build_monitor_server
+from serverlink.servers.reporter import ObserveConfig, Observers
 from serverlink.store import parse_db_url
 from serverlink.store.admin import seed_db
 from serverlink.store.config import StoreConfig
@@ -68,6 +71,8 @@ class DemoOptions:
     quiet: bool = False
     #: Level of the server processes' loggers.
     log_level: int = logging.INFO
+    #: The monitoring dashboard's port (0: a free one; its URL is printed).
+    http_port: int = 0
 
 
 def run_demo(options: DemoOptions, console: Console) -> int:
@@ -81,7 +86,9 @@ async def _demo(options: DemoOptions, console: Console) -> int:
     stop = StopSignal()
     stop.install(asyncio.get_running_loop())
     pools: list[tuple[str, WorkerPool]] = []
+    monitored = Monitored()
     try:
+        await monitored.start_monitor(pools, options)
         if options.standalone:
             spec = ServerSpec("game", build_game_server, GameConfig(host=HOST, port=0))
             port = await _start(pools, spec, options.log_level)
@@ -90,6 +97,7 @@ async def _demo(options: DemoOptions, console: Console) -> int:
             )
         else:
             dummy = await _start_linked(pools, options)
+        await monitored.report(pools)
         dummy = dataclasses.replace(
             dummy,
             echo_depth=options.echo_depth,
@@ -105,9 +113,58 @@ async def _demo(options: DemoOptions, console: Console) -> int:
         )
         result = await _run_dummy(dummy, options.quiet, console, stop.event)
     finally:
+        await monitored.stop()
         for _, pool in reversed(pools):
             await pool.stop(STOP_GRACE)
-    return _summary(result, pools)
+    code = _summary(result, pools)
+    print(f"demo: the dashboard was at {monitored.url}", flush=True)
+    return code
+
+
+class Monitored:
+    """The demo's monitoring server (a worker process) and the reports of the
+    other servers to it, made here from their pools' merged snapshots."""
+
+    def __init__(self) -> None:
+        self.lan_port = 0
+        self.url = ""
+        self.observers: list[Observers] = []
+
+    async def start_monitor(
+        self, pools: list[tuple[str, WorkerPool]], options: DemoOptions
+    ) -> None:
+        def on_event(event: Event) -> None:
+            if event.name == "ports":
+                self.lan_port = int(event.data["lan"])
+                self.url = f"http://{HOST}:{event.data['http']}/"
+
+        config = MonitorConfig(
+            host=HOST,
+            port=0,
+            lan_port=0,
+            http_port=options.http_port,
+            history_db=demo_history_url(options.db),
+        )
+        await _start(
+            pools, ServerSpec("monitor", build_monitor_server, config), options.log_level, on_event
+        )
+        if not self.lan_port:
+            raise DemoError("demo: the monitoring server did not tell its ports")
+        log.info("dashboard: %s", self.url)
+
+    async def report(self, pools: list[tuple[str, WorkerPool]]) -> None:
+        """Every server but the monitor reports to it from now on."""
+        for name, pool in pools:
+            if name != "monitor":
+                observers = Observers(
+                    name, ObserveConfig(monitor=(HOST, self.lan_port)), pool.snapshot, pool.pids
+                )
+                await observers.start()
+                self.observers.append(observers)
+
+    async def stop(self) -> None:
+        for observers in self.observers:
+            await observers.stop()
 
 
 async def _start(
@@ -179,6 +236,14 @@ async def _seed(db: str, keys: Path, wanted: int) -> None:
     log.info("seeded %d demo accounts into %s (keys in %s)", result.count, db, keys)
 
 
+def demo_history_url(db: str) -> str:
+    """The demo's monitoring history: next to an SQLite database, else in the working directory."""
+    path = getattr(parse_db_url(db), "path", None)
+    if isinstance(path, str) and path != ":memory:":
+        return f"sqlite:///{Path(path).with_suffix('.monitor.db')}"
+    return "sqlite:///serverlink-demo.monitor.db"
+
+
 def demo_keys_path(db: str) -> Path:
     """The demo's key file lives next to an SQLite database, else in the working directory."""
     target = parse_db_url(db)
@@ -208,6 +273,14 @@ def _summary(result: DummyResult, pools: list[tuple[str, WorkerPool]]) -> int:
         snap = pool.snapshot()
         errors = sum(snap.get("errors", {}).values())
         server_errors += errors
+        if name == "monitor":
+            print(
+                f"demo: monitoring server: {snap.get('updates', 0):,} figures from "
+                f"{snap.get('servers_known', 0)} servers, "
+                f"{snap.get('history_rows', 0)} history rows",
+                flush=True,
+            )
+            continue
         extra = ""
         if name == "login":
             by_status = ", ".join(

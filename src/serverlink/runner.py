@@ -44,7 +44,7 @@ import socket
 import time
 import typing
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Generic, Protocol, TypeVar, runtime_checkable
 
 from rich.console import Console
@@ -54,6 +54,7 @@ from serverlink.aio import StopSignal, notify, run_loop, ticks
 from serverlink.errors import StartupError
 from serverlink.monitor.console import Monitor
 from serverlink.monitor.screen import ScreenSpec, default_screen
+from serverlink.servers.reporter import ObserveConfig, Observers
 from serverlink.supervise import SuperviseError
 
 log = logging.getLogger("serverlink.runner")
@@ -138,6 +139,8 @@ class RunOptions:
     log_level: int = logging.INFO
     #: Seconds the workers get to close their sessions at shutdown before they are killed.
     grace: float = 5.0
+    #: Reports to a monitoring server, the server's own /metrics (servers.reporter).
+    observe: ObserveConfig = field(default_factory=ObserveConfig)
 
 
 def describe_listen_error(name: str, host: str, port: int, exc: BaseException) -> str:
@@ -173,6 +176,28 @@ async def start_server(
     return server
 
 
+async def start_observers(
+    spec: ServerSpec[Any],
+    config: ObserveConfig,
+    snapshot: Callable[[], Mapping[str, Any]],
+    pids: Callable[[], list[int]],
+) -> Observers:
+    """The server's reports to a monitoring server and its /metrics port;
+    ServeError (one line) when that port cannot be had."""
+    observers = Observers(spec.name, config, snapshot, pids)
+    try:
+        await observers.start()
+    except OSError as exc:
+        await observers.stop()
+        port = config.metrics_port or 0
+        raise ServeError(
+            describe_listen_error(f"{spec.name} metrics", config.metrics_host, port, exc)
+        ) from None
+    if observers.active:
+        log.info("%s: %s", spec.name, observers.describe())
+    return observers
+
+
 def describe(server: object, spec: ServerSpec[Any]) -> str:
     """What the start line says of a server (its ``describe()``, else its name)."""
     about = getattr(server, "describe", None)
@@ -196,6 +221,13 @@ def _closing_line(snapshot: Mapping[str, Any], uptime: float) -> str:
 async def _serve_here(spec: ServerSpec[Any], options: RunOptions, console: Console) -> int:
     loop = asyncio.get_running_loop()
     server = await start_server(spec)
+    try:
+        observers = await start_observers(
+            spec, options.observe, server.snapshot, lambda: [os.getpid()]
+        )
+    except ServeError:
+        await server.stop()
+        raise
     stop = StopSignal()
     stop.install(loop)
     started = time.monotonic()
@@ -219,6 +251,7 @@ async def _serve_here(spec: ServerSpec[Any], options: RunOptions, console: Conso
     log.info(
         "%s: stopping: closing %s sessions", stop.signal_name, server.snapshot().get("sessions", 0)
     )
+    await observers.stop()
     await server.stop()
     StopSignal.remove(loop)
     log.info("%s", _closing_line(server.snapshot(), time.monotonic() - started))
@@ -246,6 +279,13 @@ async def _serve_workers(spec: ServerSpec[Any], options: RunOptions, console: Co
         await pool.stop(options.grace)
         return 0
     port = start.result()  # raises ServeError
+    try:
+        observers = await start_observers(
+            spec, options.observe, pool.snapshot, lambda: [os.getpid(), *pool.pids()]
+        )
+    except ServeError:
+        await pool.stop(options.grace)
+        raise
     started = time.monotonic()
     address = f"{spec.host}:{port}"
     first = pool.supervisor.workers[0]
@@ -288,6 +328,7 @@ async def _serve_workers(spec: ServerSpec[Any], options: RunOptions, console: Co
         monitor.stop(pool.snapshot())
     notify("STOPPING=1")
     log.info("%s: stopping %d workers", stop.signal_name, options.workers)
+    await observers.stop()
     await pool.stop(options.grace)
     StopSignal.remove(loop)
     log.info("%s", _closing_line(pool.snapshot(), time.monotonic() - started))

@@ -5,6 +5,7 @@
     serverlink [--config FILE] [--log-level L] [--log-file PATH]
       game      the game (echo) server, linked to a login server or --standalone
       login     the login (auth) server
+      monitor   the monitoring server (dashboard, history, /metrics) | history
       dummy     the load-testing client
       db        the account database
       demo      login + game server + dummy client, live dashboard, summary
@@ -51,6 +52,7 @@ from serverlink.cli.dummy import dummy_command
 from serverlink.cli.errors import PROG
 from serverlink.cli.game import game_command
 from serverlink.cli.login import login_command
+from serverlink.cli.monitor import monitor_group
 from serverlink.cli.options import log_options
 from serverlink.cli.settings import (
     CONFIG_PATH_KEY,
@@ -104,6 +106,7 @@ for _command in (
     dummy_command,
     game_command,
     login_command,
+    monitor_group,
 ):
     main_group.add_command(_command)
 # Every setting's environment variable: SERVERLINK_<COMMAND>_<SETTING>.

@@ -16,6 +16,7 @@ from serverlink.cli.defaults import build
 from serverlink.cli.errors import ConfigError, OneLineError
 from serverlink.monitor.screen import ScreenSpec
 from serverlink.runner import RunOptions, ServeError, ServerSpec, serve
+from serverlink.servers.reporter import ObserveConfig
 
 log = logging.getLogger("serverlink.cli")
 
@@ -67,6 +68,7 @@ def serve_command(
         live=not opts.get("quiet", False),
         screen=screen,
         log_level=logs.level_number(app.log_level),
+        observe=build(ctx, ObserveConfig),
     )
     log.debug("settings of %s: %s", spec.name, dict(opts))
     try:

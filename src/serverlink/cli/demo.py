@@ -7,7 +7,7 @@ from typing import Any
 import click
 
 from serverlink import logs
-from serverlink.cli import options
+from serverlink.cli import observe, options
 from serverlink.cli.app import state
 from serverlink.cli.defaults import build
 from serverlink.cli.errors import OneLineError
@@ -23,11 +23,13 @@ from serverlink.demo import DemoError, DemoOptions, run_demo
     "--standalone",
     "Only a standalone game server and the dummy in echo mode (no login server).",
 )
+@observe.http_port_option(DemoOptions)
 @options.flag("--quiet", "No live dashboard: one status line a second.")
 @click.pass_context
 def demo_command(ctx: click.Context, /, standalone: bool, quiet: bool, **_settings: Any) -> int:
-    """The linked system on the embedded database: a login server and a game
-    server (worker processes, free ports) and the dummy client in login mode
+    """The linked system on the embedded database: a monitoring server (its
+    dashboard's URL is printed), a login server and a game server reporting to
+    it (worker processes, free ports) and the dummy client in login mode
     against them (login server, hand-off, game login, echo, random re-logins),
     with the live dashboard, then the summary. Exit status 0 when no side
     counted an error."""

@@ -7,6 +7,7 @@ one-line click error, not a traceback.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -144,12 +145,27 @@ dummy_options = apply(
     default=None,
     help="Write every counter and the latency percentiles to this JSON file.",
 )
+@click.option(
+    "--html-report",
+    type=click.Path(dir_okay=False, writable=True, path_type=Path),
+    default=None,
+    help="Write a self-contained HTML page of the run: throughput and latency over time, "
+    "counters, errors, settings.",
+)
+@click.option(
+    "--compare",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    default=None,
+    help="Print the change of each headline figure against an earlier --report JSON file.",
+)
 @options.flag("--quiet", "One plain status line per second instead of the dashboard.")
 @click.pass_context
 def dummy_command(
     ctx: click.Context,
     /,
     report: Path | None,
+    html_report: Path | None,
+    compare: Path | None,
     quiet: bool,
     **_settings: Any,
 ) -> None:
@@ -168,17 +184,46 @@ def dummy_command(
         preflight(config)
     except ValueError as exc:  # the key file: unreadable, malformed, too few accounts
         raise click.BadParameter(str(exc), ctx, param_hint="'--keys'") from None
+    from serverlink.dummy.compare import load_report
+
+    try:
+        earlier = load_report(compare) if compare is not None else None
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), ctx, param_hint="'--compare'") from None
     try:
         result = run_with_display(config, quiet=quiet)
     except SuperviseError as exc:  # a worker process that could not start: its line
         raise click.ClickException(str(exc)) from None
     except OSError as exc:  # one line, no traceback
         raise click.ClickException(f"dummy: {type(exc).__name__}: {exc}") from None
-    if report is not None:
-        try:
-            report.write_text(json.dumps(result.report(), indent=2) + "\n")
-        except OSError as exc:
-            raise click.ClickException(f"cannot write the report {report}: {exc}") from None
+    if report is not None or html_report is not None or earlier is not None:
+        write_reports(result.report(), report, html_report, earlier)
     # click.exceptions.Exit: sys.exit in standalone mode, the return value of
     # main() for a caller that runs click with standalone_mode=False.
     ctx.exit(result.exit_code)
+
+
+def write_reports(
+    document: dict[str, Any],
+    report: Path | None,
+    html_report: Path | None,
+    earlier: dict[str, Any] | None,
+) -> None:
+    """--report (JSON), --html-report (the page), --compare (lines on stdout)."""
+    from serverlink.dummy.compare import compare
+    from serverlink.web.report import html_report as page
+
+    writers: list[tuple[Path | None, Callable[[], str]]] = [
+        (report, lambda: json.dumps(document, indent=2) + "\n"),
+        (html_report, lambda: page(document)),
+    ]
+    for path, text in writers:
+        if path is not None:
+            try:
+                path.write_text(text())
+            except OSError as exc:
+                raise click.ClickException(f"cannot write the report {path}: {exc}") from None
+    if earlier is not None:
+        click.echo("change against the earlier report:")
+        for line in compare(earlier, document):
+            click.echo("  " + line)

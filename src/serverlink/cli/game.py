@@ -7,7 +7,7 @@ from typing import Any
 
 import click
 
-from serverlink.cli import options
+from serverlink.cli import observe, options
 from serverlink.cli.app import serve_command
 from serverlink.cli.defaults import build
 from serverlink.cli.errors import ConfigError
@@ -27,6 +27,7 @@ from serverlink.servers.link import LinkConfig
 @options.game_options
 @options.listen_options(GameConfig)
 @options.codec_options
+@observe.observe_options
 @options.console_options
 @click.pass_context
 def game_command(ctx: click.Context, /, standalone: bool, **_settings: Any) -> int:

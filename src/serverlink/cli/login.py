@@ -6,7 +6,7 @@ from typing import Any
 
 import click
 
-from serverlink.cli import options
+from serverlink.cli import observe, options
 from serverlink.cli.app import serve_command
 from serverlink.cli.defaults import build
 from serverlink.runner import ServerSpec
@@ -14,12 +14,14 @@ from serverlink.servers.login import LOGIN_SCREEN, LoginConfig, build_login_serv
 
 
 @click.command("login")
+@observe.lan_side_options(LoginConfig)
 @options.login_options
 @options.store_options("Account database (sqlite:///path.db or mysql://user@host:3306/accountdb).")
 @options.login_timeout_option(LoginConfig, "login_timeout")
 @options.tls_options
 @options.listen_options(LoginConfig)
 @options.codec_options
+@observe.observe_options
 @options.console_options
 @click.pass_context
 def login_command(ctx: click.Context, /, **_settings: Any) -> int:

@@ -85,16 +85,21 @@ ADDRESS = HostPort()
 # --- every server ------------------------------------------------------------------------------
 
 
+def address_options(config: type[Any]) -> Callable[[F], F]:
+    """--host and --port, with the defaults of ``config``."""
+    return options_of(
+        config,
+        opt("--host", None, "Address to listen on (0.0.0.0: every IPv4 interface)."),
+        opt("--port", PORT, "TCP port to listen on (0: a free port, shown in the log)."),
+    )
+
+
 def listen_options(config: type[Any]) -> Callable[[F], F]:
     """--host and --port (the defaults of ``config``), --workers, and the
     listener's limits."""
     return apply(
         [
-            options_of(
-                config,
-                opt("--host", None, "Address to listen on (0.0.0.0: every IPv4 interface)."),
-                opt("--port", PORT, "TCP port to listen on (0: a free port, shown in the log)."),
-            ),
+            address_options(config),
             options_of(
                 RunOptions,
                 opt(
@@ -348,10 +353,9 @@ link_options = options_of(
     ),
 )
 
+
 login_options = options_of(
     LoginConfig,
-    opt("--lan-host", None, "Address of the server-to-server (LAN) port (default: --host)."),
-    opt("--lan-port", PORT, "Server-to-server port where game/chat servers register."),
     opt(
         "--game-addr",
         ADDRESS,
@@ -361,13 +365,6 @@ login_options = options_of(
         "--chat-addr",
         ADDRESS,
         "Chat server address given to clients (default: the one a chat server announces).",
-    ),
-    opt(
-        "--lan-allow-any",
-        None,
-        "Let servers link from any address while the whiteip table is empty "
-        "(else loopback only). A linked server receives every login's session key.",
-        is_flag=True,
     ),
     opt(
         "--lan-register-deadline",

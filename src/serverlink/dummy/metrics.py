@@ -297,6 +297,11 @@ class Aggregate:
         self.series: list[int] = []
         #: Login flows completed per interval number, summed over workers.
         self.login_series: list[int] = []
+        #: Latency percentiles per second (echo round trips, login flows).
+        from serverlink.dummy.timeline import LatencyTimeline
+
+        self.latency_timeline = LatencyTimeline()
+        self.login_latency_timeline = LatencyTimeline()
         self._echo_index = COUNTERS.index("echo_recv")
         self._flows_index = COUNTERS.index("login_flows")
 
@@ -325,6 +330,8 @@ class Aggregate:
             view.done = True
             view.gauges = NO_GAUGES
         if not snap.final:
+            self.latency_timeline.add(snap.seq, snap.hist)
+            self.login_latency_timeline.add(snap.seq, snap.login_hist)
             for series, value in ((self.series, echoes), (self.login_series, flows)):
                 while len(series) < snap.seq:
                     series.append(0)

@@ -31,6 +31,9 @@ class DummyResult:
     #: Refused logins by Status name: the login server's, the game server's.
     login_failures: dict[str, int] = field(default_factory=dict)
     game_login_failures: dict[str, int] = field(default_factory=dict)
+    #: Latency percentiles (p50, p90, p99) of each second, ms: echo, login flows.
+    latency_series: dict[str, list[float]] = field(default_factory=dict)
+    login_latency_series: dict[str, list[float]] = field(default_factory=dict)
 
     @property
     def echo_per_s(self) -> float:
@@ -74,9 +77,11 @@ class DummyResult:
             errors=self.errors,
             error_details=self.error_details,
             echo_per_s_series=self.series,
+            latency_ms_series=self.latency_series,
         )
         if self.config.mode == "login":
             report["login_flows_per_s_series"] = self.login_series
+            report["login_latency_ms_series"] = self.login_latency_series
         report["config"] = asdict(self.config)
         return report
 
@@ -95,4 +100,6 @@ def result_of(config: DummyConfig, processes: int, duration: float, agg: Aggrega
         login_series=list(agg.login_series),
         login_failures=agg.refusals(LOGIN_SERVER_STATUS),
         game_login_failures=agg.refusals(GAME_LOGIN_STATUS),
+        latency_series=agg.latency_timeline.finish(),
+        login_latency_series=agg.login_latency_timeline.finish(),
     )

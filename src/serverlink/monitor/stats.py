@@ -18,7 +18,12 @@ Snapshot = Mapping[str, Any]
 #: How a key of several workers' snapshots is merged: "sum" (the default),
 #: "max", "min", or "gauge" (summed over the workers alive now; a worker that
 #: died takes its value with it, while its counters stay in the totals).
-DEFAULT_RULES: Mapping[str, str] = {"sessions": "gauge", "max_sessions": "gauge"}
+DEFAULT_RULES: Mapping[str, str] = {
+    "sessions": "gauge",
+    "max_sessions": "gauge",
+    "authenticated": "gauge",
+    "queued_bytes": "gauge",
+}
 
 
 def merge_rule(key: str, rules: Mapping[str, str]) -> str:

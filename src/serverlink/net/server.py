@@ -287,6 +287,16 @@ class SessionServer:
             for s in list(self.sessions):
                 s.abort("server_shutdown")
 
+    def load(self) -> dict[str, int]:
+        """Sessions logged in and bytes waiting in their send buffers, in one
+        pass (the monitoring figures; once a second, not per packet)."""
+        authenticated = queued = 0
+        for s in self.sessions:
+            authenticated += s.authenticated
+            if s.transport is not None:
+                queued += s.transport.get_write_buffer_size()
+        return {"authenticated": authenticated, "queued_bytes": queued}
+
     @property
     def address(self) -> tuple[str, int]:
         return self.host, self.port

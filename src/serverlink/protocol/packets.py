@@ -351,6 +351,47 @@ SS_REQ_NEW_CLIENT_LOGIN = _define(10002, "SS_REQ_NEW_CLIENT_LOGIN", SsReqNewClie
 SS_RES_NEW_CLIENT_LOGIN = _define(10003, "SS_RES_NEW_CLIENT_LOGIN", SsResNewClientLogin)
 
 
+# --- monitoring: servers -> monitoring server (LAN frame) -------------------------
+
+
+class SsMonitorLogin(NamedTuple):
+    #: 1 login, 2 game, 3 chat (0 is the monitoring server itself).
+    ServerNo: I32
+
+
+class SsMonitorDataUpdate(NamedTuple):
+    DataType: U8
+    DataValue: I32
+    #: Unix seconds.
+    TimeStamp: I32
+
+
+SS_MONITOR_LOGIN = _define(20001, "SS_MONITOR_LOGIN", SsMonitorLogin)
+SS_MONITOR_DATA_UPDATE = _define(20002, "SS_MONITOR_DATA_UPDATE", SsMonitorDataUpdate)
+
+# --- monitoring: tools <-> monitoring server (Net frame, code 109, keys 30/91) -----
+
+
+class CsMonitorToolReqLogin(NamedTuple):
+    LoginSessionKey: Key32
+
+
+class CsMonitorToolResLogin(NamedTuple):
+    #: 1 ok; 0 and the server disconnects.
+    Status: U8
+
+
+class CsMonitorToolDataUpdate(NamedTuple):
+    ServerNo: U8
+    DataType: U8
+    DataValue: I32
+    TimeStamp: I32
+
+
+CS_MONITOR_TOOL_REQ_LOGIN = _define(25001, "CS_MONITOR_TOOL_REQ_LOGIN", CsMonitorToolReqLogin)
+CS_MONITOR_TOOL_RES_LOGIN = _define(25002, "CS_MONITOR_TOOL_RES_LOGIN", CsMonitorToolResLogin)
+CS_MONITOR_TOOL_DATA_UPDATE = _define(25003, "CS_MONITOR_TOOL_DATA_UPDATE", CsMonitorToolDataUpdate)
+
 # --- serverlink's own LAN additions (never sent to an original C++ server) ---------
 # A serverlink game/chat server sends SS_LINK_STATUS right after registering and
 # then every HeartbeatMs; the login server answers each with SS_LINK_PING (the

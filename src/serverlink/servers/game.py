@@ -330,6 +330,7 @@ class GameServer:
 
     def snapshot(self) -> dict[str, Any]:
         snap: dict[str, Any] = self.stats.snapshot()
+        snap.update(self.listener.load())
         snap["logins"] = self.game_stats.logins
         snap["login_fail"] = self.game_stats.login_fail
         snap["max_sessions"] = self.config.limits.max_sessions

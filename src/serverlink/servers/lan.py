@@ -21,7 +21,6 @@ completes it; one that does not answer within ``handoff_timeout`` is skipped.
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 import itertools
 import logging
 import time
@@ -43,6 +42,7 @@ from serverlink.protocol.packets import (
     SsResNewClientLogin,
 )
 from serverlink.protocol.status import ServerType
+from serverlink.servers.trust import is_loopback, peer_trusted
 from serverlink.store import AccountStore, StoreError
 
 log = logging.getLogger("serverlink.login")
@@ -57,13 +57,6 @@ REGISTER_DEADLINE = 5.0
 SILENT_HEARTBEATS = 3
 #: SS_LINK_STATUS.Draining of a server that stops gracefully (servers.link.LEAVING).
 LEAVING = 2
-
-
-def is_loopback(host: str) -> bool:
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return host == "localhost"
 
 
 def _nothing() -> None:
@@ -279,7 +272,7 @@ class LanSide:
         if session.closed:
             return
         ip = session.peer_ip
-        if not (ip in trusted or self.allow_any or (not trusted and is_loopback(ip))):
+        if not peer_trusted(ip, trusted, self.allow_any):
             hint = "not in the whiteip table" if trusted else "whiteip is empty: loopback only"
             self._refuse(
                 session,

@@ -366,6 +366,7 @@ class LoginServer:
     def snapshot(self) -> dict[str, Any]:
         s = self.login_stats
         snap: dict[str, Any] = self.stats.snapshot()
+        snap.update(self.clients.load())
         snap.update(
             max_sessions=self.config.limits.max_sessions,
             logins=s.success,

@@ -23,6 +23,7 @@ from serverlink.store.base import (
     StoreError,
     StoreUnavailable,
 )
+from serverlink.store.driver import SqlDriver
 from serverlink.store.passwords import hash_password, verify_password
 from serverlink.store.url import (
     DEFAULT_DB_URL,
@@ -43,6 +44,7 @@ __all__ = [
     "StoreUnavailable",
     "hash_password",
     "open_admin_store",
+    "open_driver",
     "open_store",
     "parse_db_url",
     "verify_password",
@@ -68,23 +70,38 @@ def open_admin_store(
     A bad URL raises ``DatabaseUrlError`` (a ``ValueError``) whose message says
     what to fix.
     """
-    target = parse_db_url(url)
     from serverlink.store.sql import SqlAccountStore
 
+    driver = open_driver(
+        url, timeout=timeout, pool_min=pool_min, pool_max=pool_max, pool_recycle=pool_recycle
+    )
+    return SqlAccountStore(driver, timeout=timeout, retry=retry)
+
+
+def open_driver(
+    url: str,
+    *,
+    timeout: float = DEFAULT_TIMEOUT,
+    pool_min: int = 1,
+    pool_max: int = 10,
+    pool_recycle: float = 600.0,
+) -> SqlDriver:
+    """The engine's driver for ``url`` (see ``store.url``), not yet connected;
+    the stores over it (accounts, the monitoring history) hold the queries."""
+    target = parse_db_url(url)
     if isinstance(target, SqliteTarget):
         from serverlink.store.sqlite import SqliteDriver
 
-        return SqlAccountStore(SqliteDriver(target, timeout=timeout), timeout=timeout, retry=retry)
+        return SqliteDriver(target, timeout=timeout)
     from serverlink.store.mysql import MySqlDriver
 
-    driver = MySqlDriver(
+    return MySqlDriver(
         target,
         timeout=timeout,
         pool_min=pool_min,
         pool_max=pool_max,
         pool_recycle=pool_recycle,
     )
-    return SqlAccountStore(driver, timeout=timeout, retry=retry)
 
 
 #: What the servers open: the same store, seen through the interface they use

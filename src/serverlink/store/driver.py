@@ -86,8 +86,9 @@ class SqlDriver(abc.ABC):
         running (where cancelling the waiting task does not)."""
 
     @abc.abstractmethod
-    async def create_schema(self) -> None:
-        """Create what ``schema.py`` describes for this engine, if missing."""
+    async def create_schema(self, statements: Sequence[str] | None = None) -> None:
+        """Create what ``schema.py`` describes for this engine (or run the
+        engine's ``statements`` of another store's schema), if missing."""
 
     @abc.abstractmethod
     async def close(self) -> None:

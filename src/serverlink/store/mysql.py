@@ -177,7 +177,7 @@ class MySqlDriver(SqlDriver):
             except Exception as exc:  # the idle sockets may be half dead: still gone
                 log.debug("clearing idle connections of %s: %s", self.display_url, exc)
 
-    async def create_schema(self) -> None:
+    async def create_schema(self, statements: Sequence[str] | None = None) -> None:
         # A connection of its own, without a database: the database may not exist
         # yet, and the pool's connections select it when they connect.
         conn = await asyncmy.connect(**self._connect_kwargs())
@@ -188,7 +188,7 @@ class MySqlDriver(SqlDriver):
                 await cur.execute("SET SESSION sql_notes = 0")
                 await cur.execute(mysql_create_database(self.target.database))
                 await conn.select_db(self.target.database)
-                for statement in MYSQL_SCHEMA:
+                for statement in MYSQL_SCHEMA if statements is None else statements:
                     await cur.execute(statement)
         finally:
             conn.close()

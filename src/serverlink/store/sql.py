@@ -23,21 +23,19 @@ Failure policy, per call:
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Sequence
+from functools import cached_property
 from typing import TypeVar
 
-from serverlink.retry import STORE_RETRY, Retry
 from serverlink.store.base import (
-    DEFAULT_TIMEOUT,
     AccountRecord,
     AdminStore,
     SeedAccount,
     StoreError,
-    StoreUnavailable,
     check_batch,
     record_from_row,
 )
+from serverlink.store.calls import SqlCalls
 from serverlink.store.driver import Row, SqlConnection, SqlDriver
 from serverlink.store.schema import SCHEMA_PROBE, V_ACCOUNT_SELECT
 
@@ -114,113 +112,12 @@ class Statements:
         return statement.replace(ACCOUNTS, self._driver.in_list(len(account_nos)))
 
 
-class _Attempts:
-    """What the retry loop of one call knows about its attempts."""
-
-    __slots__ = ("conn", "in_statement", "maybe_applied")
-
-    def __init__(self) -> None:
-        self.conn: SqlConnection | None = None
-        self.in_statement = False
-        self.maybe_applied = False
-
-    async def lost(self, exc: BaseException) -> None:
-        # An attempt that lost its connection after getting it may have had its
-        # statement applied by the server before the answer was lost.
-        self.maybe_applied = self.maybe_applied or self.in_statement
-
-
-class SqlAccountStore(AdminStore):
+class SqlAccountStore(SqlCalls, AdminStore):
     """The account store on MariaDB/MySQL or SQLite, through ``driver``."""
 
-    def __init__(
-        self,
-        driver: SqlDriver,
-        *,
-        timeout: float = DEFAULT_TIMEOUT,
-        retry: Retry | None = None,
-    ) -> None:
-        if timeout <= 0:
-            raise ValueError("timeout must be > 0 seconds")
-        self.driver = driver
-        self.engine = driver.engine
-        self.timeout = timeout
-        self.retry = retry if retry is not None else STORE_RETRY
-        self.sql = Statements(driver)
-
-    @property
-    def display_url(self) -> str:
-        return self.driver.display_url
-
-    # --- the failure policy (module docstring) ------------------------------------
-    async def _run(
-        self,
-        what: str,
-        op: Callable[[SqlConnection, bool], Awaitable[T]],
-        timeout: float | None = None,
-    ) -> T:
-        """``op(connection, maybe_applied)`` under the deadline and the retry policy.
-        ``maybe_applied`` is True on a retry after an earlier attempt lost its
-        connection while its statement may have been running."""
-        attempts = _Attempts()
-
-        async def attempt() -> T:
-            attempts.in_statement = False
-            async with self.driver.connection() as conn:
-                attempts.conn = conn
-                attempts.in_statement = True
-                return await op(conn, attempts.maybe_applied)
-
-        return await self._call(what, attempt, timeout, attempts)
-
-    async def _call(
-        self,
-        what: str,
-        attempt: Callable[[], Awaitable[T]],
-        timeout: float | None = None,
-        attempts: _Attempts | None = None,
-    ) -> T:
-        """One store call: ``attempt()`` under the deadline and the retry policy, an
-        error that ends it translated (``_failure``)."""
-        if self.driver.closed:
-            raise StoreError(f"{what}: store for {self.display_url} is closed")
-        timeout = self.timeout if timeout is None else timeout
-        lost = attempts.lost if attempts is not None else None
-        try:
-            async with asyncio.timeout(timeout):
-                try:
-                    return await self.retry.call_with_retry(
-                        attempt, self.driver.is_connection_lost, lost
-                    )
-                except StoreError:
-                    raise
-                except Exception as exc:  # the deadline is a CancelledError in here
-                    raise self._failure(what, exc) from exc
-        except TimeoutError as exc:
-            if attempts is not None and attempts.conn is not None:
-                await self.driver.interrupt(attempts.conn)
-            raise StoreUnavailable(
-                f"{what}: no answer from {self.driver.label} within {timeout:g} s"
-            ) from exc
-
-    def _failure(self, what: str, exc: BaseException) -> StoreError:
-        """The error that ends a call, as a one-line ``StoreError`` saying what to fix."""
-        driver, url = self.driver, self.display_url
-        detail = driver.one_line(exc)
-        if driver.is_connection_lost(exc):
-            return StoreUnavailable(f"{what}: {driver.label} unavailable ({detail})")
-        if driver.lacks_schema(exc):
-            return StoreError(
-                f"{what}: the account schema is missing in {url} ({detail}): "
-                f"run `serverlink db init --db {url}`"
-            )
-        explained = driver.explain(exc)
-        if explained is not None:
-            error_class, message = explained
-            return error_class(f"{what}: {message}")
-        if self.driver.closed:  # e.g. the pool closed under a call in flight
-            return StoreError(f"{what}: store for {url} is closed")
-        return StoreError(f"{what} on {url} failed: {detail}")
+    @cached_property
+    def sql(self) -> Statements:
+        return Statements(self.driver)
 
     def _records(self, rows: Sequence[Row]) -> dict[int, AccountRecord | StoreError]:
         """Rows by account. An unusable row becomes that account's ``StoreError``: one

@@ -157,9 +157,9 @@ class SqliteDriver(SqlDriver):
             except Exception as exc:
                 log.debug("interrupting SQLite statement: %s", exc)
 
-    async def create_schema(self) -> None:
+    async def create_schema(self, statements: Sequence[str] | None = None) -> None:
         async with self.connection() as conn, conn.transaction():
-            for statement in SQLITE_SCHEMA:
+            for statement in SQLITE_SCHEMA if statements is None else statements:
                 await conn.execute(statement)
 
     async def close(self) -> None:

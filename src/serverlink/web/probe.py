@@ -1,0 +1,57 @@
+"""A server's own HTTP port (``--metrics-port``): ``/metrics`` (its snapshot and
+figures for Prometheus), ``/healthz`` (the process answers) and ``/readyz``
+(linked and serving: 503 with the reason while not)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from aiohttp import web
+
+from serverlink.monitor.figures import Kind, Reading
+from serverlink.web.http import HttpServer, make_app
+from serverlink.web.metrics import SnapshotCollector, metrics_response, registry_of
+
+
+def readiness(snapshot: Mapping[str, Any]) -> tuple[bool, str]:
+    """Whether a server takes clients now, and why not: a linked game or chat
+    server needs its login server link up; a login server needs a game or chat
+    server linked (else every login is answered Status 6)."""
+    if snapshot.get("login_link", "up") != "up":
+        return False, "not linked to the login server"
+    if "linked_game" in snapshot and not (
+        snapshot.get("linked_game", 0) or snapshot.get("linked_chat", 0)
+    ):
+        return False, "no game or chat server linked"
+    return True, "serving"
+
+
+class MetricsEndpoint(HttpServer):
+    def __init__(
+        self,
+        name: str,
+        host: str,
+        port: int,
+        snapshot: Callable[[], Mapping[str, Any]],
+        reading: Callable[[], tuple[Kind, int, Reading] | None],
+    ) -> None:
+        self.name = name
+        self.snapshot = snapshot
+        self.registry = registry_of(SnapshotCollector(name, snapshot, reading))
+        app = make_app()
+        app.router.add_get("/metrics", self.metrics)
+        app.router.add_get("/healthz", self.healthz)
+        app.router.add_get("/readyz", self.readyz)
+        super().__init__(app, host, port)
+
+    async def metrics(self, request: web.Request) -> web.Response:
+        return metrics_response(self.registry)
+
+    async def healthz(self, request: web.Request) -> web.Response:
+        return web.json_response({"status": "ok", "server": self.name})
+
+    async def readyz(self, request: web.Request) -> web.Response:
+        ready, reason = readiness(self.snapshot())
+        body = {"status": "ready" if ready else "not ready", "reason": reason, "server": self.name}
+        return web.json_response(body, status=200 if ready else 503)
