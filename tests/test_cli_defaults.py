@@ -103,10 +103,11 @@ def test_game_runs_with_the_dataclass_defaults(monkeypatch: pytest.MonkeyPatch) 
     spec, _, _ = _captured(monkeypatch, "serverlink.cli.app.serve", "game", "--standalone")
     assert spec.config == GameConfig()
     address = "{}:{}".format(*LinkConfig().login_server)
+    db = "sqlite:///accounts.db"  # linked mode names its database: it has no default
     spec, _, _ = _captured(
-        monkeypatch, "serverlink.cli.app.serve", "game", "--login-server", address
+        monkeypatch, "serverlink.cli.app.serve", "game", "--login-server", address, "--db", db
     )
-    assert spec.config == GameConfig(link=LinkConfig(), store=StoreConfig())
+    assert spec.config == GameConfig(link=LinkConfig(), store=StoreConfig(url=db))
 
 
 def test_dummy_and_demo_run_with_the_dataclass_defaults(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -60,9 +60,12 @@ class Setting(click.Option):
         *,
         config: type[Any],
         field: str | tuple[str, str] | None = None,
+        shared_database: bool = False,
         **attrs: Any,
     ) -> None:
         self.config = config
+        #: The shared account database (``[database] url``, SERVERLINK_DATABASE_URL).
+        self.shared_database = shared_database
         self.field = field or _param_name(param_decls)
         if "default" not in attrs:
             if isinstance(self.field, tuple):

@@ -17,7 +17,10 @@ from serverlink.demo import DemoError, DemoOptions, run_demo
 @click.command("demo")
 @options.load_options(DemoOptions)
 @options.db_option(
-    "Account database of the demo (seeded on first run).", config=DemoOptions, field="db"
+    "Account database of the demo (seeded on first run).",
+    config=DemoOptions,
+    field="db",
+    shared=False,
 )
 @options.flag(
     "--standalone",

@@ -85,9 +85,19 @@ ADDRESS = HostPort()
 # --- every server ------------------------------------------------------------------------------
 
 
-def listen_options(config: type[Any]) -> Callable[[F], F]:
-    """--host and --port (the defaults of ``config``), --workers, and the
-    listener's limits."""
+workers_option = options_of(
+    RunOptions,
+    opt(
+        "--workers",
+        click.IntRange(1, 256),
+        "Worker processes sharing the port (SO_REUSEPORT), one event loop each.",
+    ),
+)
+
+
+def listen_options(config: type[Any], workers: bool = True) -> Callable[[F], F]:
+    """--host and --port (the defaults of ``config``), --workers (unless the
+    server runs in one process only), and the listener's limits."""
     return apply(
         [
             options_of(
@@ -95,14 +105,7 @@ def listen_options(config: type[Any]) -> Callable[[F], F]:
                 opt("--host", None, "Address to listen on (0.0.0.0: every IPv4 interface)."),
                 opt("--port", PORT, "TCP port to listen on (0: a free port, shown in the log)."),
             ),
-            options_of(
-                RunOptions,
-                opt(
-                    "--workers",
-                    click.IntRange(1, 256),
-                    "Worker processes sharing the port (SO_REUSEPORT), one event loop each.",
-                ),
-            ),
+            *([workers_option] if workers else []),
             limits_options,
         ]
     )
@@ -117,7 +120,7 @@ limits_options = options_of(
     ),
     opt(
         "--idle-timeout",
-        click.FloatRange(min=0),
+        Seconds(min=0),
         "Seconds without a packet before a session is dropped (0: never).",
     ),
     opt(
@@ -159,7 +162,8 @@ def flag(name: str, help: str) -> Callable[[F], F]:
 
 
 def log_options(root: bool) -> Callable[[F], F]:
-    """--log-level and --log-file of the root, or of a command (default: the root's)."""
+    """--log-level, --log-file and --log-format of the root, or of a command
+    (default: the root's)."""
     return apply(
         [
             click.option(
@@ -176,6 +180,14 @@ def log_options(root: bool) -> Callable[[F], F]:
                 default=None,
                 help="Also append the log lines to this file"
                 + ("." if root else " (default: the root --log-file)."),
+            ),
+            click.option(
+                "--log-format",
+                type=click.Choice(logs.FORMATS),
+                default="text" if root else None,
+                show_default=root,
+                help="Log lines as text (time level name: message) or one JSON object each"
+                + ("." if root else " (default: the root --log-format)."),
             ),
         ]
     )
@@ -203,18 +215,25 @@ console_options = apply(
 
 
 def db_option(
-    help: str, *names: str, config: type[Any] = StoreConfig, **attrs: Any
+    help: str, *names: str, config: type[Any] = StoreConfig, shared: bool = True, **attrs: Any
 ) -> Callable[[F], F]:
-    """--db URL, the account database: by default the ``url`` of a StoreConfig."""
+    """--db URL, the account database: by default the ``url`` of a StoreConfig.
+    ``shared``: the account database of the deployment, which the config file's
+    ``[database] url`` and SERVERLINK_DATABASE_URL also set (the demo's own is not)."""
     attrs.setdefault("field", "url")
-    return setting(config, "--db", *names, metavar="URL", help=help, **attrs)
+    return setting(
+        config, "--db", *names, metavar="URL", help=help, shared_database=shared, **attrs
+    )
 
 
-def store_options(db_help: str) -> Callable[[F], F]:
-    """--db, --db-timeout, --db-pool-max: a server's StoreConfig."""
+def store_options(db_help: str, required: bool = False) -> Callable[[F], F]:
+    """--db, --db-timeout, --db-pool-max: a server's StoreConfig. ``required``:
+    no default database (a linked game or chat server must name the login
+    server's: ``store_from`` says so when it is missing)."""
+    db_attrs: dict[str, Any] = {"default": None} if required else {}
     return apply(
         [
-            db_option(db_help),
+            db_option(db_help, **db_attrs),
             options_of(
                 StoreConfig,
                 opt(
@@ -242,7 +261,15 @@ def checked_db_url(url: str) -> str:
     return url
 
 
-def store_from(ctx: click.Context) -> StoreConfig:
+def store_from(ctx: click.Context, needed_by: str = "") -> StoreConfig:
+    """The command's StoreConfig. Without a --db (``store_options(required=True)``)
+    a ConfigError says what ``needed_by`` (e.g. "game: linked mode") needs."""
+    if ctx.params.get("db") is None:
+        raise ConfigError(
+            f"{needed_by} needs --db URL, the account database of the login server "
+            "(the URL of its --db; or [database] url in the config file, or "
+            "SERVERLINK_DATABASE_URL)"
+        )
     config = build(ctx, StoreConfig)
     checked_db_url(config.url)
     return config
