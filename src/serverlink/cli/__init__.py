@@ -47,6 +47,7 @@ from serverlink import __version__, logs
 from serverlink.cli.app import AppState, setup_logging
 from serverlink.cli.config_cmd import config_group
 from serverlink.cli.db import db_group
+from serverlink.cli.defaults import assign_metavars
 from serverlink.cli.demo import demo_command
 from serverlink.cli.dummy import dummy_command
 from serverlink.cli.errors import EXIT_INTERRUPTED, EXIT_RUNTIME, EXIT_USAGE, PROG, error_line
@@ -122,6 +123,8 @@ for _command in (
     main_group.add_command(_command)
 # Every setting's environment variable: SERVERLINK_<COMMAND>_<SETTING>.
 assign_envvars(main_group)
+# One metavar style: SECONDS, BYTES, HOST:PORT, URL, N, ...
+assign_metavars(main_group)
 
 
 def _usage_line(exc: click.UsageError) -> str:

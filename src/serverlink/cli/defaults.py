@@ -133,3 +133,43 @@ class Seconds(click.FloatRange):
 
     def get_metavar(self, param: click.Parameter, ctx: click.Context | None = None) -> str:
         return "SECONDS"
+
+
+#: The metavars of the command line: one word per kind of value.
+METAVARS = (
+    "SECONDS",
+    "BYTES",
+    "HOST:PORT",
+    "HOST",
+    "PORT",
+    "URL",
+    "N",
+    "FILE",
+    "NAME",
+    "PROBABILITY",
+)
+
+
+def metavar_of(option: click.Option) -> str | None:
+    """The metavar of an option that names none: PORT for a port, N for other
+    integers, HOST for --host-like strings, NAME for other strings; None for
+    flags, choices and types that show their own (Seconds, HOST:PORT)."""
+    kind = option.type
+    if option.is_flag or isinstance(kind, click.Choice | Seconds) or kind.name == "HOST:PORT":
+        return None
+    if isinstance(kind, click.types.IntParamType):
+        return "PORT" if (option.name or "").endswith("port") else "N"
+    if isinstance(kind, click.types.StringParamType):
+        return "HOST" if (option.name or "").endswith("host") else "NAME"
+    return None
+
+
+def assign_metavars(cmd: click.Command) -> None:
+    """Give every option of ``cmd`` and its subcommands without a metavar the
+    one of its kind (``metavar_of``)."""
+    for param in cmd.params:
+        if isinstance(param, click.Option) and param.metavar is None:
+            param.metavar = metavar_of(param)
+    if isinstance(cmd, click.Group):
+        for sub in cmd.commands.values():
+            assign_metavars(sub)

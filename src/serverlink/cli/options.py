@@ -176,7 +176,7 @@ def log_options(root: bool) -> Callable[[F], F]:
             ),
             click.option(
                 "--log-file",
-                metavar="PATH",
+                metavar="FILE",
                 default=None,
                 help="Also append the log lines to this file"
                 + ("." if root else " (default: the root --log-file)."),
@@ -297,16 +297,16 @@ tls_options = options_of(
         "Mutual TLS on the server-to-server link: this server's certificate "
         "(with --lan-tls-key and --lan-tls-ca; serverlink servers only).",
         field="cert",
-        metavar="PEM",
+        metavar="FILE",
         default=None,
     ),
-    opt("--lan-tls-key", None, "Its private key.", field="key", metavar="PEM", default=None),
+    opt("--lan-tls-key", None, "Its private key.", field="key", metavar="FILE", default=None),
     opt(
         "--lan-tls-ca",
         None,
         "The CA that signed the other side's certificate.",
         field="ca",
-        metavar="PEM",
+        metavar="FILE",
         default=None,
     ),
 )
@@ -445,12 +445,12 @@ def load_options(config: type[Any]) -> Callable[[F], F]:
             "Echo requests kept in flight per client (the original's ECHO_OVERLAP); "
             "0 = log in and send only heartbeats.",
         ),
-        opt("--seconds", click.FloatRange(min=0), "Run length; 0 = until Ctrl-C."),
+        opt("--seconds", Seconds(min=0), "Run length; 0 = until Ctrl-C."),
         opt(
             "--disconnect-rate",
             click.FloatRange(0.0, 1.0),
             "Each second, each logged-in client leaves with probability P, "
             "then reconnects and logs in again.",
-            metavar="P",
+            metavar="PROBABILITY",
         ),
     )

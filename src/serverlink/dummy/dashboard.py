@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import sys
 from types import TracebackType
-from typing import TextIO
+from typing import IO
 
 from rich.console import Console, Group
 from rich.live import Live
@@ -74,7 +74,7 @@ def status_line(agg: Aggregate, elapsed: float, login: bool = False) -> str:
 class QuietPrinter:
     """``on_tick`` that prints ``status_line`` once a second."""
 
-    def __init__(self, out: TextIO | None = None, login: bool = False) -> None:
+    def __init__(self, out: IO[str] | None = None, login: bool = False) -> None:
         self.out = out or sys.stdout
         self.login = login
 
@@ -227,7 +227,7 @@ def run_with_display(
     then the summary table. For the CLI and the demo command."""
     console = console or Console()
     if quiet:
-        result = run_dummy(config, QuietPrinter(login=config.mode == "login"))
+        result = run_dummy(config, QuietPrinter(console.file, login=config.mode == "login"))
     else:
         with LiveDashboard(config, console) as dash:
             result = run_dummy(config, dash)
