@@ -93,7 +93,6 @@ class LatencyHistogram:
         return {
             f"{prefix}_p50_ms": run50 if has_run else None,
             f"{prefix}_p99_ms": run99 if has_run else None,
-            f"{prefix}_max_ms": self.max_ns / 1e6 if has_run else None,
             f"{prefix}_now_p50_ms": now50 if has_now else None,
             f"{prefix}_now_p99_ms": now99 if has_now else None,
         }

@@ -35,7 +35,7 @@ from serverlink.protocol.status import LoginStatus, ServerType
 from serverlink.servers.failed_logins import FAILED_LOGIN, FailedLogins
 from serverlink.servers.lan import LanSide, LinkedServer
 from serverlink.servers.link import LOGIN_TIMEOUT
-from serverlink.servers.login_stats import LOGIN_SCREEN, LoginStats
+from serverlink.servers.login_stats import LOGIN_SCREEN, LoginStats, linked_rows
 from serverlink.servers.placement import Placement
 from serverlink.servers.releases import Releases
 from serverlink.store import AccountRecord, AccountStore, StoreError
@@ -368,6 +368,8 @@ class LoginServer:
             linked_chat=len(self.lan.linked(ServerType.CHAT)),
             rejected_links=self.lan.rejected_links,
             pending_handoffs=len(self.lan.pending),
+            linked=linked_rows(self.lan.links),
+            **s.times.snapshot("login_time"),
         )
         return snap
 
