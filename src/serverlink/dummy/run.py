@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
+import logging
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -27,6 +28,8 @@ from serverlink.dummy.verdict import hopeless
 from serverlink.dummy.worker import Worker, accounts_of, preflight
 from serverlink.supervise import Exited, Go, Message, Policy, Stopped, Supervisor, WorkerLink
 from serverlink.supervise import Snapshot as SnapshotMessage
+
+log = logging.getLogger("serverlink.dummy")
 
 #: How long the parent waits for spawned workers to import and report ready.
 WORKER_START_TIMEOUT = 60.0
@@ -227,6 +230,14 @@ def run_dummy(config: DummyConfig, on_tick: TickCallback | None = None) -> Dummy
         # Not available off the main thread or on Windows: Ctrl-C then interrupts.
         with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
             stop.install(loop)
+        length = f"{config.seconds:g} s" if config.seconds else "until Ctrl-C"
+        log.info(
+            "start: %d clients in %s mode against %s, %s (Ctrl-C or SIGTERM ends it early)",
+            config.clients,
+            config.mode,
+            config.target,
+            length,
+        )
         try:
             return await run_dummy_async(config, on_tick, stop.event)
         finally:
