@@ -2,7 +2,7 @@
 
 ::
 
-    serverlink [--config FILE] [--log-level L] [--log-file PATH]
+    serverlink [--config FILE] [--log-level L] [--log-file FILE] [--log-format text|json]
       game      the game (echo) server, linked to a login server or --standalone
       login     the login (auth) server
       dummy     the load-testing client

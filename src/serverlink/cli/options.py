@@ -12,12 +12,17 @@ beside it, in ``cli.dummy``.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, TypeVar
 
 import click
 
 from serverlink import logs
 from serverlink.cli.defaults import (
+    ADDRESS,
+    BYTE,
+    LOG_LEVEL,
+    PORT,
+    HostPort,
     Seconds,
     apply,
     build,
@@ -38,49 +43,7 @@ from serverlink.store.config import StoreConfig
 
 F = TypeVar("F", bound=Callable[..., Any])
 
-if TYPE_CHECKING:
-    _HostPortBase = click.ParamType[tuple[str, int]]
-else:  # click < 8.2 has no generic ParamType at run time
-    _HostPortBase = click.ParamType
-
-
-# --- value types -------------------------------------------------------------------------------
-
-PORT = click.IntRange(0, 65535)
-BYTE = click.IntRange(0, 255)
-LOG_LEVEL = click.Choice(logs.LEVELS, case_sensitive=False)
-
-
-class HostPort(_HostPortBase):
-    """``HOST:PORT`` (``[v6addr]:PORT`` for IPv6) -> (host, port)."""
-
-    name = "HOST:PORT"
-
-    def convert(
-        self, value: object, param: click.Parameter | None, ctx: click.Context | None
-    ) -> tuple[str, int]:
-        if isinstance(value, tuple):
-            host, port = value
-            return str(host), int(port)
-        text = str(value).strip()
-        host, sep, port_text = text.rpartition(":")
-        if not sep or not host or not port_text:
-            self.fail(f"{text!r} is not HOST:PORT", param, ctx)
-        if host.startswith("[") and host.endswith("]"):
-            host = host[1:-1]
-        elif ":" in host:
-            self.fail(f"{text!r}: write an IPv6 address as [ADDR]:PORT", param, ctx)
-        try:
-            port = int(port_text)
-        except ValueError:
-            self.fail(f"{text!r}: port {port_text!r} is not a number", param, ctx)
-        if not 0 < port < 65536:
-            self.fail(f"{text!r}: port {port} is not in 1-65535", param, ctx)
-        return host, port
-
-
-ADDRESS = HostPort()
-
+__all__ = ["ADDRESS", "BYTE", "LOG_LEVEL", "PORT", "HostPort"]  # the value types, re-exported
 
 # --- every server ------------------------------------------------------------------------------
 

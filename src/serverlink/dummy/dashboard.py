@@ -49,25 +49,28 @@ def _refusals(agg: Aggregate) -> str:
 
 def status_line(agg: Aggregate, elapsed: float, login: bool = False) -> str:
     """One line of the live counters, e.g. for --quiet; ``login`` adds the
-    login flow figures."""
-    p50, p99, lat_max = agg.latency_now_ms()
+    login flow figures; "–" for a figure of a second without samples."""
+
+    def q(value: float | None) -> str:
+        return "–" if value is None else f"{value:.2f}ms"
+
+    p50, p99, lat_max = now_ms(agg)
     errors = agg.errors()
     named = " ".join(f"{k}={v}" for k, v in errors.items() if v)
     flows = ""
     if login:
-        l50, l99, lmax = agg.latency_now_ms(login=True)
+        l50, l99, lmax = now_ms(agg, login=True)
         refused = _refusals(agg)
         flows = (
             f"in_login={agg.gauge('in_login')} in_game={agg.gauge('in_game')} "
-            f"logins/s={agg.login_rate_now:.0f} login_p50={l50:.2f}ms "
-            f"login_p99={l99:.2f}ms login_max={lmax:.2f}ms "
-            + (f"refused: {refused} " if refused else "")
+            f"logins/s={agg.login_rate_now:.0f} login_p50={q(l50)} "
+            f"login_p99={q(l99)} login_max={q(lmax)} " + (f"refused: {refused} " if refused else "")
         )
     return (
         f"t={elapsed:.0f}s connected={agg.gauge('connected')} {flows}"
         f"logged_in={agg.gauge('logged_in')} echo/s={agg.echo_rate_now:.0f} "
-        f"reply_wait={agg.gauge('reply_wait')} p50={p50:.2f}ms p99={p99:.2f}ms "
-        f"max={lat_max:.2f}ms errors={agg.errors_total}" + (f" {named}" if named else "")
+        f"reply_wait={agg.gauge('reply_wait')} p50={q(p50)} p99={q(p99)} "
+        f"max={q(lat_max)} errors={agg.errors_total}" + (f" {named}" if named else "")
     )
 
 
