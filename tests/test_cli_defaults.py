@@ -17,6 +17,7 @@ from serverlink.cli.defaults import Setting, default_of
 from serverlink.cli.options import HostPort
 from serverlink.demo import DemoOptions
 from serverlink.dummy.config import DummyConfig
+from serverlink.dummy.result import RunEnd
 from serverlink.net.server import ServerLimits
 from serverlink.net.tls import TlsConfig
 from serverlink.protocol.codec import NetCodec
@@ -115,10 +116,11 @@ def test_dummy_and_demo_run_with_the_dataclass_defaults(monkeypatch: pytest.Monk
 
     class Result:
         exit_code = 0
+        end = RunEnd()
 
     seen: list[DummyConfig] = []
 
-    def run_with_display(config: DummyConfig, quiet: bool) -> Result:
+    def run_with_display(config: DummyConfig, quiet: bool, console: object = None) -> Result:
         seen.append(config)
         return Result()
 
