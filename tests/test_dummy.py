@@ -383,7 +383,7 @@ def test_cli_run_writes_report(threaded_game_server: int, tmp_path: Path) -> Non
     result = CliRunner().invoke(
         dummy_command,
         [
-            "--game",
+            "--game-server",
             f"127.0.0.1:{threaded_game_server}",
             "--clients",
             "3",
@@ -410,9 +410,9 @@ def test_cli_run_writes_report(threaded_game_server: int, tmp_path: Path) -> Non
 @pytest.mark.parametrize(
     "args",
     [
-        ["--game", "nohostport"],
-        ["--game", "host:99999"],
-        ["--game", "host:http"],
+        ["--game-server", "nohostport"],
+        ["--game-server", "host:99999"],
+        ["--game-server", "host:http"],
         ["--clients", "0"],
         ["--disconnect-rate", "2"],
         ["--code", "300"],
