@@ -301,7 +301,10 @@ def test_the_shared_database_from_file_and_environment(procs: list[Proc], tmp_pa
     assert p.wait() == 0 and "from_file" not in p.stdout()  # the demo keeps its own
     env = {"SERVERLINK_DATABASE_URL": "sqlite:///from_env.db"}
     p = start(procs, "--config", str(config), "config", "show", "game", env=env)
-    assert p.wait() == 0 and shown(p.stdout())["game.db"] == '"sqlite:///from_env.db"'
+    assert p.wait() == 0
+    out = p.stdout()
+    assert shown(out)["game.db"] == '"sqlite:///from_env.db"'
+    assert "# environment SERVERLINK_DATABASE_URL (the shared database)" in out
     # the rule, per command, wins over the shared one
     env["SERVERLINK_GAME_DB"] = "sqlite:///game.db"
     p = start(procs, "config", "show", "game", env=env)

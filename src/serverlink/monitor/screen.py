@@ -171,7 +171,7 @@ def _processes(v: View) -> str:
 
 
 def process_row() -> Row:
-    """CPU, memory and processes of the server (every server's screen)."""
+    """CPU, memory and processes of the server."""
     return Row("Process", (_cpu, _rss, _processes))
 
 
