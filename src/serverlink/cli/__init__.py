@@ -23,12 +23,15 @@ beside its server::
 
     @click.command("chat")
     @chat_options                       # options_of(ChatConfig, opt("--rooms", ...), ...)
+    @options.store_options("Linked mode (required): the login server's database.", required=True)
     @options.listen_options(ChatConfig)
     @options.codec_options
     @options.console_options
     @click.pass_context
     def chat_command(ctx: click.Context, /, **_settings: Any) -> int:
         config = build(ctx, ChatConfig, **options.server_parts(ctx))
+        store = options.store_from(ctx, "chat: linked mode")  # one line, exit 2, when missing
+        config = dataclasses.replace(config, store=store)
         return serve_command(ctx, ServerSpec("chat", build_chat_server, config), CHAT_SCREEN)
 
 and one line below adds it to the root group.
