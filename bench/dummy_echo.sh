@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The dummy client's own throughput: drive the independent C reference server
-# (shared/tools/netbench.c, cheap per echo) so the client is what is measured.
+# (bench/netbench.c, cheap per echo) so the client is what is measured.
 # Prints the dummy's report summary and, for scale, netbench's own load
 # generator against the same server. Acceptance: >= 200,000 verified echoes/s,
 # errors_total 0.
@@ -9,7 +9,7 @@ set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
 # The project venv of the README commands when there is one, else python3 on PATH.
 py=${PYTHON:-$([ -x "$here/.venv/bin/python" ] && echo "$here/.venv/bin/python" || command -v python3)}
-src=${NETBENCH_SRC:-$here/../shared/tools/netbench.c}
+src=${NETBENCH_SRC:-$here/bench/netbench.c}
 clients=${1:-200} depth=${2:-20} seconds=${3:-10} procs=${4:-2}
 port=${PORT:-19001}
 bin=$(mktemp -d)/netbench
@@ -19,7 +19,7 @@ server=$!
 trap 'kill $server 2>/dev/null || true' EXIT
 sleep 0.3
 report=$(mktemp)
-"$py" -m serverlink.dummy --mode echo --game "127.0.0.1:$port" --clients "$clients" \
+"$py" -m serverlink dummy --mode echo --game-server "127.0.0.1:$port" --clients "$clients" \
     --echo-depth "$depth" --seconds "$seconds" --processes "$procs" --quiet \
     --report "$report" >/dev/null || true
 "$py" - "$report" <<'PY'

@@ -1,8 +1,11 @@
 """Echo benchmark: one game-server worker driven by the dummy client, and, when
-the independent C peer (shared/tools/netbench.c) can be built, the same loads
-against the C reference server in the same run, so the figures are ratios.
+a C compiler is present, the same loads against the C reference server
+(bench/netbench.c, built into a temporary directory) in the same run, so the
+figures are ratios.
 
     python bench/echo.py [--seconds 5] [--netbench-src PATH]
+
+Runs with the project's .venv by itself (bench/project.py).
 
 Prints one JSON line:
 - ``server``: our game server driven by our dummy (echo_per_s, latency, errors);
@@ -28,8 +31,11 @@ import time
 from pathlib import Path
 from typing import Any
 
+from project import ensure_serverlink
+
 HERE = Path(__file__).resolve().parent
-DEFAULT_NETBENCH = HERE.parent.parent / "shared" / "tools" / "netbench.c"
+#: The project's own reference server and load generator (C, one file).
+DEFAULT_NETBENCH = HERE / "netbench.c"
 
 
 def free_port() -> int:
@@ -57,7 +63,7 @@ def run_dummy(port: int, clients: int, depth: int, seconds: float) -> dict[str, 
         subprocess.run(
             [
                 sys.executable, "-m", "serverlink", "dummy", "--mode", "echo",
-                "--game", f"127.0.0.1:{port}", "--clients", str(clients),
+                "--game-server", f"127.0.0.1:{port}", "--clients", str(clients),
                 "--echo-depth", str(depth), "--seconds", str(seconds),
                 "--quiet", "--report", report.name,
             ],
@@ -94,6 +100,7 @@ def build_netbench(src: Path) -> Path | None:
 
 
 def main() -> None:
+    ensure_serverlink()
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument("--netbench-src", type=Path, default=DEFAULT_NETBENCH)

@@ -3,7 +3,9 @@
 # counted by callgrind: repeatable whatever else the machine is doing.
 # Usage: bench/instructions.sh [frames_per_read] [python]
 set -euo pipefail
-k=${1:-20}; py=${2:-python}
+root=$(cd "$(dirname "$0")/.." && pwd)
+# The project venv of the README commands when there is one, else python3 on PATH.
+k=${1:-20}; py=${2:-$([ -x "$root/.venv/bin/python" ] && echo "$root/.venv/bin/python" || command -v python3)}
 here=$(cd "$(dirname "$0")" && pwd)
 count() {
   valgrind --tool=callgrind --callgrind-out-file=/dev/null "$py" "$here/hotpath_micro.py" "$k" "$1" 2>&1 \

@@ -112,7 +112,7 @@ dummy_cpu=$(mktemp)
 status=0
 # Bash's `times` would mix in the seed; time the dummy alone with a small wrapper.
 "$py" - "$dummy_cpu" "$sl" dummy --mode login --relogin --clients "$clients" --keys "$keys" \
-    --seconds "$seconds" --processes "$procs" --login "127.0.0.1:$login_port" \
+    --seconds "$seconds" --processes "$procs" --login-server "127.0.0.1:$login_port" \
     --report "$report" --quiet >"$logs/dummy.log" 2>&1 <<'PY' || status=$?
 import os, subprocess, sys
 out, cmd = sys.argv[1], sys.argv[2:]

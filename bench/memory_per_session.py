@@ -21,6 +21,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from project import ensure_serverlink
+
 
 def free_port() -> int:
     with socket.socket() as s:
@@ -49,6 +51,7 @@ def established(port: int) -> int:
 
 
 def main() -> None:
+    ensure_serverlink()
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--clients", type=int, default=10_000)
     parser.add_argument("--seconds", type=float, default=40.0)
@@ -75,8 +78,8 @@ def main() -> None:
         report = Path(tempfile.mkdtemp()) / "report.json"
         dummy = subprocess.Popen(
             [sys.executable, "-m", "serverlink", "dummy", "--mode", "echo",
-             "--game", f"127.0.0.1:{port}", "--clients", str(args.clients),
-             "--echo-depth", "1", "--echo-interval", "1000", "--ramp-up", str(args.ramp_up),
+             "--game-server", f"127.0.0.1:{port}", "--clients", str(args.clients),
+             "--echo-depth", "1", "--echo-interval", "1.0", "--ramp-up", str(args.ramp_up),
              "--seconds", str(args.seconds), "--quiet", "--report", str(report)],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )  # fmt: skip

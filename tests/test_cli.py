@@ -230,18 +230,20 @@ def test_port_in_use_is_one_line_exit_1(procs: list[Proc]) -> None:
             assert p.wait() == 1, p.stderr
             errors = [line for line in p.lines if line.startswith("serverlink: ")]
             assert errors == [
-                f"serverlink: game: cannot listen on 127.0.0.1:{port}: address already in use "
-                "(is another server running? try another --port)"
+                f"serverlink: game: cannot listen on 127.0.0.1:{port} (the client port, --port): "
+                "address already in use (is another server running? try another --port)"
             ], p.stderr
             assert_clean(p)
 
 
-def test_login_refuses_more_workers_than_it_declares(procs: list[Proc]) -> None:
-    # LoginServer.max_workers = 1: serve() refuses before anything starts
+def test_login_offers_no_workers_option(procs: list[Proc]) -> None:
+    # LoginServer.max_workers = 1: the option is not offered, not offered and refused
+    p = start(procs, "login", "--help")
+    assert p.wait() == 0 and "--workers" not in p.stdout()
     p = start(procs, "login", "--port", "0", "--lan-port", "0", "--workers", "2", "--quiet")
-    assert p.wait() == 1, p.stderr
+    assert p.wait() == 2, p.stderr
     assert p.lines == [
-        "serverlink: login: --workers must be at most 1 (the login server's max_workers), not 2"
+        "serverlink: login: No such option '--workers' (see 'serverlink login --help')"
     ], p.stderr
 
 

@@ -17,6 +17,7 @@ from serverlink.cli.defaults import Setting, default_of
 from serverlink.cli.options import HostPort
 from serverlink.demo import DemoOptions
 from serverlink.dummy.config import DummyConfig
+from serverlink.dummy.result import RunEnd
 from serverlink.net.server import ServerLimits
 from serverlink.net.tls import TlsConfig
 from serverlink.protocol.codec import NetCodec
@@ -105,10 +106,11 @@ def test_game_runs_with_the_dataclass_defaults(monkeypatch: pytest.MonkeyPatch) 
     spec, _, _ = _captured(monkeypatch, "serverlink.cli.app.serve", "game", "--standalone")
     assert spec.config == GameConfig()
     address = "{}:{}".format(*LinkConfig().login_server)
+    db = "sqlite:///accounts.db"  # linked mode names its database: it has no default
     spec, _, _ = _captured(
-        monkeypatch, "serverlink.cli.app.serve", "game", "--login-server", address
+        monkeypatch, "serverlink.cli.app.serve", "game", "--login-server", address, "--db", db
     )
-    assert spec.config == GameConfig(link=LinkConfig(), store=StoreConfig())
+    assert spec.config == GameConfig(link=LinkConfig(), store=StoreConfig(url=db))
 
 
 def test_dummy_and_demo_run_with_the_dataclass_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -116,10 +118,11 @@ def test_dummy_and_demo_run_with_the_dataclass_defaults(monkeypatch: pytest.Monk
 
     class Result:
         exit_code = 0
+        end = RunEnd()
 
     seen: list[DummyConfig] = []
 
-    def run_with_display(config: DummyConfig, quiet: bool) -> Result:
+    def run_with_display(config: DummyConfig, quiet: bool, console: object = None) -> Result:
         seen.append(config)
         return Result()
 
@@ -184,7 +187,11 @@ def test_an_option_of_several_commands_is_one_declaration() -> None:
                     shape = (repr(param.type), param.help or "")
                     found.setdefault(param.opts[0], set()).add(shape)
     assert {"--clients", "--code", "--db-timeout", "--lan-tls-ca"} <= set(found)
-    per_command = {"--db", "--quiet", "--standalone"}
+    # The same setting named the same on both sides, each side saying its part:
+    # the game server's --client-version is the version it expects, the dummy's
+    # the one it sends; --login-server is the LAN port for a game server, the
+    # client port for the dummy.
+    per_command = {"--db", "--quiet", "--standalone", "--client-version", "--login-server"}
     differing = {flag for flag, shapes in found.items() if len(shapes) > 1}
     assert differing == per_command
 

@@ -134,7 +134,7 @@ async def test_echo_interval_paces_each_client(game_server: GameServer) -> None:
         echo_depth=1,
         seconds=1.5,
         processes=1,
-        echo_interval_ms=200,
+        echo_interval=0.2,
     )
     result = await run_dummy_async(config)
     assert result.errors_total == 0, result.error_details
@@ -150,7 +150,7 @@ async def test_disconnect_rate_ramp_and_login_delay(game_server: GameServer) -> 
         processes=1,
         disconnect_rate=1.0,
         ramp_up=0.3,
-        login_delay_ms=50,
+        login_delay=0.05,
     )
     result = await run_dummy_async(config)
     assert result.errors_total == 0, result.error_details
@@ -318,7 +318,7 @@ async def test_errors_are_counted(faulty_server: int, counter: str, detail: str 
         echo_depth=4,
         seconds=1.6,
         processes=1,
-        late_ms=50,
+        late=0.05,
         reply_timeout=0.5,
     )
     result = await run_dummy_async(config)
@@ -383,7 +383,7 @@ def test_cli_run_writes_report(threaded_game_server: int, tmp_path: Path) -> Non
     result = CliRunner().invoke(
         dummy_command,
         [
-            "--game",
+            "--game-server",
             f"127.0.0.1:{threaded_game_server}",
             "--clients",
             "3",
@@ -410,9 +410,9 @@ def test_cli_run_writes_report(threaded_game_server: int, tmp_path: Path) -> Non
 @pytest.mark.parametrize(
     "args",
     [
-        ["--game", "nohostport"],
-        ["--game", "host:99999"],
-        ["--game", "host:http"],
+        ["--game-server", "nohostport"],
+        ["--game-server", "host:99999"],
+        ["--game-server", "host:http"],
         ["--clients", "0"],
         ["--disconnect-rate", "2"],
         ["--code", "300"],

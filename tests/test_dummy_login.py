@@ -307,7 +307,7 @@ async def test_unanswered_login_times_out_but_one_cut_off_by_the_end_is_no_error
     try:
         config = DummyConfig(
             mode="login", login_port=server.sockets[0].getsockname()[1], keys_file=str(keys),
-            clients=2, seconds=1.5, processes=1, reply_timeout=reply_timeout, late_ms=50,
+            clients=2, seconds=1.5, processes=1, reply_timeout=reply_timeout, late=0.05,
             reconnect_backoff=0.2,
         )  # fmt: skip
         result = await run_dummy_async(config)
@@ -458,7 +458,7 @@ def threaded_system(db_url: str, tmp_path: Path) -> Iterator[System]:
 def test_cli_login_mode_writes_report(threaded_system: System, tmp_path: Path) -> None:
     report = tmp_path / "r.json"
     args = [
-        "--mode", "login", "--login", f"127.0.0.1:{threaded_system.login.port}",
+        "--mode", "login", "--login-server", f"127.0.0.1:{threaded_system.login.port}",
         "--keys", str(threaded_system.keys_file), "--clients", "4", "--relogin",
         "--seconds", "1.2", "--processes", "1", "--quiet", "--report", str(report),
     ]  # fmt: skip
@@ -494,4 +494,4 @@ def test_cli_validates_the_key_file(tmp_path: Path) -> None:
     assert "fewer than the 11 clients" in _cli_error([*login, str(keys), "--clients", "11"])
     assert "2 × clients" in _cli_error([*login, str(keys), "--clients", "6", "--relogin"])
     assert "relogin" in _cli_error(["--relogin"])
-    assert "HOST:PORT" in _cli_error([*login, str(keys), "--login", "nohost"])
+    assert "HOST:PORT" in _cli_error([*login, str(keys), "--login-server", "nohost"])

@@ -1,4 +1,4 @@
-"""The dummy's reports: latency percentiles per second, --compare against an
+"""The dummy's reports: --compare against an
 earlier JSON report, and the --html-report page opened in headless Chromium
 with its charts drawn (a real run against a standalone game server)."""
 
@@ -13,25 +13,7 @@ import pytest
 
 from browser import PAINTED, browser_page
 from serverlink.dummy.compare import compare, load_report
-from serverlink.dummy.metrics import BUCKET_NS
-from serverlink.dummy.timeline import LatencyTimeline
 from test_cli import Proc
-
-
-def ms(bucket_ms: float) -> int:
-    return int(bucket_ms * 1e6 / BUCKET_NS)
-
-
-def test_latency_percentiles_per_second_from_several_workers() -> None:
-    timeline = LatencyTimeline()
-    timeline.add(1, {ms(1): 90, ms(10): 10})  # worker 0, second 1
-    timeline.add(2, {ms(2): 100})  # worker 0, second 2
-    timeline.add(1, {ms(1): 100})  # worker 1, second 1 (late): still counted
-    timeline.add(4, {ms(3): 1})  # second 3: no samples
-    series = timeline.finish()
-    assert series["p50"] == pytest.approx([1.01, 2.01, 0.0, 3.01])
-    assert series["p99"][0] == pytest.approx(10.01)
-    assert len(series["p90"]) == 4
 
 
 def test_compare_prints_each_headline_change(tmp_path: Path) -> None:

@@ -80,7 +80,7 @@ async def test_killing_and_restarting_a_game_server_under_load_locks_no_account(
             seconds=60,
             # Each session holds its account ~0.5 s (one echo after a think time),
             # so a kill finds players in game.
-            echo_interval_ms=500,
+            echo_interval=0.5,
             processes=1,
             release_wait=15.0,
         )

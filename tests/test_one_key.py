@@ -66,7 +66,7 @@ async def test_a_game_login_whose_claim_the_database_refuses_is_refused(
     assert status.Status == GameLoginStatus.FAIL
     await conn.wait_closed()
     game = system.game_at(reply.GameServerPort)
-    assert game.stats.errors["in_game_elsewhere"] == 1 and 2 not in game.in_game
+    assert game.stats.refusals["in_game_elsewhere"] == 1 and 2 not in game.in_game
     rows = await raw_sql(system.db_url, "SELECT status FROM status WHERE accountno = 2", [])
     assert rows[0][0] == 999  # left to the server that holds it
 

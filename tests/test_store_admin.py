@@ -13,6 +13,7 @@ from click.testing import CliRunner
 
 from conftest import RawSql, RunSync, ServerQuery
 from private_mariadb import free_port
+from serverlink.cli import main
 from serverlink.cli.db import db_group
 from serverlink.retry import STORE_RETRY, ExponentialBackoff, Retry
 from serverlink.store import (
@@ -247,41 +248,58 @@ def test_retry_backoff_is_exponential_jittered_and_capped() -> None:
 # --- CLI ---------------------------------------------------------------------------
 
 
-def invoke(*args: str, env: dict[str, str] | None = None) -> click.testing.Result:
-    return CliRunner().invoke(db_group, list(args), env=env, prog_name="serverlink db")
+class Invoked:
+    def __init__(self, exit_code: int, stdout: str, stderr: str) -> None:
+        self.exit_code, self.stdout, self.stderr = exit_code, stdout, stderr
+        self.output = stdout + stderr
 
 
-def test_cli_db_option_reads_serverlink_db_and_defaults_to_sqlite_file() -> None:
+def invoke(*args: str, env: dict[str, str] | None = None) -> Invoked:
+    """``serverlink db ARGS`` through main(), as the command line runs it."""
+    with CliRunner().isolation(env=env) as (out, err, _):
+        code = main(["db", *args])
+    return Invoked(code, out.getvalue().decode(), err.getvalue().decode())
+
+
+def test_cli_db_option_defaults_to_sqlite_file_and_reads_the_environment(
+    sqlite_url: str,
+) -> None:
     for name in ("init", "seed", "reset-status", "add-whiteip"):
         command = db_group.commands[name]
         (option,) = [p for p in command.params if p.name == "db_url"]
         assert isinstance(option, click.Option)
-        assert option.envvar == "SERVERLINK_DB"
         assert option.default == DEFAULT_DB_URL
+    # the rule (SERVERLINK_<COMMAND>_<SETTING>), the shared database, and its alias
+    for var in ("SERVERLINK_DB_INIT_DB", "SERVERLINK_DATABASE_URL", "SERVERLINK_DB"):
+        result = invoke("init", env={var: sqlite_url})
+        assert result.exit_code == 0, result.output
+        assert f"schema ready in {sqlite_url}" in result.stdout
 
 
-def assert_one_line_error(result: click.testing.Result, fragment: str) -> None:
-    assert result.exit_code == 2, result.output
+def assert_one_line_error(result: Invoked, message: str, exit_code: int) -> None:
+    assert result.exit_code == exit_code, result.output
     assert result.stdout == ""
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1, result.stderr
-    assert lines[0].startswith("Error: ") and fragment in lines[0]
+    assert lines[0].startswith(f"serverlink: {message}"), lines
     assert "Traceback" not in result.output
 
 
 def test_cli_bad_url_prints_one_line_and_exits_2() -> None:
-    assert_one_line_error(invoke("init", "--db", "foo://x"), "unsupported database URL scheme")
+    result = invoke("init", "--db", "foo://x")
+    assert_one_line_error(result, "db init: --db: unsupported database URL scheme", 2)
 
 
-def test_cli_unreachable_database_prints_one_line_and_exits_2() -> None:
-    result = invoke(
-        "reset-status", env={"SERVERLINK_DB": f"mysql://root@127.0.0.1:{free_port()}/x"}
-    )
-    assert_one_line_error(result, "unavailable")
+def test_cli_unreachable_database_prints_one_line_and_exits_1() -> None:
+    port = free_port()
+    result = invoke("reset-status", "--db", f"mysql://root@127.0.0.1:{port}/x")
+    # the command, not the store's function name (reset_statuses)
+    assert_one_line_error(result, f"db reset-status: MySQL at mysql://root@127.0.0.1:{port}/x", 1)
 
 
 def test_cli_bad_ip_prints_one_line_and_exits_2(sqlite_url: str) -> None:
-    assert_one_line_error(invoke("add-whiteip", "nope", "--db", sqlite_url), "not an IPv4 or IPv6")
+    result = invoke("add-whiteip", "nope", "--db", sqlite_url)
+    assert_one_line_error(result, "db add-whiteip: 'nope' is not an IPv4 or IPv6", 2)
 
 
 def test_cli_init_seed_reset_whiteip(db_url: str, tmp_path: Path, run_sync: RunSync) -> None:

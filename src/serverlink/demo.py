@@ -13,8 +13,9 @@ announces its LAN port (event ``lan``, before it is ready) and every change of
 its linked servers (event ``links``); the demo starts the game server on that
 port and runs the dummy once a ``links`` event counts a game server.
 
-SIGINT/SIGTERM end the dummy's run early (then the summary as usual); a second
-one exits at once. Failures the user can fix are ``DemoError``, one line.
+SIGINT/SIGTERM end the dummy's run early (then the summary as usual, and
+``DemoInterrupted``: exit status 130); a second one exits at once; SIGHUP
+reopens the log file. Failures the user can fix are ``DemoError``, one line.
 """
 
 from __future__ import annotations
@@ -57,6 +58,10 @@ STOP_GRACE = 2.0
 
 class DemoError(Exception):
     """A failure the user can fix, in one line; exit status 1."""
+
+
+class DemoInterrupted(DemoError):
+    """Ctrl-C or SIGTERM before --seconds were over (after the summary)."""
 
 
 @dataclass(frozen=True)
@@ -300,4 +305,8 @@ def _summary(result: DummyResult, pools: list[tuple[str, WorkerPool]]) -> int:
         f"p99 {result.latency_ms.get('p99', 0):.2f} ms; dummy errors {result.errors_total}",
         flush=True,
     )
+    if result.end.interrupted:
+        raise DemoInterrupted(
+            f"demo: interrupted after {result.duration:.1f} s of {result.config.seconds:g} s"
+        )
     return 1 if result.errors_total or server_errors else 0

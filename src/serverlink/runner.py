@@ -54,6 +54,7 @@ from serverlink.aio import StopSignal, notify, run_loop, ticks
 from serverlink.errors import StartupError
 from serverlink.monitor.console import Monitor
 from serverlink.monitor.screen import ScreenSpec, default_screen
+from serverlink.net.server import ListenError
 from serverlink.servers.reporter import ObserveConfig, Observers
 from serverlink.supervise import SuperviseError
 
@@ -143,14 +144,26 @@ class RunOptions:
     observe: ObserveConfig = field(default_factory=ObserveConfig)
 
 
+#: Listeners by the end of their name: what they are, and the flag of their port.
+LISTENERS = {"-lan": ("the LAN port", "--lan-port")}
+CLIENT_PORT = ("the client port", "--port")
+
+
 def describe_listen_error(name: str, host: str, port: int, exc: BaseException) -> str:
-    """One line for an error of binding a listening socket."""
-    where = f"{name}: cannot listen on {host}:{port}"
+    """One line for an error of binding a listening socket: which port (the
+    client port, the LAN port) and the flag that sets it."""
+    what, flag = CLIENT_PORT
+    if isinstance(exc, ListenError):
+        host, port = exc.host, exc.port
+        what, flag = next(
+            (v for end, v in LISTENERS.items() if exc.listener.endswith(end)), CLIENT_PORT
+        )
+    where = f"{name}: cannot listen on {host}:{port} ({what}, {flag})"
     if isinstance(exc, socket.gaierror):
         return f"{name}: cannot resolve host {host!r}: {exc.strerror or exc}"
     code = getattr(exc, "errno", None)
     if code == errno.EADDRINUSE:
-        return f"{where}: address already in use (is another server running? try another --port)"
+        return f"{where}: address already in use (is another server running? try another {flag})"
     if code in (errno.EACCES, errno.EPERM):
         hint = " (ports below 1024 need privileges)" if 0 < port < 1024 else ""
         return f"{where}: permission denied{hint}"

@@ -2,7 +2,7 @@
 
 ::
 
-    serverlink [--config FILE] [--log-level L] [--log-file PATH]
+    serverlink [--config FILE] [--log-level L] [--log-file FILE] [--log-format text|json]
       game      the game (echo) server, linked to a login server or --standalone
       login     the login (auth) server
       monitor   the monitoring server (dashboard, history, /metrics) | history
@@ -24,12 +24,15 @@ beside its server::
 
     @click.command("chat")
     @chat_options                       # options_of(ChatConfig, opt("--rooms", ...), ...)
+    @options.store_options("Linked mode (required): the login server's database.", required=True)
     @options.listen_options(ChatConfig)
     @options.codec_options
     @options.console_options
     @click.pass_context
     def chat_command(ctx: click.Context, /, **_settings: Any) -> int:
         config = build(ctx, ChatConfig, **options.server_parts(ctx))
+        store = options.store_from(ctx, "chat: linked mode")  # one line, exit 2, when missing
+        config = dataclasses.replace(config, store=store)
         return serve_command(ctx, ServerSpec("chat", build_chat_server, config), CHAT_SCREEN)
 
 and one line below adds it to the root group.
@@ -38,6 +41,7 @@ and one line below adds it to the root group.
 from __future__ import annotations
 
 import logging
+import os
 import re
 from collections.abc import Sequence
 
@@ -47,9 +51,10 @@ from serverlink import __version__, logs
 from serverlink.cli.app import AppState, setup_logging
 from serverlink.cli.config_cmd import config_group
 from serverlink.cli.db import db_group
+from serverlink.cli.defaults import assign_metavars
 from serverlink.cli.demo import demo_command
 from serverlink.cli.dummy import dummy_command
-from serverlink.cli.errors import PROG
+from serverlink.cli.errors import EXIT_INTERRUPTED, EXIT_RUNTIME, EXIT_USAGE, PROG, error_line
 from serverlink.cli.game import game_command
 from serverlink.cli.login import login_command
 from serverlink.cli.monitor import monitor_group
@@ -58,6 +63,8 @@ from serverlink.cli.settings import (
     CONFIG_PATH_KEY,
     ENV_PREFIX,
     assign_envvars,
+    check_environment,
+    command_path,
     explain_bad_parameter,
     load_config,
 )
@@ -66,14 +73,23 @@ __all__ = ["main", "main_group"]
 
 
 def _load_config_option(ctx: click.Context, param: click.Parameter, value: str | None) -> None:
-    if not value or ctx.resilient_parsing:
+    """The config file (if any) and the shared database setting (``[database]``
+    of the file, SERVERLINK_DATABASE_URL) as the defaults of every command."""
+    if ctx.resilient_parsing:
         return
-    ctx.default_map = load_config(value, ctx.command)
-    ctx.meta[CONFIG_PATH_KEY] = value
+    default_map = load_config(value, ctx.command)
+    if default_map:
+        ctx.default_map = default_map
+    if value:
+        ctx.meta[CONFIG_PATH_KEY] = value
 
 
 @click.group(
-    "serverlink", context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100}
+    "serverlink",
+    context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
+    no_args_is_help=True,
+    epilog="Shell completion (bash; zsh and fish alike): "
+    'eval "$(_SERVERLINK_COMPLETE=bash_source serverlink)" in ~/.bashrc.',
 )
 @click.option(
     "--config",
@@ -85,9 +101,11 @@ def _load_config_option(ctx: click.Context, param: click.Parameter, value: str |
     "see 'serverlink config example'. Env: SERVERLINK_CONFIG.",
 )
 @log_options(root=True)
-@click.version_option(__version__, "-V", "--version", prog_name=PROG)
+@click.version_option(
+    __version__, "-V", "--version", prog_name=PROG, message="%(prog)s %(version)s"
+)
 @click.pass_context
-def main_group(ctx: click.Context, log_level: str, log_file: str | None) -> None:
+def main_group(ctx: click.Context, log_level: str, log_file: str | None, log_format: str) -> None:
     """Login, game (echo) and chat servers of a C++ IOCP server family, an
     account database and a load-testing dummy client.
 
@@ -95,8 +113,8 @@ def main_group(ctx: click.Context, log_level: str, log_file: str | None) -> None
     environment (SERVERLINK_<COMMAND>_<OPTION>); flags win over the
     environment, which wins over the file."""
     console = logs.make_console()
-    setup_logging(log_level, log_file, console)
-    ctx.obj = AppState(console, log_level, log_file)
+    setup_logging(log_level, log_file, console, log_format)
+    ctx.obj = AppState(console, log_level, log_file, log_format)
 
 
 for _command in (
@@ -111,21 +129,39 @@ for _command in (
     main_group.add_command(_command)
 # Every setting's environment variable: SERVERLINK_<COMMAND>_<SETTING>.
 assign_envvars(main_group)
+# One metavar style: SECONDS, BYTES, HOST:PORT, URL, N, ...
+assign_metavars(main_group)
 
 
 def _usage_line(exc: click.UsageError) -> str:
-    where = exc.ctx.command_path if exc.ctx is not None else PROG
+    where = command_words(exc.ctx)
     message = re.sub(r"not a valid (integer|float) range", r"not a valid \1", exc.format_message())
     message = message.rstrip(".")
-    hint = f" (see '{where} --help')" if exc.ctx is not None else ""
-    return f"{where}: {message}{hint}"
+    hint = f" (see '{' '.join([PROG, *where])} --help')" if exc.ctx is not None else ""
+    command = f"{' '.join(where)}: " if where else ""
+    return error_line(f"{command}{message}{hint}")
+
+
+def command_words(ctx: click.Context | None) -> list[str]:
+    """The command's names below the root (``["db", "seed"]``)."""
+    return list(command_path(ctx)) if ctx is not None else []
+
+
+def _help_on_stderr(exc: click.exceptions.NoArgsIsHelpError) -> int:
+    """A group run without a command (bare ``serverlink``): its help, on stderr,
+    and exit status 2 (a usage error, as git and systemctl do)."""
+    if exc.ctx is not None:
+        click.echo(exc.ctx.get_help(), err=True)
+    return EXIT_USAGE
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``serverlink`` and ``python -m serverlink``: returns the
-    exit status. Every failure is one line on stderr, never a traceback
+    exit status (errors.py: 2 usage/config, 1 runtime, 130 interrupted). Every
+    failure is one line ``serverlink: ...`` on stderr, never a traceback
     (``--log-level debug`` logs the traceback of an unexpected one)."""
     try:
+        check_environment(main_group, os.environ)
         rv = main_group.main(
             args=list(argv) if argv is not None else None,
             prog_name=PROG,
@@ -133,30 +169,28 @@ def main(argv: Sequence[str] | None = None) -> int:
             standalone_mode=False,
         )
     except click.exceptions.NoArgsIsHelpError as exc:
-        exc.show()
-        return 0
+        return _help_on_stderr(exc)
     except click.BadParameter as exc:
         line = explain_bad_parameter(exc)
-        click.echo(f"{PROG}: {line}" if line else _usage_line(exc), err=True)
-        return 2
+        click.echo(error_line(line) if line else _usage_line(exc), err=True)
+        return EXIT_USAGE
     except click.UsageError as exc:
         click.echo(_usage_line(exc), err=True)
-        return exc.exit_code
+        return EXIT_USAGE
     except click.ClickException as exc:
-        exc.show()
+        click.echo(error_line(exc.format_message()), err=True)
         return exc.exit_code
-    except click.exceptions.Abort:
-        click.echo(f"{PROG}: aborted", err=True)
-        return 1
-    except KeyboardInterrupt:
-        click.echo(f"{PROG}: interrupted", err=True)
-        return 130
+    except (click.exceptions.Abort, KeyboardInterrupt):
+        click.echo(error_line("interrupted"), err=True)
+        return EXIT_INTERRUPTED
     except Exception as exc:
         logging.getLogger("serverlink").debug("unexpected error", exc_info=True)
         click.echo(
-            f"{PROG}: internal error: {type(exc).__name__}: {exc} "
-            "(--log-level debug logs the traceback)",
+            error_line(
+                f"internal error: {type(exc).__name__}: {exc} "
+                "(--log-level debug logs the traceback)"
+            ),
             err=True,
         )
-        return 1
+        return EXIT_RUNTIME
     return rv if isinstance(rv, int) else 0

@@ -26,11 +26,12 @@ class AppState:
     console: Console
     log_level: str
     log_file: str | None
+    log_format: str = "text"
 
 
-def setup_logging(level: str, log_file: str | None, console: Console) -> None:
+def setup_logging(level: str, log_file: str | None, console: Console, fmt: str = "text") -> None:
     try:
-        logs.setup_logging(level, log_file, console)
+        logs.setup_logging(level, log_file, console, fmt)
     except OSError as exc:
         raise ConfigError(f"--log-file {log_file}: cannot open: {exc.strerror or exc}") from None
 
@@ -43,13 +44,14 @@ def state(ctx: click.Context) -> AppState:
 
 
 def apply_console_options(ctx: click.Context, opts: Mapping[str, Any]) -> AppState:
-    """A command's own --log-level/--log-file override the root's."""
+    """A command's own --log-level/--log-file/--log-format override the root's."""
     app = state(ctx)
     level = opts.get("log_level") or app.log_level
     log_file = opts.get("log_file") or app.log_file
-    if (level, log_file) != (app.log_level, app.log_file):
-        setup_logging(level, log_file, app.console)
-        app.log_level, app.log_file = level, log_file
+    fmt = opts.get("log_format") or app.log_format
+    if (level, log_file, fmt) != (app.log_level, app.log_file, app.log_format):
+        setup_logging(level, log_file, app.console, fmt)
+        app.log_level, app.log_file, app.log_format = level, log_file, fmt
     return app
 
 

@@ -3,6 +3,7 @@ settings a command would run with."""
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import click
@@ -11,7 +12,14 @@ from click.core import ParameterSource
 from serverlink.cli.errors import PROG, ConfigError
 from serverlink.cli.example import example_toml, toml_value
 from serverlink.cli.options import HostPort
-from serverlink.cli.settings import CONFIG_PATH_KEY, command_path, envvar_in_use, settings_of
+from serverlink.cli.settings import (
+    CONFIG_PATH_KEY,
+    DATABASE_ENV,
+    SHARED,
+    command_path,
+    envvar_in_use,
+    settings_of,
+)
 from serverlink.store.url import mask_url
 
 
@@ -58,6 +66,14 @@ def _resolve(root: click.Context, words: tuple[str, ...]) -> tuple[list[str], cl
     return names, parent
 
 
+def shared_source(value: Any) -> str:
+    """Where a shared database URL came from: its environment variable, or the file."""
+    for var in DATABASE_ENV:
+        if os.environ.get(var) == value:
+            return f"environment {var} (the shared database)"
+    return "config file"
+
+
 def as_written(option: click.Option, value: Any) -> Any:
     """A setting's value as a config file writes it (so the printed file loads
     back): ``HOST:PORT`` for an address, a database URL with its password masked."""
@@ -96,6 +112,8 @@ def config_show(ctx: click.Context, words: tuple[str, ...]) -> None:
             where = _SOURCES.get(source, str(source)) if source is not None else "default"
             if source is ParameterSource.ENVIRONMENT:
                 where = f"environment {envvar_in_use(scope_ctx, command_path(scope_ctx), option)}"
+            elif source is ParameterSource.DEFAULT_MAP and getattr(option, SHARED, False):
+                where = shared_source(value)
             if value is None:
                 lines.append(f"# {name} is not set  ({where})")
             else:

@@ -1,14 +1,15 @@
 """``serverlink db ...``: create, seed and reset the account database.
 
 ``db_group`` is a click group; the root ``serverlink`` command registers it, and
-``serverlink.store.admin`` does the work. Every failure (bad URL, database
-unreachable, unwritable keys file) is one line on stderr and exit status 2, never a
-traceback.
+``serverlink.store.admin`` does the work. Every failure is one line on stderr,
+``serverlink: db <command>: ...``, never a traceback: a bad URL or argument exits
+2 (usage), a database that cannot be reached or an unwritable keys file 1.
 """
 
 from __future__ import annotations
 
 import asyncio
+import re
 from collections.abc import Coroutine
 from pathlib import Path
 from typing import Any, TypeVar
@@ -16,6 +17,8 @@ from typing import Any, TypeVar
 import click
 
 from serverlink.cli import options
+from serverlink.cli.errors import ConfigError, OneLineError
+from serverlink.cli.settings import command_path
 from serverlink.store import admin
 from serverlink.store.base import StoreError
 from serverlink.store.url import DatabaseUrlError, mask_url
@@ -23,32 +26,32 @@ from serverlink.store.url import DatabaseUrlError, mask_url
 T = TypeVar("T")
 
 
-class DbCommandError(click.ClickException):
-    """One line on stderr ("Error: ..."), exit status 2."""
-
-    exit_code = 2
-
-
 db_option = options.db_option(
-    "Account database: sqlite:///path.db or mysql://user[:pass]@host[:port]/dbname.",
+    "Account database: sqlite:///path.db or mysql://user[:pass]@host[:port]/dbname "
+    "(also [database] url in the config file, SERVERLINK_DATABASE_URL).",
     "db_url",
-    envvar="SERVERLINK_DB",
-    show_envvar=True,
 )
-"""The ``--db URL`` option of every ``db`` subcommand (env SERVERLINK_DB)."""
+"""The ``--db URL`` option of every ``db`` subcommand (the shared database)."""
+
+#: The store's own prefix of a message (the call that failed, e.g. "reset_statuses: ").
+_CALL_NAME = re.compile(r"^[a-z_]+: ")
 
 
 def _run(coro: Coroutine[Any, Any, T]) -> T:
-    """Run one admin coroutine; every expected failure becomes a DbCommandError."""
+    """Run one admin coroutine; every expected failure becomes one line naming
+    the command: a bad URL or argument exits 2, a database or file failure 1."""
+    where = " ".join(command_path(click.get_current_context()))
     try:
         return asyncio.run(coro)
-    except (DatabaseUrlError, StoreError) as exc:
-        raise DbCommandError(str(exc)) from None
+    except DatabaseUrlError as exc:
+        raise ConfigError(f"{where}: --db: {exc}") from None
+    except StoreError as exc:
+        raise OneLineError(f"{where}: {_CALL_NAME.sub('', str(exc))}") from None
     except OSError as exc:  # keys file
-        where = f" {exc.filename}" if exc.filename else ""
-        raise DbCommandError(f"cannot write{where}: {exc.strerror or exc}") from None
+        target = f" {exc.filename}" if exc.filename else ""
+        raise OneLineError(f"{where}: cannot write{target}: {exc.strerror or exc}") from None
     except ValueError as exc:  # argument checks in admin (one line)
-        raise DbCommandError(str(exc)) from None
+        raise ConfigError(f"{where}: {exc}") from None
 
 
 @click.group("db")

@@ -17,9 +17,11 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any, NamedTuple, TypeVar
+from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 
 import click
+
+from serverlink import logs
 
 T = TypeVar("T")
 F = TypeVar("F", bound=Callable[..., Any])
@@ -60,9 +62,12 @@ class Setting(click.Option):
         *,
         config: type[Any],
         field: str | tuple[str, str] | None = None,
+        shared_database: bool = False,
         **attrs: Any,
     ) -> None:
         self.config = config
+        #: The shared account database (``[database] url``, SERVERLINK_DATABASE_URL).
+        self.shared_database = shared_database
         self.field = field or _param_name(param_decls)
         if "default" not in attrs:
             if isinstance(self.field, tuple):
@@ -125,8 +130,90 @@ def options_of(config: type[Any], *rows: Opt) -> Callable[[F], F]:
     return apply([setting(config, *r.decls, type=r.type, help=r.help, **r.attrs) for r in rows])
 
 
+if TYPE_CHECKING:
+    _HostPortBase = click.ParamType[tuple[str, int]]
+else:  # click < 8.2 has no generic ParamType at run time
+    _HostPortBase = click.ParamType
+
+
+PORT = click.IntRange(0, 65535)
+BYTE = click.IntRange(0, 255)
+LOG_LEVEL = click.Choice(logs.LEVELS, case_sensitive=False)
+
+
+class HostPort(_HostPortBase):
+    """``HOST:PORT`` (``[v6addr]:PORT`` for IPv6) -> (host, port)."""
+
+    name = "HOST:PORT"
+
+    def convert(
+        self, value: object, param: click.Parameter | None, ctx: click.Context | None
+    ) -> tuple[str, int]:
+        if isinstance(value, tuple):
+            host, port = value
+            return str(host), int(port)
+        text = str(value).strip()
+        host, sep, port_text = text.rpartition(":")
+        if not sep or not host or not port_text:
+            self.fail(f"{text!r} is not HOST:PORT", param, ctx)
+        if host.startswith("[") and host.endswith("]"):
+            host = host[1:-1]
+        elif ":" in host:
+            self.fail(f"{text!r}: write an IPv6 address as [ADDR]:PORT", param, ctx)
+        try:
+            port = int(port_text)
+        except ValueError:
+            self.fail(f"{text!r}: port {port_text!r} is not a number", param, ctx)
+        if not 0 < port < 65536:
+            self.fail(f"{text!r}: port {port} is not in 1-65535", param, ctx)
+        return host, port
+
+
+ADDRESS = HostPort()
+
+
 class Seconds(click.FloatRange):
     """A number of seconds (FloatRange, shown as SECONDS)."""
 
     def get_metavar(self, param: click.Parameter, ctx: click.Context | None = None) -> str:
         return "SECONDS"
+
+
+#: The metavars of the command line: one word per kind of value.
+METAVARS = (
+    "SECONDS",
+    "BYTES",
+    "HOST:PORT",
+    "HOST",
+    "PORT",
+    "URL",
+    "N",
+    "FILE",
+    "NAME",
+    "PROBABILITY",
+)
+
+
+def metavar_of(option: click.Option) -> str | None:
+    """The metavar of an option that names none: PORT for a port, N for other
+    integers, HOST for --host-like strings, NAME for other strings; None for
+    flags, choices and types that show their own (Seconds, HOST:PORT)."""
+    kind = option.type
+    if option.is_flag or isinstance(kind, click.Choice | Seconds) or kind.name == "HOST:PORT":
+        return None
+    if isinstance(kind, click.types.IntParamType):
+        return "PORT" if (option.name or "").endswith("port") else "N"
+    if isinstance(kind, click.types.StringParamType):
+        return "HOST" if (option.name or "").endswith("host") else "NAME"
+    return None
+
+
+def assign_metavars(cmd: click.Command) -> None:
+    """Give every option of ``cmd`` and its subcommands without a metavar the
+    one of its kind (``metavar_of``)."""
+    for param in cmd.params:
+        if isinstance(param, click.Option) and param.metavar is None:
+            param.metavar = metavar_of(param)
+    if isinstance(cmd, click.Group):
+        for sub in cmd.commands.values():
+            assign_metavars(sub)

@@ -10,14 +10,17 @@ from serverlink import logs
 from serverlink.cli import observe, options
 from serverlink.cli.app import state
 from serverlink.cli.defaults import build
-from serverlink.cli.errors import OneLineError
-from serverlink.demo import DemoError, DemoOptions, run_demo
+from serverlink.cli.errors import Interrupted, OneLineError
+from serverlink.demo import DemoError, DemoInterrupted, DemoOptions, run_demo
 
 
 @click.command("demo")
 @options.load_options(DemoOptions)
 @options.db_option(
-    "Account database of the demo (seeded on first run).", config=DemoOptions, field="db"
+    "Account database of the demo (seeded on first run).",
+    config=DemoOptions,
+    field="db",
+    shared=False,
 )
 @options.flag(
     "--standalone",
@@ -40,5 +43,7 @@ def demo_command(ctx: click.Context, /, standalone: bool, quiet: bool, **_settin
         options.checked_db_url(demo.db)
     try:
         return run_demo(demo, app.console)
+    except DemoInterrupted as exc:
+        raise Interrupted(str(exc)) from None
     except DemoError as exc:
         raise OneLineError(str(exc)) from None

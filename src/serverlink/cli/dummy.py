@@ -13,8 +13,10 @@ from typing import Any
 
 import click
 
+from serverlink import logs
 from serverlink.cli import options
 from serverlink.cli.defaults import Seconds, apply, build, opt, options_of
+from serverlink.cli.errors import Interrupted, OneLineError
 from serverlink.dummy.config import MODES, DummyConfig
 from serverlink.protocol.codec import NetCodec
 
@@ -31,13 +33,14 @@ dummy_options = apply(
                 "there with the same key, then echo.",
             ),
             opt(
-                "--game",
+                ("--game-server", "--game", "game"),
                 options.ADDRESS,
-                "Game server address (echo mode; in login mode the login server's reply gives it).",
+                "Echo mode: the game server's address (login mode: the login server's reply "
+                "gives it).",
                 field=("game_host", "game_port"),
             ),
             opt(
-                ("--login", "login_server"),
+                ("--login-server", "--login", "login_server"),
                 options.ADDRESS,
                 "Login mode: the login server's client address.",
                 field=("login_host", "login_port"),
@@ -59,19 +62,19 @@ dummy_options = apply(
             ),
             opt(
                 "--account-reuse-delay",
-                click.FloatRange(min=0),
+                Seconds(min=0),
                 "Login mode: an account is used again at the earliest S seconds after its "
                 "game connection closed (the game server's logout write must land first). "
-                "Caps the flow rate at accounts / S.",
-                metavar="S",
+                "Caps the flow rate at accounts / SECONDS.",
+                metavar="SECONDS",
             ),
             opt(
                 "--release-wait",
-                click.FloatRange(min=0),
+                Seconds(min=0),
                 "Login mode: after a game server went away with an account in game, Status GAME "
                 "for that account is waited out this long (account_locked, not an error): the "
                 "login server releases it after its --release-after.",
-                metavar="S",
+                metavar="SECONDS",
             ),
             opt(
                 "--processes",
@@ -80,34 +83,33 @@ dummy_options = apply(
                 "(1 below 100 clients, else up to min(CPU count, 4)).",
             ),
             opt(
-                ("--login-delay", "login_delay_ms"),
-                click.IntRange(min=0),
-                "Delay between a client's connect and its login request, in ms.",
-                metavar="MS",
+                "--login-delay",
+                Seconds(min=0),
+                "Seconds between a client's connect and its login request.",
             ),
             opt(
                 "--ramp-up",
-                click.FloatRange(min=0),
-                "Spread the initial connects evenly over S seconds.",
-                metavar="S",
+                Seconds(min=0),
+                "Spread the initial connects evenly over this many seconds.",
             ),
             opt(
-                ("--version", "client_version"),
+                "--client-version",
                 click.IntRange(-(2**31), 2**31 - 1),
-                "Client version sent in CS_GAME_REQ_LOGIN.",
+                "Client version sent in CS_GAME_REQ_LOGIN (the game server's --client-version "
+                "must match).",
                 field="version",
             ),
             opt(
-                ("--echo-interval", "echo_interval_ms"),
-                click.FloatRange(min=0),
+                "--echo-interval",
+                Seconds(min=0),
                 "Think time after each echo reply before the next request (0: at once, as the "
-                "original). For connection-count tests at a chosen load.",
-                metavar="MS",
+                "original; 1.0: one echo a second per client). For connection-count tests at a "
+                "chosen load.",
             ),
             opt(
-                "--late-ms",
-                click.FloatRange(min=0, min_open=True),
-                "An echo reply slower than this counts as an error.",
+                "--late",
+                Seconds(min=0, min_open=True),
+                "An echo reply slower than this counts as an error (echo_late).",
             ),
             opt(
                 "--connect-timeout",
@@ -127,7 +129,7 @@ dummy_options = apply(
             ),
             opt(
                 "--reply-timeout",
-                click.FloatRange(min=0, min_open=True),
+                Seconds(min=0, min_open=True),
                 "Seconds without a login or echo reply before a client counts a timeout and "
                 "reconnects.",
             ),
@@ -141,9 +143,12 @@ dummy_options = apply(
 @dummy_options
 @click.option(
     "--report",
-    type=click.Path(dir_okay=False, writable=True, path_type=Path),
+    type=click.Path(dir_okay=False, writable=True, allow_dash=True),
     default=None,
-    help="Write every counter and the latency percentiles to this JSON file.",
+    metavar="FILE",
+    help="Write the JSON report (when, where, what ran; every counter, latency percentiles, "
+    "per-second series) to this file; '-': standard output (the dashboard then goes to "
+    "standard error).",
 )
 @click.option(
     "--html-report",
@@ -163,14 +168,16 @@ dummy_options = apply(
 def dummy_command(
     ctx: click.Context,
     /,
-    report: Path | None,
+    report: str | None,
     html_report: Path | None,
     compare: Path | None,
     quiet: bool,
     **_settings: Any,
 ) -> None:
     """Load-testing client: N virtual clients log in and keep echo requests in
-    flight, checking every reply. Exit status 0 when no error was counted."""
+    flight, checking every reply. Exit status 0 when no error was counted, 1
+    when one was (or nothing could be measured), 130 when interrupted before
+    --seconds were over."""
     # Imported here so that `--help` and option errors stay fast.
     from serverlink.dummy.dashboard import run_with_display
     from serverlink.dummy.worker import preflight
@@ -190,14 +197,23 @@ def dummy_command(
         earlier = load_report(compare) if compare is not None else None
     except ValueError as exc:
         raise click.BadParameter(str(exc), ctx, param_hint="'--compare'") from None
+    # With the report on stdout, everything else goes to stderr.
+    console = logs.make_console() if report == "-" else None
     try:
-        result = run_with_display(config, quiet=quiet)
+        result = run_with_display(config, quiet=quiet, console=console)
     except SuperviseError as exc:  # a worker process that could not start: its line
-        raise click.ClickException(str(exc)) from None
+        raise OneLineError(str(exc)) from None
     except OSError as exc:  # one line, no traceback
-        raise click.ClickException(f"dummy: {type(exc).__name__}: {exc}") from None
+        raise OneLineError(f"dummy: {type(exc).__name__}: {exc}") from None
     if report is not None or html_report is not None or earlier is not None:
         write_reports(result.report(), report, html_report, earlier)
+    if result.end.stopped_early:
+        raise OneLineError(f"dummy: {result.end.stopped_early}")
+    if result.end.interrupted:
+        raise Interrupted(
+            f"dummy: interrupted after {result.duration:.1f} s of {config.seconds:g} s"
+            + (" (the report says interrupted: true)" if report is not None else "")
+        )
     # click.exceptions.Exit: sys.exit in standalone mode, the return value of
     # main() for a caller that runs click with standalone_mode=False.
     ctx.exit(result.exit_code)
@@ -205,24 +221,30 @@ def dummy_command(
 
 def write_reports(
     document: dict[str, Any],
-    report: Path | None,
+    report: str | None,
     html_report: Path | None,
     earlier: dict[str, Any] | None,
 ) -> None:
-    """--report (JSON), --html-report (the page), --compare (lines on stdout)."""
+    """--report (JSON; "-": standard output), --html-report (the page), --compare
+    (lines on standard output)."""
     from serverlink.dummy.compare import compare
     from serverlink.web.report import html_report as page
 
-    writers: list[tuple[Path | None, Callable[[], str]]] = [
+    if report == "-":
+        click.echo(json.dumps(document, indent=2))
+        report = None
+    writers: list[tuple[str | Path | None, Callable[[], str]]] = [
         (report, lambda: json.dumps(document, indent=2) + "\n"),
         (html_report, lambda: page(document)),
     ]
     for path, text in writers:
         if path is not None:
             try:
-                path.write_text(text())
+                Path(path).write_text(text())
             except OSError as exc:
-                raise click.ClickException(f"cannot write the report {path}: {exc}") from None
+                raise OneLineError(
+                    f"dummy: cannot write the report {path}: {exc.strerror or exc}"
+                ) from None
     if earlier is not None:
         click.echo("change against the earlier report:")
         for line in compare(earlier, document):

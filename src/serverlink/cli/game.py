@@ -21,7 +21,11 @@ from serverlink.servers.link import LinkConfig
     "--standalone", "Run without a login server: every login is accepted (virtual login)."
 )
 @options.link_options
-@options.store_options("Linked mode: account database (sqlite:///path.db or mysql://user@host/db).")
+@options.store_options(
+    "Linked mode (required): the login server's account database "
+    "(sqlite:///path.db or mysql://user[:pass]@host[:port]/dbname).",
+    required=True,
+)
 @options.tls_options
 @options.login_timeout_option(LinkConfig, "key_ttl")
 @options.game_options
@@ -35,6 +39,11 @@ def game_command(ctx: click.Context, /, standalone: bool, **_settings: Any) -> i
     original game dummy client, with a live console screen."""
     config = build(ctx, GameConfig, **options.server_parts(ctx))
     if standalone:
+        if ctx.params["login_server"] is not None:
+            raise ConfigError(
+                "game: --standalone and --login-server contradict each other: "
+                "give --login-server for a linked game server, --standalone for one without"
+            )
         return serve_command(ctx, ServerSpec("game", build_game_server, config))
     if ctx.params["login_server"] is None:
         raise ConfigError(
@@ -42,5 +51,6 @@ def game_command(ctx: click.Context, /, standalone: bool, **_settings: Any) -> i
             "use --standalone to run without a login server"
         )
     link = build(ctx, LinkConfig, tls=options.tls_from(ctx))
-    linked = dataclasses.replace(config, link=link, store=options.store_from(ctx))
+    store = options.store_from(ctx, "game: linked mode")
+    linked = dataclasses.replace(config, link=link, store=store)
     return serve_command(ctx, ServerSpec("game", build_game_server, linked), game_screen(linked))

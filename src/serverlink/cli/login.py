@@ -19,7 +19,7 @@ from serverlink.servers.login import LOGIN_SCREEN, LoginConfig, build_login_serv
 @options.store_options("Account database (sqlite:///path.db or mysql://user@host:3306/accountdb).")
 @options.login_timeout_option(LoginConfig, "login_timeout")
 @options.tls_options
-@options.listen_options(LoginConfig)
+@options.listen_options(LoginConfig, workers=False)  # one process: max_workers 1
 @options.codec_options
 @observe.observe_options
 @options.console_options

@@ -12,12 +12,17 @@ beside it, in ``cli.dummy``.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, TypeVar
 
 import click
 
 from serverlink import logs
 from serverlink.cli.defaults import (
+    ADDRESS,
+    BYTE,
+    LOG_LEVEL,
+    PORT,
+    HostPort,
     Seconds,
     apply,
     build,
@@ -38,49 +43,7 @@ from serverlink.store.config import StoreConfig
 
 F = TypeVar("F", bound=Callable[..., Any])
 
-if TYPE_CHECKING:
-    _HostPortBase = click.ParamType[tuple[str, int]]
-else:  # click < 8.2 has no generic ParamType at run time
-    _HostPortBase = click.ParamType
-
-
-# --- value types -------------------------------------------------------------------------------
-
-PORT = click.IntRange(0, 65535)
-BYTE = click.IntRange(0, 255)
-LOG_LEVEL = click.Choice(logs.LEVELS, case_sensitive=False)
-
-
-class HostPort(_HostPortBase):
-    """``HOST:PORT`` (``[v6addr]:PORT`` for IPv6) -> (host, port)."""
-
-    name = "HOST:PORT"
-
-    def convert(
-        self, value: object, param: click.Parameter | None, ctx: click.Context | None
-    ) -> tuple[str, int]:
-        if isinstance(value, tuple):
-            host, port = value
-            return str(host), int(port)
-        text = str(value).strip()
-        host, sep, port_text = text.rpartition(":")
-        if not sep or not host or not port_text:
-            self.fail(f"{text!r} is not HOST:PORT", param, ctx)
-        if host.startswith("[") and host.endswith("]"):
-            host = host[1:-1]
-        elif ":" in host:
-            self.fail(f"{text!r}: write an IPv6 address as [ADDR]:PORT", param, ctx)
-        try:
-            port = int(port_text)
-        except ValueError:
-            self.fail(f"{text!r}: port {port_text!r} is not a number", param, ctx)
-        if not 0 < port < 65536:
-            self.fail(f"{text!r}: port {port} is not in 1-65535", param, ctx)
-        return host, port
-
-
-ADDRESS = HostPort()
-
+__all__ = ["ADDRESS", "BYTE", "LOG_LEVEL", "PORT", "HostPort"]  # the value types, re-exported
 
 # --- every server ------------------------------------------------------------------------------
 
@@ -94,20 +57,23 @@ def address_options(config: type[Any]) -> Callable[[F], F]:
     )
 
 
-def listen_options(config: type[Any]) -> Callable[[F], F]:
-    """--host and --port (the defaults of ``config``), --workers, and the
-    listener's limits."""
+workers_option = options_of(
+    RunOptions,
+    opt(
+        "--workers",
+        click.IntRange(1, 256),
+        "Worker processes sharing the port (SO_REUSEPORT), one event loop each.",
+    ),
+)
+
+
+def listen_options(config: type[Any], workers: bool = True) -> Callable[[F], F]:
+    """--host and --port (the defaults of ``config``), --workers (unless the
+    server runs in one process only), and the listener's limits."""
     return apply(
         [
             address_options(config),
-            options_of(
-                RunOptions,
-                opt(
-                    "--workers",
-                    click.IntRange(1, 256),
-                    "Worker processes sharing the port (SO_REUSEPORT), one event loop each.",
-                ),
-            ),
+            *([workers_option] if workers else []),
             limits_options,
         ]
     )
@@ -122,7 +88,7 @@ limits_options = options_of(
     ),
     opt(
         "--idle-timeout",
-        click.FloatRange(min=0),
+        Seconds(min=0),
         "Seconds without a packet before a session is dropped (0: never).",
     ),
     opt(
@@ -164,7 +130,8 @@ def flag(name: str, help: str) -> Callable[[F], F]:
 
 
 def log_options(root: bool) -> Callable[[F], F]:
-    """--log-level and --log-file of the root, or of a command (default: the root's)."""
+    """--log-level, --log-file and --log-format of the root, or of a command
+    (default: the root's)."""
     return apply(
         [
             click.option(
@@ -177,10 +144,18 @@ def log_options(root: bool) -> Callable[[F], F]:
             ),
             click.option(
                 "--log-file",
-                metavar="PATH",
+                metavar="FILE",
                 default=None,
                 help="Also append the log lines to this file"
                 + ("." if root else " (default: the root --log-file)."),
+            ),
+            click.option(
+                "--log-format",
+                type=click.Choice(logs.FORMATS),
+                default="text" if root else None,
+                show_default=root,
+                help="Log lines as text (time level name: message) or one JSON object each"
+                + ("." if root else " (default: the root --log-format)."),
             ),
         ]
     )
@@ -208,18 +183,25 @@ console_options = apply(
 
 
 def db_option(
-    help: str, *names: str, config: type[Any] = StoreConfig, **attrs: Any
+    help: str, *names: str, config: type[Any] = StoreConfig, shared: bool = True, **attrs: Any
 ) -> Callable[[F], F]:
-    """--db URL, the account database: by default the ``url`` of a StoreConfig."""
+    """--db URL, the account database: by default the ``url`` of a StoreConfig.
+    ``shared``: the account database of the deployment, which the config file's
+    ``[database] url`` and SERVERLINK_DATABASE_URL also set (the demo's own is not)."""
     attrs.setdefault("field", "url")
-    return setting(config, "--db", *names, metavar="URL", help=help, **attrs)
+    return setting(
+        config, "--db", *names, metavar="URL", help=help, shared_database=shared, **attrs
+    )
 
 
-def store_options(db_help: str) -> Callable[[F], F]:
-    """--db, --db-timeout, --db-pool-max: a server's StoreConfig."""
+def store_options(db_help: str, required: bool = False) -> Callable[[F], F]:
+    """--db, --db-timeout, --db-pool-max: a server's StoreConfig. ``required``:
+    no default database (a linked game or chat server must name the login
+    server's: ``store_from`` says so when it is missing)."""
+    db_attrs: dict[str, Any] = {"default": None} if required else {}
     return apply(
         [
-            db_option(db_help),
+            db_option(db_help, **db_attrs),
             options_of(
                 StoreConfig,
                 opt(
@@ -247,7 +229,15 @@ def checked_db_url(url: str) -> str:
     return url
 
 
-def store_from(ctx: click.Context) -> StoreConfig:
+def store_from(ctx: click.Context, needed_by: str = "") -> StoreConfig:
+    """The command's StoreConfig. Without a --db (``store_options(required=True)``)
+    a ConfigError says what ``needed_by`` (e.g. "game: linked mode") needs."""
+    if ctx.params.get("db") is None:
+        raise ConfigError(
+            f"{needed_by} needs --db URL, the account database of the login server "
+            "(the URL of its --db; or [database] url in the config file, or "
+            "SERVERLINK_DATABASE_URL)"
+        )
     config = build(ctx, StoreConfig)
     checked_db_url(config.url)
     return config
@@ -275,16 +265,16 @@ tls_options = options_of(
         "Mutual TLS on the server-to-server link: this server's certificate "
         "(with --lan-tls-key and --lan-tls-ca; serverlink servers only).",
         field="cert",
-        metavar="PEM",
+        metavar="FILE",
         default=None,
     ),
-    opt("--lan-tls-key", None, "Its private key.", field="key", metavar="PEM", default=None),
+    opt("--lan-tls-key", None, "Its private key.", field="key", metavar="FILE", default=None),
     opt(
         "--lan-tls-ca",
         None,
         "The CA that signed the other side's certificate.",
         field="ca",
-        metavar="PEM",
+        metavar="FILE",
         default=None,
     ),
 )
@@ -415,12 +405,12 @@ def load_options(config: type[Any]) -> Callable[[F], F]:
             "Echo requests kept in flight per client (the original's ECHO_OVERLAP); "
             "0 = log in and send only heartbeats.",
         ),
-        opt("--seconds", click.FloatRange(min=0), "Run length; 0 = until Ctrl-C."),
+        opt("--seconds", Seconds(min=0), "Run length; 0 = until Ctrl-C."),
         opt(
             "--disconnect-rate",
             click.FloatRange(0.0, 1.0),
             "Each second, each logged-in client leaves with probability P, "
             "then reconnects and logs in again.",
-            metavar="P",
+            metavar="PROBABILITY",
         ),
     )

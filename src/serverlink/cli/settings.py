@@ -148,13 +148,17 @@ def section_label(path: tuple[str, ...]) -> str:
 # --- loading and checking a file ---------------------------------------------------------
 
 
-def load_config(path: str, root: click.Command) -> dict[str, Any]:
-    """Read and check a TOML config file; return the ``default_map`` for ``root``.
+def load_config(path: str | None, root: click.Command) -> dict[str, Any]:
+    """Read and check a TOML config file (None: no file); return the
+    ``default_map`` for ``root``, with the shared database URL (the file's
+    ``[database] url``, overridden by SERVERLINK_DATABASE_URL) applied.
 
     Raises ConfigError (one line, exit status 2) on a missing or unreadable file,
     a TOML syntax error (with its line), an unknown section or setting (with a
     suggestion), or a value its option would not accept.
     """
+    if path is None:
+        return build_default_map({}, root, source="environment")
     try:
         with open(path, "rb") as f:
             data = tomllib.load(f)
@@ -177,8 +181,12 @@ def build_default_map(
     """Check a parsed config against the command tree and turn it into a click
     ``default_map``. Keys may use ``-`` or ``_``. Scalars of a group's table
     (``[db] url = ...``) also apply to its subcommands that have that option,
-    unless the subcommand's own table (``[db.seed]``) sets it."""
-    return _section(root, data, (), {}, source)
+    unless the subcommand's own table (``[db.seed]``) sets it. ``[database]
+    url`` (or SERVERLINK_DATABASE_URL) is the ``db`` of every command whose
+    --db is the shared account database, unless its own table sets it."""
+    data = dict(data)
+    shared = shared_database(data.pop(DATABASE_TABLE, None), source)
+    return _section(root, data, (), {}, source, shared)
 
 
 def _descendant_settings(cmd: click.Command, path: tuple[str, ...]) -> dict[str, click.Option]:
@@ -196,6 +204,7 @@ def _section(
     path: tuple[str, ...],
     inherited: Mapping[str, Any],
     source: str,
+    shared: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     own = settings_of(cmd)
     subs = subcommands(cmd, path)
@@ -237,12 +246,83 @@ def _section(
     result: dict[str, Any] = {
         option.name: merged[name] for name, option in own.items() if name in merged and option.name
     }
+    for name, option in own.items():
+        if shared and name in shared and name not in merged and getattr(option, SHARED, False):
+            result[option.name or name] = shared[name]
     passed_down = merged if path else {}  # the root's settings are its own
     for sub_name, sub in subs.items():
-        child = _section(sub, tables.get(sub_name, {}), (*path, sub_name), passed_down, source)
+        child = _section(
+            sub, tables.get(sub_name, {}), (*path, sub_name), passed_down, source, shared
+        )
         if child:
             result[sub_name] = child
     return result
+
+
+#: The config file's table of the account database every command shares.
+DATABASE_TABLE = "database"
+#: Its environment variables (the first is the rule's name; SERVERLINK_DB an alias).
+DATABASE_ENV = ("SERVERLINK_DATABASE_URL", "SERVERLINK_DB")
+#: The attribute marking an option as the shared account database (``--db``).
+SHARED = "shared_database"
+
+
+def shared_database(table: Any, source: str) -> dict[str, Any]:
+    """The shared settings (``{"db": url}``) from the file's ``[database]``
+    table and the environment (which wins)."""
+    url: Any = None
+    if table is not None:
+        if not isinstance(table, dict):
+            raise ConfigError(f"{source}: '{DATABASE_TABLE}' must be a table: [database] url = ...")
+        for key, value in table.items():
+            if key != "url":
+                hint = _suggest(key, ["url"], lambda n: f"'{n}'")
+                raise ConfigError(f"{source}: unknown setting '{key}' in [database]{hint}")
+            if not isinstance(value, str):
+                _fail(source, (DATABASE_TABLE,), "url", "expected a database URL (a string)")
+            url = value
+    for var in DATABASE_ENV:
+        if os.environ.get(var):
+            url, source = os.environ[var], f"environment variable {var}"
+            break
+    if url is None:
+        return {}
+    from serverlink.store.url import parse_db_url
+
+    try:
+        parse_db_url(url)
+    except ValueError as exc:
+        raise ConfigError(f"{source}: [database] url: {exc}") from None
+    return {"db": url}
+
+
+def known_environment(root: click.Command) -> set[str]:
+    """Every SERVERLINK_* variable the program reads."""
+    names = {"SERVERLINK_CONFIG", *DATABASE_ENV, *NOT_SETTINGS}
+    for path, cmd in iter_commands(root):
+        for option in settings_of(cmd).values():
+            envvars = [option.envvar] if isinstance(option.envvar, str) else option.envvar or []
+            names.update(envvars)
+            names.add("_".join((ENV_PREFIX, *path, option.name or "")).upper().replace("-", "_"))
+    return names
+
+
+#: SERVERLINK_* variables that are not settings (the test suite's).
+NOT_SETTINGS = ("SERVERLINK_REQUIRE_MARIADB", "SERVERLINK_TEST_MARIADB")
+
+
+def check_environment(root: click.Command, environ: Mapping[str, str]) -> None:
+    """An unknown SERVERLINK_* variable is a mistake (a typo, a renamed
+    setting): ConfigError with a suggestion, like an unknown key of a file."""
+    known = known_environment(root)
+    for var in sorted(environ):
+        if var.startswith(f"{ENV_PREFIX}_") and var not in known:
+            hint = _suggest(var, sorted(known), lambda n: n)
+            raise ConfigError(
+                f"environment variable {var}: unknown setting{hint} "
+                "(the rule: SERVERLINK_<COMMAND>_<SETTING>; 'serverlink config example' "
+                "lists every one)"
+            )
 
 
 def _suggest(word: str, candidates: list[str], show: Any) -> str:

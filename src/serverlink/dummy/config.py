@@ -34,8 +34,8 @@ class DummyConfig:
     seconds: float = 10.0
     #: Worker processes; 0 = auto (see resolve_processes).
     processes: int = 0
-    #: Delay between a client's connect and its login request.
-    login_delay_ms: int = 0
+    #: Seconds between a client's connect and its login request.
+    login_delay: float = 0.0
     #: Each second, each logged-in client leaves with this probability and then
     #: reconnects and logs in again.
     disconnect_rate: float = 0.0
@@ -44,13 +44,13 @@ class DummyConfig:
     #: CS_GAME_REQ_LOGIN.Version
     version: int = 1
     codec: NetCodec = field(default_factory=NetCodec)
-    #: Think time: a client waits this long after a reply before sending the
+    #: Think time, seconds: a client waits this long after a reply before sending the
     #: request that replaces it (0: at once, the original's closed loop). Lets a
     #: connection-count test (10,000 clients) hold a steady, chosen load instead
     #: of saturating the machine, where latency is clients / throughput.
-    echo_interval_ms: float = 0.0
-    #: An echo reply slower than this is an error (the original's 500 ms).
-    late_ms: float = 500.0
+    echo_interval: float = 0.0
+    #: Seconds: an echo reply slower than this is an error (the original's 500 ms).
+    late: float = 0.5
     #: A login or echo reply missing for this long is an error; the client drops
     #: the connection and reconnects.
     reply_timeout: float = 5.0
@@ -91,8 +91,8 @@ class DummyConfig:
             raise ValueError(f"echo_depth must be 0 or more, got {self.echo_depth}")
         if not 0.0 <= self.disconnect_rate <= 1.0:
             raise ValueError(f"disconnect_rate must be 0-1, got {self.disconnect_rate}")
-        if self.seconds < 0 or self.ramp_up < 0 or self.login_delay_ms < 0:
-            raise ValueError("seconds, ramp_up and login_delay_ms must not be negative")
+        if self.seconds < 0 or self.ramp_up < 0 or self.login_delay < 0:
+            raise ValueError("seconds, ramp_up and login_delay must not be negative")
         if not 0 < self.game_port < 65536:
             raise ValueError(f"game_port must be 1-65535, got {self.game_port}")
         if self.processes < 0:

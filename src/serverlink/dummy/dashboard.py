@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import sys
 from types import TracebackType
-from typing import TextIO
+from typing import IO
 
 from rich.console import Console, Group
 from rich.live import Live
@@ -17,8 +17,8 @@ from rich.table import Table
 from rich.text import Text
 
 from serverlink.dummy.config import DummyConfig
+from serverlink.dummy.labels import counters_of, label, ms_text, now_ms, run_ms
 from serverlink.dummy.metrics import (
-    COUNTERS,
     ERROR_COUNTERS,
     GAME_LOGIN_STATUS,
     LOGIN_SERVER_STATUS,
@@ -49,32 +49,35 @@ def _refusals(agg: Aggregate) -> str:
 
 def status_line(agg: Aggregate, elapsed: float, login: bool = False) -> str:
     """One line of the live counters, e.g. for --quiet; ``login`` adds the
-    login flow figures."""
-    p50, p99, lat_max = agg.latency_now_ms()
+    login flow figures; "–" for a figure of a second without samples."""
+
+    def q(value: float | None) -> str:
+        return "–" if value is None else f"{value:.2f}ms"
+
+    p50, p99, lat_max = now_ms(agg)
     errors = agg.errors()
     named = " ".join(f"{k}={v}" for k, v in errors.items() if v)
     flows = ""
     if login:
-        l50, l99, lmax = agg.latency_now_ms(login=True)
+        l50, l99, lmax = now_ms(agg, login=True)
         refused = _refusals(agg)
         flows = (
             f"in_login={agg.gauge('in_login')} in_game={agg.gauge('in_game')} "
-            f"logins/s={agg.login_rate_now:.0f} login_p50={l50:.2f}ms "
-            f"login_p99={l99:.2f}ms login_max={lmax:.2f}ms "
-            + (f"refused: {refused} " if refused else "")
+            f"logins/s={agg.login_rate_now:.0f} login_p50={q(l50)} "
+            f"login_p99={q(l99)} login_max={q(lmax)} " + (f"refused: {refused} " if refused else "")
         )
     return (
         f"t={elapsed:.0f}s connected={agg.gauge('connected')} {flows}"
         f"logged_in={agg.gauge('logged_in')} echo/s={agg.echo_rate_now:.0f} "
-        f"reply_wait={agg.gauge('reply_wait')} p50={p50:.2f}ms p99={p99:.2f}ms "
-        f"max={lat_max:.2f}ms errors={agg.errors_total}" + (f" {named}" if named else "")
+        f"reply_wait={agg.gauge('reply_wait')} p50={q(p50)} p99={q(p99)} "
+        f"max={q(lat_max)} errors={agg.errors_total}" + (f" {named}" if named else "")
     )
 
 
 class QuietPrinter:
     """``on_tick`` that prints ``status_line`` once a second."""
 
-    def __init__(self, out: TextIO | None = None, login: bool = False) -> None:
+    def __init__(self, out: IO[str] | None = None, login: bool = False) -> None:
         self.out = out or sys.stdout
         self.login = login
 
@@ -108,62 +111,65 @@ class LiveDashboard:
         self.live.update(self._render(agg, elapsed), refresh=True)
 
     def _render(self, agg: Aggregate | None, elapsed: float) -> Table:
+        """Two label/value column pairs, every label in words, at most 120
+        columns wide: what runs now on the left, the run's counters (only
+        those of the mode) on the right."""
         cfg = self.config
-        length = f"{cfg.seconds:.0f} s" if cfg.seconds else "until Ctrl-C"
+        length = f"{cfg.seconds:g} s" if cfg.seconds else "until Ctrl-C"
         mode = f"{cfg.mode} (relogin)" if cfg.relogin else cfg.mode
         table = Table(
             title=(
-                f"serverlink dummy — {mode} → {cfg.target}, {cfg.clients} clients, "
-                f"depth {cfg.echo_depth}, {elapsed:.0f} s of {length}"
+                f"serverlink dummy: {mode} mode → {cfg.target}, {cfg.clients:,} clients "
+                f"× {cfg.echo_depth} in flight, {elapsed:.0f} s of {length}"
             ),
             show_header=False,
             expand=False,
         )
-        table.add_column("", style="bold")
-        table.add_column("", justify="right")
-        table.add_column("", style="bold")
-        table.add_column("", justify="right")
+        table.add_column("", style="bold", no_wrap=True)
+        table.add_column("", justify="right", no_wrap=True)
+        table.add_column("", style="bold", no_wrap=True)
+        table.add_column("", justify="right", no_wrap=True)
         if agg is None:
             table.add_row("starting", "", "", "")
             return table
-        p50, p99, lat_max = agg.latency_now_ms()
+        p50, p99, lat_max = now_ms(agg)
         run = agg.latency_ms()
         left = [
-            ("connected", f"{agg.gauge('connected')}"),
-            ("logged in", f"{agg.gauge('logged_in')}"),
-            ("echo/s now", f"{agg.echo_rate_now:,.0f}"),
-            ("reply wait", f"{agg.gauge('reply_wait')}"),
-            ("latency p50 / p99 (1 s)", f"{_ms(p50)} / {_ms(p99)}"),
-            ("latency max (1 s)", _ms(lat_max)),
-            ("latency p50 / p99 (run)", f"{_ms(run['p50'])} / {_ms(run['p99'])}"),
-            ("latency max (run)", _ms(run["max"])),
+            ("clients connected", f"{agg.gauge('connected'):,}"),
+            ("clients logged in", f"{agg.gauge('logged_in'):,}"),
+            ("echoes verified per second", f"{agg.echo_rate_now:,.0f}"),
+            ("echoes awaiting a reply", f"{agg.gauge('reply_wait'):,}"),
+            ("echo latency p50 / p99, last second", f"{ms_text(p50)} / {ms_text(p99)}"),
+            ("echo latency max, last second", ms_text(lat_max)),
+            ("echo latency p50 / p99, whole run", run_ms(run, agg.hist, "p50", "p99")),
+            ("echo latency max, whole run", run_ms(run, agg.hist, "max")),
         ]
         if cfg.mode == "login":
-            l50, l99, lmax = agg.latency_now_ms(login=True)
+            l50, l99, lmax = now_ms(agg, login=True)
             login_run = agg.login_latency_ms()
             left += [
-                ("in login server", f"{agg.gauge('in_login')}"),
-                ("in game server", f"{agg.gauge('in_game')}"),
-                ("logins/s now", f"{agg.login_rate_now:,.0f}"),
-                ("login time p50 / p99 (1 s)", f"{_ms(l50)} / {_ms(l99)}"),
-                ("login time max (1 s)", _ms(lmax)),
+                ("clients at the login server", f"{agg.gauge('in_login'):,}"),
+                ("clients at the game server", f"{agg.gauge('in_game'):,}"),
+                ("login flows per second", f"{agg.login_rate_now:,.0f}"),
+                ("login flow time p50 / p99, last second", f"{ms_text(l50)} / {ms_text(l99)}"),
+                ("login flow time max, last second", ms_text(lmax)),
                 (
-                    "login time p50 / p99 (run)",
-                    f"{_ms(login_run['p50'])} / {_ms(login_run['p99'])}",
+                    "login flow time p50 / p99, whole run",
+                    run_ms(login_run, agg.login_hist, "p50", "p99"),
                 ),
             ]
             refused = _refusals(agg)
             if refused:
-                left.append(("refused by Status", refused))
+                left.append(("logins refused, by Status", refused))
         right: list[tuple[str, Text]] = []
-        for name in COUNTERS:
+        for name in counters_of(cfg.mode):
             value = agg.totals[name]
             style = "red" if name in _ERRORS and value else ""
-            right.append((name, Text(f"{value:,}", style=style)))
+            right.append((label(name), Text(f"{value:,}", style=style)))
         failed = agg.workers_failed
-        right.append(("worker_failed", Text(str(failed), style="red" if failed else "")))
+        right.append((label("worker_failed"), Text(str(failed), style="red" if failed else "")))
         total = agg.errors_total
-        right.append(("errors total", Text(f"{total:,}", style="bold red" if total else "green")))
+        right.append(("errors in all", Text(f"{total:,}", style="bold red" if total else "green")))
         for i in range(max(len(left), len(right))):
             a, b = left[i] if i < len(left) else ("", "")
             c, d = right[i] if i < len(right) else ("", Text(""))
@@ -202,15 +208,16 @@ def summary_table(result: DummyResult) -> Group:
                 rows.append((f"{where} refused", named))
     for name, value in rows:
         table.add_row(name, value)
-    for name, count in result.counters.items():
+    for name in counters_of(result.config.mode):
+        count = result.counters.get(name, 0)
         bad = name in _ERRORS and count
-        table.add_row(name, Text(f"{count:,}", style="red" if bad else ""))
+        table.add_row(label(name), Text(f"{count:,}", style="red" if bad else ""))
     failed = result.errors.get("worker_failed", 0)
     if failed:
-        table.add_row("worker_failed", Text(str(failed), style="red"))
+        table.add_row(label("worker_failed"), Text(str(failed), style="red"))
     total = result.errors_total
     table.add_row(
-        Text("errors total", style="bold"),
+        Text("errors in all", style="bold"),
         Text(f"{total:,}", style="bold red" if total else "bold green"),
     )
     parts: list[Table | Text] = [table]
@@ -227,7 +234,7 @@ def run_with_display(
     then the summary table. For the CLI and the demo command."""
     console = console or Console()
     if quiet:
-        result = run_dummy(config, QuietPrinter(login=config.mode == "login"))
+        result = run_dummy(config, QuietPrinter(console.file, login=config.mode == "login"))
     else:
         with LiveDashboard(config, console) as dash:
             result = run_dummy(config, dash)

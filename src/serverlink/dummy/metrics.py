@@ -19,11 +19,15 @@ from the connect to the login server to the game login reply (``login_hist``).
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-BUCKET_NS = 10_000
+# The histogram helpers live in monitor.latency (the servers' screens use them too).
+from serverlink.dummy.series import SecondSeries
+from serverlink.monitor.latency import BUCKET_NS as BUCKET_NS
+from serverlink.monitor.latency import mean_ms, merge_hist
+from serverlink.monitor.latency import percentiles as percentiles
 
 #: Monotonic counters, in the order a Snapshot carries their deltas.
 COUNTERS = (
@@ -36,7 +40,7 @@ COUNTERS = (
     "disconnect_planned",  # clients that left on purpose (--disconnect-rate)
     "echo_sent",
     "echo_recv",  # replies received and verified
-    "echo_late",  # replies (or requests still unanswered at the end) over late_ms
+    "echo_late",  # replies (or requests still unanswered at the end) over late
     "echo_timeout",  # a reply missing for reply_timeout: connection dropped
     "packet_error",  # bad frame or a reply that is not the expected one
     "heartbeat_sent",
@@ -222,41 +226,6 @@ class SnapshotMaker:
         )
 
 
-def merge_hist(into: dict[int, int], other: Mapping[int, int]) -> None:
-    for bucket, count in other.items():
-        into[bucket] = into.get(bucket, 0) + count
-
-
-def percentiles(hist: Mapping[int, int], qs: Iterable[float]) -> list[float]:
-    """Latency percentiles in ms from a bucket histogram: the upper edge of the
-    bucket holding the q-th sample, so a percentile is never understated.
-    0.0 for an empty histogram."""
-    qs = list(qs)
-    total = sum(hist.values())
-    if not total:
-        return [0.0 for _ in qs]
-    items = sorted(hist.items())
-    out: list[float] = []
-    for q in qs:
-        rank = q * total
-        seen = 0
-        edge = items[-1][0]
-        for bucket, count in items:
-            seen += count
-            if seen >= rank:
-                edge = bucket
-                break
-        out.append((edge + 1) * BUCKET_NS / 1e6)
-    return out
-
-
-def mean_ms(hist: Mapping[int, int]) -> float:
-    total = sum(hist.values())
-    if not total:
-        return 0.0
-    return sum((b + 0.5) * c for b, c in hist.items()) * BUCKET_NS / total / 1e6
-
-
 def latency_summary(hist: Mapping[int, int], max_ns: int) -> dict[str, float]:
     p50, p90, p99, p999 = percentiles(hist, (0.5, 0.9, 0.99, 0.999))
     return {
@@ -297,13 +266,10 @@ class Aggregate:
         self.series: list[int] = []
         #: Login flows completed per interval number, summed over workers.
         self.login_series: list[int] = []
-        #: Latency percentiles per second (echo round trips, login flows).
-        from serverlink.dummy.timeline import LatencyTimeline
-
-        self.latency_timeline = LatencyTimeline()
-        self.login_latency_timeline = LatencyTimeline()
         self._echo_index = COUNTERS.index("echo_recv")
         self._flows_index = COUNTERS.index("login_flows")
+        #: Latency percentiles and errors of each second (the report's series).
+        self.seconds = SecondSeries([COUNTERS.index(name) for name in ERROR_COUNTERS])
 
     def add(self, snap: Snapshot) -> None:
         totals = self.totals
@@ -330,8 +296,7 @@ class Aggregate:
             view.done = True
             view.gauges = NO_GAUGES
         if not snap.final:
-            self.latency_timeline.add(snap.seq, snap.hist)
-            self.login_latency_timeline.add(snap.seq, snap.login_hist)
+            self.seconds.add(snap)
             for series, value in ((self.series, echoes), (self.login_series, flows)):
                 while len(series) < snap.seq:
                     series.append(0)

@@ -1,5 +1,6 @@
 """What a dummy run counted: ``DummyResult`` and its ``report()`` (the JSON
-document of ``--report``)."""
+document of ``--report``), which says what ran where and when
+(``dummy.provenance``) so that reports of different runs compare."""
 
 from __future__ import annotations
 
@@ -8,6 +9,19 @@ from typing import Any
 
 from serverlink.dummy.config import DummyConfig
 from serverlink.dummy.metrics import GAME_LOGIN_STATUS, LOGIN_SERVER_STATUS, Aggregate
+from serverlink.dummy.provenance import provenance, rounded
+from serverlink.dummy.series import SecondSeries
+
+
+@dataclass(frozen=True)
+class RunEnd:
+    """When a run started (epoch seconds) and how it ended."""
+
+    started_at: float = 0.0
+    #: Stopped by a signal (Ctrl-C, SIGTERM) before its --seconds were over.
+    interrupted: bool = False
+    #: Why the run stopped early by itself (dummy.verdict), or None.
+    stopped_early: str | None = None
 
 
 @dataclass
@@ -31,9 +45,9 @@ class DummyResult:
     #: Refused logins by Status name: the login server's, the game server's.
     login_failures: dict[str, int] = field(default_factory=dict)
     game_login_failures: dict[str, int] = field(default_factory=dict)
-    #: Latency percentiles (p50, p90, p99) of each second, ms: echo, login flows.
-    latency_series: dict[str, list[float]] = field(default_factory=dict)
-    login_latency_series: dict[str, list[float]] = field(default_factory=dict)
+    end: RunEnd = field(default_factory=RunEnd)
+    #: Latency percentiles and errors of each second.
+    seconds: SecondSeries = field(default_factory=lambda: SecondSeries(()))
 
     @property
     def echo_per_s(self) -> float:
@@ -49,11 +63,17 @@ class DummyResult:
 
     @property
     def exit_code(self) -> int:
-        """0 when no error was counted, 1 otherwise."""
-        return 1 if self.errors_total else 0
+        """0 when no error was counted and the run was not cut short, 1 otherwise
+        (the command line says 130 for an interrupted run)."""
+        return 1 if self.errors_total or self.end.stopped_early else 0
 
     def report(self) -> dict[str, Any]:
+        """The JSON report: figures rounded (ms to the µs, rates to 0.1)."""
         report: dict[str, Any] = {
+            **provenance(self.end.started_at),
+            "interrupted": self.end.interrupted,
+            "stopped_early": self.end.stopped_early,
+            "seconds_planned": self.config.seconds,
             "mode": self.config.mode,
             "echo_per_s": self.echo_per_s,
             "errors_total": self.errors_total,
@@ -73,20 +93,36 @@ class DummyResult:
             echo_depth=self.config.echo_depth,
             processes=self.processes,
             target=self.config.target,
-            counters=self.counters,
+            # every error key is a counter too (worker_failed is counted apart)
+            counters={**self.counters, "worker_failed": self.errors.get("worker_failed", 0)},
             errors=self.errors,
             error_details=self.error_details,
             echo_per_s_series=self.series,
-            latency_ms_series=self.latency_series,
+            latency_p50_ms_series=self.seconds.quantile(0.5),
+            latency_p99_ms_series=self.seconds.quantile(0.99),
+            errors_series=self.seconds.errors,
         )
         if self.config.mode == "login":
-            report["login_flows_per_s_series"] = self.login_series
-            report["login_latency_ms_series"] = self.login_latency_series
+            report.update(
+                login_flows_per_s_series=self.login_series,
+                login_latency_p50_ms_series=self.seconds.quantile(0.5, login=True),
+                login_latency_p99_ms_series=self.seconds.quantile(0.99, login=True),
+            )
         report["config"] = asdict(self.config)
-        return report
+        out: dict[str, Any] = rounded(report)
+        for rate in ("echo_per_s", "login_flows_per_s"):
+            if rate in out:
+                out[rate] = round(out[rate], 1)
+        return out
 
 
-def result_of(config: DummyConfig, processes: int, duration: float, agg: Aggregate) -> DummyResult:
+def result_of(
+    config: DummyConfig,
+    processes: int,
+    duration: float,
+    agg: Aggregate,
+    end: RunEnd | None = None,
+) -> DummyResult:
     return DummyResult(
         config=config,
         processes=processes,
@@ -100,6 +136,6 @@ def result_of(config: DummyConfig, processes: int, duration: float, agg: Aggrega
         login_series=list(agg.login_series),
         login_failures=agg.refusals(LOGIN_SERVER_STATUS),
         game_login_failures=agg.refusals(GAME_LOGIN_STATUS),
-        latency_series=agg.latency_timeline.finish(),
-        login_latency_series=agg.login_latency_timeline.finish(),
+        end=end or RunEnd(),
+        seconds=agg.seconds,
     )

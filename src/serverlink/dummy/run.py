@@ -15,17 +15,21 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
-import signal
+import logging
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
-from serverlink.aio import run_loop
+from serverlink.aio import StopSignal, run_loop
 from serverlink.dummy.config import DummyConfig, resolve_processes
 from serverlink.dummy.metrics import Aggregate, Snapshot
-from serverlink.dummy.result import DummyResult, result_of
+from serverlink.dummy.result import DummyResult, RunEnd, result_of
+from serverlink.dummy.verdict import hopeless
 from serverlink.dummy.worker import Worker, accounts_of, preflight
 from serverlink.supervise import Exited, Go, Message, Policy, Stopped, Supervisor, WorkerLink
 from serverlink.supervise import Snapshot as SnapshotMessage
+
+log = logging.getLogger("serverlink.dummy")
 
 #: How long the parent waits for spawned workers to import and report ready.
 WORKER_START_TIMEOUT = 60.0
@@ -101,9 +105,10 @@ async def _run_processes(
     agg: Aggregate,
     on_tick: TickCallback | None,
     stop: asyncio.Event,
-) -> float:
+) -> tuple[float, str | None]:
     """Run the clients in worker processes, merge their snapshots into ``agg``;
-    return the measured duration. SuperviseError when a worker cannot start."""
+    return the measured duration and why the run stopped early (None: it did
+    not). SuperviseError when a worker cannot start."""
     loop = asyncio.get_running_loop()
     processes = len(agg.workers)
     stopping = False
@@ -127,7 +132,7 @@ async def _run_processes(
         supervisor.broadcast(Go())
         t0 = loop.time()
         try:
-            await _wait_run(config, agg, on_tick, stop, t0, lambda: supervisor.all_exited)
+            why = await _wait_run(config, agg, on_tick, stop, t0, lambda: supervisor.all_exited)
         finally:
             t1 = loop.time()
     finally:
@@ -136,7 +141,7 @@ async def _run_processes(
     for index, view in enumerate(agg.workers):
         if not view.done:
             agg.worker_failed(index, "no_final_snapshot")
-    return t1 - t0
+    return t1 - t0, why
 
 
 # --- entry points --------------------------------------------------------------------------
@@ -161,6 +166,7 @@ async def run_dummy_async(
     agg = Aggregate(processes)
     loop = asyncio.get_running_loop()
     stop = stop or asyncio.Event()
+    started_at = time.time()
     if processes == 1:
         worker = Worker(config, 0, accounts_of(0, 1, config.clients), agg.add)
         await worker.resolve()
@@ -168,15 +174,18 @@ async def run_dummy_async(
         t0 = loop.time()
         task = loop.create_task(worker.run(worker_stop))
         try:
-            await _wait_run(config, agg, on_tick, stop, t0, lambda: task.done())
+            why = await _wait_run(config, agg, on_tick, stop, t0, lambda: task.done())
         finally:
             worker_stop.set()
             t1 = loop.time()
             await task
-        return result_of(config, processes, t1 - t0, agg)
-
-    duration = await _run_processes(config, agg, on_tick, stop)
-    return result_of(config, processes, duration, agg)
+        duration = t1 - t0
+    else:
+        duration, why = await _run_processes(config, agg, on_tick, stop)
+    # Stopped from outside (Ctrl-C, SIGTERM) before its --seconds were over.
+    interrupted = stop.is_set() and config.seconds > 0 and duration < config.seconds
+    end = RunEnd(started_at, interrupted, why)
+    return result_of(config, processes, duration, agg, end)
 
 
 async def _wait_run(
@@ -186,14 +195,16 @@ async def _wait_run(
     stop: asyncio.Event,
     t0: float,
     workers_gone: Callable[[], bool],
-) -> None:
+) -> str | None:
+    """Wait for the end of the run, calling ``on_tick`` once a second; why it
+    cannot go on (``verdict.hopeless``), or None."""
     loop = asyncio.get_running_loop()
     deadline = t0 + config.seconds if config.seconds > 0 else float("inf")
     next_tick = t0 + 1.0 + TICK_LAG
     while not stop.is_set() and not workers_gone():
         now = loop.time()
         if now >= deadline:
-            return
+            return None
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), min(next_tick, deadline) - now)
         now = loop.time()
@@ -201,23 +212,37 @@ async def _wait_run(
             if on_tick is not None:
                 on_tick(agg, now - t0)
             next_tick += 1.0
+            why = hopeless(config, agg)
+            if why is not None:
+                return why
+    return None
 
 
 def run_dummy(config: DummyConfig, on_tick: TickCallback | None = None) -> DummyResult:
     """Run the dummy on a new event loop (uvloop when available) until
-    ``config.seconds`` have passed or Ctrl-C, and return what it counted."""
+    ``config.seconds`` have passed or Ctrl-C / SIGTERM (a graceful end: the
+    report says it was interrupted; a second one exits at once), and return
+    what it counted. SIGHUP reopens the log file and stops nothing."""
 
     async def main() -> DummyResult:
-        stop = asyncio.Event()
+        stop = StopSignal()
         loop = asyncio.get_running_loop()
         # Not available off the main thread or on Windows: Ctrl-C then interrupts.
-        with contextlib.suppress(NotImplementedError, RuntimeError):
-            loop.add_signal_handler(signal.SIGINT, stop.set)
+        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+            stop.install(loop)
+        length = f"{config.seconds:g} s" if config.seconds else "until Ctrl-C"
+        log.info(
+            "start: %d clients in %s mode against %s, %s (Ctrl-C or SIGTERM ends it early)",
+            config.clients,
+            config.mode,
+            config.target,
+            length,
+        )
         try:
-            return await run_dummy_async(config, on_tick, stop)
+            return await run_dummy_async(config, on_tick, stop.event)
         finally:
             with contextlib.suppress(Exception):
-                loop.remove_signal_handler(signal.SIGINT)
+                StopSignal.remove(loop)
 
     with quiet_gc():
         return run_loop(main())

@@ -123,8 +123,8 @@ class EchoClient(Session):
         self.depth = cfg.echo_depth
         self.version = cfg.version
         self.state = CONNECTED
-        self.late_ns = int(cfg.late_ms * 1e6)
-        self.interval = cfg.echo_interval_ms / 1000.0
+        self.late_ns = int(cfg.late * 1e9)
+        self.interval = cfg.echo_interval
         self._paced = 0  # replies answered, whose next requests wait for the interval
         self._pace_timer: asyncio.TimerHandle | None = None
         self.timeout_ns = int(cfg.reply_timeout * 1e9)
@@ -393,7 +393,7 @@ class EchoScenario:
 
     def __init__(self, worker: Worker) -> None:
         self.worker = worker
-        self.login_delay = worker.config.login_delay_ms / 1000.0
+        self.login_delay = worker.config.login_delay
 
     async def run_once(self, client: VirtualClient) -> bool:
         worker = self.worker

@@ -125,7 +125,7 @@ class LoginServerClient(Session):
     def finish(self, now_ns: int) -> None:
         # The run ends in the middle of flows. A login is an error only past
         # reply_timeout (there is no "late" login), at the end as during the run:
-        # with hundreds of flows in flight a reply may well take over late_ms.
+        # with hundreds of flows in flight a reply may well take over late.
         if self.state == REQUEST_SENT and now_ns - self._sent_at > self.timeout_ns:
             self.meter.error("login_timeout", "login_server:no_reply_at_end")
 

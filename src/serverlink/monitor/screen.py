@@ -170,6 +170,22 @@ def _processes(v: View) -> str:
     return f"{v.workers} workers{restarts}"
 
 
+def process_row() -> Row:
+    """CPU, memory and processes of the server."""
+    return Row("Process", (_cpu, _rss, _processes))
+
+
+def ms(key: str, label: str = "") -> Cell:
+    """A duration in ms from the snapshot; "–" when it is None (no sample)."""
+    prefix = f"{label} " if label else ""
+
+    def cell(v: View) -> str:
+        number = v.get(key, None)
+        return f"{prefix}{'–' if number is None else f'{number:,.1f} ms'}"
+
+    return cell
+
+
 def standard_rows() -> tuple[Row, ...]:
     """Rows of every session server: sessions, accepts, logins, packets,
     process, disconnects and protocol errors by reason."""
@@ -179,7 +195,7 @@ def standard_rows() -> tuple[Row, ...]:
         Row("Logins", (value("logins"), rate("logins"), value("login_fail", "fail"))),
         Row("Packets in", (rate("packets_in"), value("packets_in", "total"))),
         Row("Packets out", (rate("packets_out"), value("packets_out", "total"))),
-        Row("Process", (_cpu, _rss, _processes)),
+        process_row(),
         breakdown("Disconnects", "disconnects"),
         breakdown("Protocol errors", "errors"),
     )

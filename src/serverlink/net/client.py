@@ -7,8 +7,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import socket
 import ssl
+import time
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
@@ -21,6 +23,10 @@ from serverlink.retry import LINK_RETRY, Retry
 log = logging.getLogger("serverlink.net")
 
 S = TypeVar("S", bound=Session)
+
+#: Seconds between the reminders that a link is still down (its first failure
+#: is a warning, the next attempts are logged at debug level).
+REMIND_EVERY = 60.0
 
 
 async def open_session(
@@ -88,7 +94,8 @@ class ReconnectingLink:
     The owner calls ``confirm()`` once the peer has accepted the link (a
     registration answered). A link that drops before that counts as a failed
     attempt — the peer refused it — so the backoff keeps growing and the
-    refusal is logged once per streak, not once per attempt; a confirmed link
+    refusal is logged once per streak, not once per attempt, and reminded of
+    every ``remind_every`` seconds while the streak lasts; a confirmed link
     that drops is logged once and reconnected at once. TCP keepalive is on, so
     a path cut without a FIN is found even while nothing is sent.
     """
@@ -104,8 +111,11 @@ class ReconnectingLink:
         retry: Retry = LINK_RETRY,
         stats: NetStats | None = None,
         ssl_context: ssl.SSLContext | None = None,
+        remind_every: float = REMIND_EVERY,
     ) -> None:
         self.name = name
+        self.remind_every = remind_every
+        self._warned_at = 0.0
         self._factory: Callable[[SessionDeps], Session] = factory
         self.host = host
         self.port = port
@@ -176,13 +186,27 @@ class ReconnectingLink:
                     session = await self._connect()
             except (OSError, TimeoutError, ssl.SSLError) as exc:
                 failures += 1
-                log.log(
-                    logging.WARNING if failures == 1 else logging.DEBUG,
-                    "%s: cannot connect to %s (%s); retrying with backoff",
-                    self.name,
-                    where,
-                    _reason(exc),
-                )
+                if failures == 1:
+                    self._warned_at = time.monotonic()
+                    log.warning(
+                        "%s: cannot connect to %s (%s): is it running there? Retrying quietly "
+                        "(a reminder every %.0f s while it is down)",
+                        self.name,
+                        where,
+                        _reason(exc),
+                        self.remind_every,
+                    )
+                elif time.monotonic() - self._warned_at >= self.remind_every:
+                    self._warned_at = time.monotonic()
+                    log.warning(
+                        "%s: still cannot connect to %s (%s) after %d attempts; retrying",
+                        self.name,
+                        where,
+                        _reason(exc),
+                        failures,
+                    )
+                else:
+                    log.debug("%s: cannot connect to %s (%s)", self.name, where, _reason(exc))
                 await asyncio.sleep(self.retry.delay(failures))
                 continue
             if failures:
@@ -219,6 +243,8 @@ class ReconnectingLink:
 
 
 def _reason(exc: BaseException) -> str:
+    if isinstance(exc, OSError) and exc.errno:  # uvloop's text names no cause
+        return os.strerror(exc.errno)
     if isinstance(exc, OSError) and exc.strerror:
         return exc.strerror
     return str(exc) or ("timed out" if isinstance(exc, TimeoutError) else type(exc).__name__)

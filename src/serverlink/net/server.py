@@ -52,6 +52,15 @@ def enable_keepalive(
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPCNT, count)
 
 
+class ListenError(OSError):
+    """A listener could not bind: the OSError, and which listener (its name,
+    e.g. ``login-lan``) on which address, for a message naming the right flag."""
+
+    def __init__(self, cause: OSError, listener: str, host: str, port: int) -> None:
+        super().__init__(cause.errno, cause.strerror)
+        self.listener, self.host, self.port = listener, host, port
+
+
 class SessionServer:
     """Accepts connections on one address, one ``Session`` per connection."""
 
@@ -145,12 +154,15 @@ class SessionServer:
         family, _, _, _, address = socket.getaddrinfo(
             self.host or None, self.port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
         )[0]
-        sock = socket.create_server(
-            address[:2],
-            family=family,
-            backlog=self.limits.backlog,
-            reuse_port=self.reuse_port,
-        )
+        try:
+            sock = socket.create_server(
+                address[:2],
+                family=family,
+                backlog=self.limits.backlog,
+                reuse_port=self.reuse_port,
+            )
+        except OSError as exc:
+            raise ListenError(exc, self.name, self.host, self.port) from exc
         sock.setblocking(False)
         self._sock = sock
         self.port = sock.getsockname()[1]

@@ -21,6 +21,7 @@ class NetStats:
         "packets_in",
         "packets_out",
         "problems",
+        "refusals",
         "refused_over_cap",
         "sessions",
         "sessions_peak",
@@ -35,6 +36,10 @@ class NetStats:
         self.packets_out = 0
         self.disconnects: Counter[str] = Counter()
         self.errors: Counter[str] = Counter()
+        #: Logins refused by the rules (a key not handed over, the wrong
+        #: version, an account in game elsewhere): a client's problem, not a
+        #: protocol error.
+        self.refusals: Counter[str] = Counter()
         #: One line per bad connection, up to a few per reason every 10 s.
         self.problems = RateLimitedLog(log)
 
@@ -49,6 +54,11 @@ class NetStats:
         self.errors[reason] += 1
         self.problems.warning(reason, msg, *args)
 
+    def refuse(self, reason: str, msg: str, *args: object) -> None:
+        """Count a refused login by reason and log it (info, rate limited)."""
+        self.refusals[reason] += 1
+        self.problems.info(f"refused:{reason}", msg, *args)
+
     def snapshot(self) -> dict[str, Any]:
         return {
             "accepted": self.accepted,
@@ -59,4 +69,5 @@ class NetStats:
             "packets_out": self.packets_out,
             "disconnects": dict(self.disconnects),
             "errors": dict(self.errors),
+            "refusals": dict(self.refusals),
         }

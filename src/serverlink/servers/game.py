@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from serverlink.errors import StartupError
-from serverlink.monitor.screen import Row, ScreenSpec, fmt, standard_rows, value
+from serverlink.monitor.screen import Row, ScreenSpec, breakdown, fmt, standard_rows, value
 from serverlink.net.server import ServerLimits, SessionServer
 from serverlink.net.session import ProtocolViolation, Session, SessionDeps, handles, handles_raw
 from serverlink.protocol.codec import NetCodec
@@ -230,7 +230,7 @@ class GameServer:
     def describe(self) -> str:
         """The start line's words: what this server is and what it uses."""
         if self.config.link is None:
-            return "game server, standalone (any key logs in)"
+            return "game server, standalone (any key logs in), no account database"
         assert self.store is not None
         host, port = self.config.link.login_server
         return (
@@ -287,8 +287,9 @@ class GameServer:
         self, session: EchoSession, account_no: int, status: GameLoginStatus, reason: str
     ) -> None:
         self.game_stats.login_fail += 1
-        self.stats.count_error(reason)
-        log.info("%s: game login of account %d refused (%s)", session.peer, account_no, reason)
+        self.stats.refuse(
+            reason, "%s: game login of account %d refused (%s)", session.peer, account_no, reason
+        )
         session.send(CS_GAME_RES_LOGIN.build(status, account_no))
         session.close(f"login:{reason}")
 
@@ -361,7 +362,15 @@ LINKED_GAME_SCREEN = ScreenSpec(
                 fmt("{login_link}"),
                 value("link_reconnects", "reconnects"),
                 value("handoffs", "hand-offs"),
-                value("keys_waiting", "keys waiting"),
+            ),
+        ),
+        Row(
+            "Keys waiting",
+            (
+                fmt(
+                    "{keys_waiting:,} handed over by the login server, client not yet arrived "
+                    "(each expires after --login-timeout)"
+                ),
             ),
         ),
         Row(
@@ -372,6 +381,7 @@ LINKED_GAME_SCREEN = ScreenSpec(
                 value("releases_pending", "releases waiting for the DB"),
             ),
         ),
+        breakdown("Refused logins", "refusals"),
     ),
 )
 

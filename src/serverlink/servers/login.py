@@ -19,14 +19,12 @@ import asyncio
 import hmac
 import logging
 import time
-from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any, ClassVar
 
 from serverlink.batch import TurnBatcher
 from serverlink.errors import StartupError
-from serverlink.monitor.screen import Row, ScreenSpec, breakdown, fmt, of, rate, value
 from serverlink.net.server import ServerLimits, SessionServer
 from serverlink.net.session import ProtocolViolation, Session, SessionDeps, handles
 from serverlink.net.tls import TlsConfig
@@ -37,6 +35,7 @@ from serverlink.protocol.status import LoginStatus, ServerType
 from serverlink.servers.failed_logins import FAILED_LOGIN, FailedLogins
 from serverlink.servers.lan import LanSide, LinkedServer
 from serverlink.servers.link import LOGIN_TIMEOUT
+from serverlink.servers.login_stats import LOGIN_SCREEN, LoginStats, linked_rows
 from serverlink.servers.placement import Placement
 from serverlink.servers.releases import Releases
 from serverlink.store import AccountRecord, AccountStore, StoreError
@@ -45,6 +44,8 @@ from serverlink.store.config import StoreConfig
 log = logging.getLogger("serverlink.login")
 
 NO_ADDRESS = ("", 0)
+
+__all__ = ["LOGIN_SCREEN", "LoginConfig", "LoginServer", "build_login_server"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,24 +91,6 @@ class LoginConfig:
 
 def _no_event(name: str, data: Any) -> None:
     pass
-
-
-class LoginStats:
-    def __init__(self) -> None:
-        self.requests = 0
-        self.success = 0
-        self.by_status: Counter[str] = Counter()
-        self.timeouts = 0
-        self.db_errors = 0
-        self.time_total = 0.0
-        self.time_min: float | None = None
-        self.time_max = 0.0
-
-    def completed(self, seconds: float) -> None:
-        self.success += 1
-        self.time_total += seconds
-        self.time_max = max(self.time_max, seconds)
-        self.time_min = seconds if self.time_min is None else min(self.time_min, seconds)
 
 
 @dataclass(frozen=True, slots=True)
@@ -386,6 +369,8 @@ class LoginServer:
             linked_chat=len(self.lan.linked(ServerType.CHAT)),
             rejected_links=self.lan.rejected_links,
             pending_handoffs=len(self.lan.pending),
+            linked=linked_rows(self.lan.links),
+            **s.times.snapshot("login_time"),
         )
         return snap
 
@@ -393,57 +378,3 @@ class LoginServer:
 def build_login_server(config: LoginConfig) -> LoginServer:
     """Builder of the login server (module level: worker processes import it)."""
     return LoginServer(config)
-
-
-LOGIN_SCREEN = ScreenSpec(
-    "login",
-    (
-        Row(
-            "Sessions",
-            (
-                of("sessions", "max_sessions"),
-                value("sessions_peak", "peak"),
-                value("accepted", "accepted"),
-            ),
-        ),
-        Row("Login OK", (value("logins"), rate("logins"), value("login_requests", "requests"))),
-        Row(
-            "Completion",
-            (
-                fmt("avg {login_time_avg_ms:.1f} ms"),
-                fmt("min {login_time_min_ms:.1f} ms"),
-                fmt("max {login_time_max_ms:.1f} ms"),
-            ),
-        ),
-        Row(
-            "Linked",
-            (
-                value("linked_game", "game"),
-                value("linked_chat", "chat"),
-                value("pending_handoffs", "pending"),
-            ),
-        ),
-        Row(
-            "Problems",
-            (
-                value("login_timeouts", "timeouts"),
-                value("stale_answers", "stale answers"),
-                value("db_errors", "DB errors"),
-                value("rejected_links", "refused links"),
-                value("handoff_timeouts", "hand-off timeouts"),
-                value("silent_links", "silent links"),
-            ),
-        ),
-        Row(
-            "Protection",
-            (
-                value("cooling_refusals", "refused while cooling off"),
-                value("accounts_released", "accounts released"),
-            ),
-        ),
-        Row("Packets", (rate("packets_in", "in"), rate("packets_out", "out"))),
-        breakdown("Results", "login_by_status"),
-        breakdown("Disconnects", "disconnects"),
-        breakdown("Protocol errors", "errors"),
-    ),
-)

@@ -28,10 +28,11 @@
     throughput.push(["login flows/s", "#9467bd", data.login_flows_per_s_series]);
   }
   chart("throughput", "Throughput per second", echo, throughput);
-  var lat = data.latency_ms_series || {};
+  // A second without samples is null: uPlot leaves a gap there.
+  var lat = { p50: data.latency_p50_ms_series, p99: data.latency_p99_ms_series };
   chart("latency", "Echo latency percentiles per second (ms)", lat.p50 || [], percentiles(lat));
-  var login = data.login_latency_ms_series;
-  if (login) {
-    chart("login-latency", "Login flow percentiles per second (ms)", login.p50 || [], percentiles(login));
+  if (data.login_latency_p50_ms_series) {
+    var login = { p50: data.login_latency_p50_ms_series, p99: data.login_latency_p99_ms_series };
+    chart("login-latency", "Login flow percentiles per second (ms)", login.p50, percentiles(login));
   }
 })();
