@@ -8,7 +8,7 @@ a fresh database on the MariaDB server at ``SERVERLINK_TEST_MARIADB`` (default
 own database ``serverlink_test_<pid>_<random>``, which is *not* created (``init``
 does that) and is dropped afterwards, so parallel runs never share one and
 ``accountdb`` is never touched. When the server cannot be reached the MariaDB
-variants are skipped with the reason, unless ``SERVERLINK_REQUIRE_MARIADB=1`` (then
+variants are skipped with the reason, unless ``SERVERLINK_TEST_REQUIRE_MARIADB=1`` (then
 they fail). CI runs ``.ci/services.sh`` first.
 
 ``store`` is an ``AdminStore`` on ``db_url`` with the schema created; ``raw_sql``
@@ -113,7 +113,7 @@ def mariadb_server() -> MysqlTarget:
             f"MariaDB not usable at {target.host}:{target.port} as {target.user!r} "
             f"({' '.join(str(exc).split())}); run .ci/services.sh"
         )
-        if os.environ.get("SERVERLINK_REQUIRE_MARIADB") == "1":
+        if os.environ.get("SERVERLINK_TEST_REQUIRE_MARIADB") == "1":
             pytest.fail(reason)
         pytest.skip(reason)
     return target

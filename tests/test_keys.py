@@ -23,7 +23,7 @@ async def redis_store(namespace: str) -> RedisKeyStore:
     except Exception as exc:
         await store.close()
         reason = f"Redis not usable at {REDIS_URL} ({exc}); run .ci/services.sh"
-        if os.environ.get("SERVERLINK_REQUIRE_REDIS") == "1":
+        if os.environ.get("SERVERLINK_TEST_REQUIRE_REDIS") == "1":
             pytest.fail(reason)
         pytest.skip(reason)
     return store

@@ -298,7 +298,7 @@ def shared_database(table: Any, source: str) -> dict[str, Any]:
 
 def known_environment(root: click.Command) -> set[str]:
     """Every SERVERLINK_* variable the program reads."""
-    names = {"SERVERLINK_CONFIG", *DATABASE_ENV, *NOT_SETTINGS}
+    names = {"SERVERLINK_CONFIG", *DATABASE_ENV}
     for path, cmd in iter_commands(root):
         for option in settings_of(cmd).values():
             envvars = [option.envvar] if isinstance(option.envvar, str) else option.envvar or []
@@ -307,8 +307,8 @@ def known_environment(root: click.Command) -> set[str]:
     return names
 
 
-#: SERVERLINK_* variables that are not settings (the test suite's).
-NOT_SETTINGS = ("SERVERLINK_REQUIRE_MARIADB", "SERVERLINK_TEST_MARIADB")
+#: SERVERLINK_TEST_*: the test suite's variables, not settings.
+TEST_PREFIX = "SERVERLINK_TEST_"
 
 
 def check_environment(root: click.Command, environ: Mapping[str, str]) -> None:
@@ -316,7 +316,11 @@ def check_environment(root: click.Command, environ: Mapping[str, str]) -> None:
     setting): ConfigError with a suggestion, like an unknown key of a file."""
     known = known_environment(root)
     for var in sorted(environ):
-        if var.startswith(f"{ENV_PREFIX}_") and var not in known:
+        if (
+            var.startswith(f"{ENV_PREFIX}_")
+            and not var.startswith(TEST_PREFIX)
+            and var not in known
+        ):
             hint = _suggest(var, sorted(known), lambda n: n)
             raise ConfigError(
                 f"environment variable {var}: unknown setting{hint} "
