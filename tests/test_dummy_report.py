@@ -40,7 +40,7 @@ async def test_html_report_of_a_run_opens_with_its_charts_drawn(tmp_path: Path) 
         old.write_text(json.dumps({"echo_per_s": 1.0, "latency_ms": {"p50": 100.0}}))
         page_file = tmp_path / "run.html"
         run = subprocess.run(
-            [sys.executable, "-m", "serverlink", "dummy", "--quiet", "--game", f"127.0.0.1:{port}",
+            [sys.executable, "-m", "serverlink", "dummy", "--quiet", "--game-server", f"127.0.0.1:{port}",
              "--clients", "5", "--seconds", "3", "--report", str(tmp_path / "run.json"),
              "--html-report", str(page_file), "--compare", str(old)],
             capture_output=True, text=True, timeout=60,
@@ -50,7 +50,7 @@ async def test_html_report_of_a_run_opens_with_its_charts_drawn(tmp_path: Path) 
     assert run.returncode == 0, run.stderr
     assert "echo replies/s" in run.stdout and "better" in run.stdout
     report = json.loads((tmp_path / "run.json").read_text())
-    assert len(report["latency_ms_series"]["p99"]) == len(report["echo_per_s_series"]) >= 2
+    assert len(report["latency_p99_ms_series"]) == len(report["echo_per_s_series"]) >= 2
     async with browser_page() as page:
         await page.goto(page_file.as_uri())  # self-contained: nothing else is fetched
         await page.wait_for_function("() => window.reportCharts && window.reportCharts.length == 2")
