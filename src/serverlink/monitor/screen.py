@@ -170,6 +170,11 @@ def _processes(v: View) -> str:
     return f"{v.workers} workers{restarts}"
 
 
+def process_row() -> Row:
+    """CPU, memory and processes of the server."""
+    return Row("Process", (_cpu, _rss, _processes))
+
+
 def standard_rows() -> tuple[Row, ...]:
     """Rows of every session server: sessions, accepts, logins, packets,
     process, disconnects and protocol errors by reason."""
@@ -179,7 +184,7 @@ def standard_rows() -> tuple[Row, ...]:
         Row("Logins", (value("logins"), rate("logins"), value("login_fail", "fail"))),
         Row("Packets in", (rate("packets_in"), value("packets_in", "total"))),
         Row("Packets out", (rate("packets_out"), value("packets_out", "total"))),
-        Row("Process", (_cpu, _rss, _processes)),
+        process_row(),
         breakdown("Disconnects", "disconnects"),
         breakdown("Protocol errors", "errors"),
     )

@@ -19,14 +19,12 @@ import asyncio
 import hmac
 import logging
 import time
-from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from serverlink.batch import TurnBatcher
 from serverlink.errors import StartupError
-from serverlink.monitor.screen import Row, ScreenSpec, breakdown, fmt, of, rate, value
 from serverlink.net.server import ServerLimits, SessionServer
 from serverlink.net.session import ProtocolViolation, Session, SessionDeps, handles
 from serverlink.net.tls import TlsConfig
@@ -36,6 +34,7 @@ from serverlink.protocol.packets import CS_LOGIN_REQ_LOGIN, CS_LOGIN_RES_LOGIN, 
 from serverlink.protocol.status import LoginStatus, ServerType
 from serverlink.servers.failed_logins import FAILED_LOGIN, FailedLogins
 from serverlink.servers.lan import LanSide, LinkedServer
+from serverlink.servers.login_stats import LOGIN_SCREEN, LoginStats
 from serverlink.servers.placement import Placement
 from serverlink.servers.releases import Releases
 from serverlink.store import AccountRecord, AccountStore, StoreError
@@ -44,6 +43,8 @@ from serverlink.store.config import StoreConfig
 log = logging.getLogger("serverlink.login")
 
 NO_ADDRESS = ("", 0)
+
+__all__ = ["LOGIN_SCREEN", "LoginConfig", "LoginServer", "build_login_server"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,30 +83,16 @@ class LoginConfig:
     login_fail_window: float = 60.0
     #: Seconds a cooling address is answered Status 0 without a database read.
     login_cooldown: float = 60.0
+    #: Load tests with the original dummies only: accounts numbered below this
+    #: log in with any key (theirs is random), which is handed on to the game and
+    #: chat servers, as the original login server did; 0: off (every key checked).
+    dummy_accounts_below: int = 0
     reuse_port: bool = False
     worker_index: int = 0
 
 
 def _no_event(name: str, data: Any) -> None:
     pass
-
-
-class LoginStats:
-    def __init__(self) -> None:
-        self.requests = 0
-        self.success = 0
-        self.by_status: Counter[str] = Counter()
-        self.timeouts = 0
-        self.db_errors = 0
-        self.time_total = 0.0
-        self.time_min: float | None = None
-        self.time_max = 0.0
-
-    def completed(self, seconds: float) -> None:
-        self.success += 1
-        self.time_total += seconds
-        self.time_max = max(self.time_max, seconds)
-        self.time_min = seconds if self.time_min is None else min(self.time_min, seconds)
 
 
 @dataclass(frozen=True, slots=True)
@@ -230,6 +217,12 @@ class LoginServer:
                 "--lan-allow-any: servers may link from any address while whiteip is empty; "
                 "a linked server receives every login's session key"
             )
+        if self.config.dummy_accounts_below > 0:
+            log.warning(
+                "dummy_accounts_below=%d: accounts numbered below it log in with ANY key; "
+                "for load tests with the original dummy clients only",
+                self.config.dummy_accounts_below,
+            )
         log.info(
             "login server: clients on %s:%d, servers on %s:%d%s, accounts in %s",
             self.config.host,
@@ -332,7 +325,8 @@ class LoginServer:
         if record.status is None:
             return Answer(LoginStatus.STATUS_MISS)
         # Constant time: how much of a guessed key matched must not show in timing.
-        if not hmac.compare_digest(record.session_key, key):
+        key_checked = account_no >= self.config.dummy_accounts_below
+        if key_checked and not hmac.compare_digest(record.session_key, key):
             return Answer(LoginStatus.FAIL)
         if record.status != 0:
             return Answer(LoginStatus.GAME)
@@ -394,57 +388,3 @@ class LoginServer:
 def build_login_server(config: LoginConfig) -> LoginServer:
     """Builder of the login server (module level: worker processes import it)."""
     return LoginServer(config)
-
-
-LOGIN_SCREEN = ScreenSpec(
-    "login",
-    (
-        Row(
-            "Sessions",
-            (
-                of("sessions", "max_sessions"),
-                value("sessions_peak", "peak"),
-                value("accepted", "accepted"),
-            ),
-        ),
-        Row("Login OK", (value("logins"), rate("logins"), value("login_requests", "requests"))),
-        Row(
-            "Completion",
-            (
-                fmt("avg {login_time_avg_ms:.1f} ms"),
-                fmt("min {login_time_min_ms:.1f} ms"),
-                fmt("max {login_time_max_ms:.1f} ms"),
-            ),
-        ),
-        Row(
-            "Linked",
-            (
-                value("linked_game", "game"),
-                value("linked_chat", "chat"),
-                value("pending_handoffs", "pending"),
-            ),
-        ),
-        Row(
-            "Problems",
-            (
-                value("login_timeouts", "timeouts"),
-                value("stale_answers", "stale answers"),
-                value("db_errors", "DB errors"),
-                value("rejected_links", "refused links"),
-                value("handoff_timeouts", "hand-off timeouts"),
-                value("silent_links", "silent links"),
-            ),
-        ),
-        Row(
-            "Protection",
-            (
-                value("cooling_refusals", "refused while cooling off"),
-                value("accounts_released", "accounts released"),
-            ),
-        ),
-        Row("Packets", (rate("packets_in", "in"), rate("packets_out", "out"))),
-        breakdown("Results", "login_by_status"),
-        breakdown("Disconnects", "disconnects"),
-        breakdown("Protocol errors", "errors"),
-    ),
-)
