@@ -1,10 +1,14 @@
-"""Chat clients for the tests: a standalone chat server in this process and the
-client steps (login, move, message) over real sockets, each answer awaited."""
+"""Chat clients for the tests: a chat server in this process (standalone, or
+linked to a login server on a seeded database) and the client steps (login,
+move, message) over real sockets, each answer awaited."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import asyncio
+from dataclasses import dataclass, field
+from pathlib import Path
 
+from linked_system import read_keys, start_login
 from serverlink.net.client import FrameClient, connect_frame_client
 from serverlink.net.server import ServerLimits
 from serverlink.protocol import packets as pk
@@ -12,6 +16,9 @@ from serverlink.protocol.codec import NetCodec
 from serverlink.protocol.framing import net_framing
 from serverlink.protocol.status import ChatLoginStatus
 from serverlink.servers.chat import ChatConfig, ChatServer
+from serverlink.servers.link import LinkConfig
+from serverlink.servers.login import LoginServer
+from serverlink.store.admin import seed_db
 
 CODEC = NetCodec()
 FRAMING = net_framing(CODEC)
@@ -98,3 +105,41 @@ async def player(server: ChatServer, account_no: int, sector: tuple[int, int] | 
 
 def messages(payloads: list[bytes]) -> list[pk.CsChatResMessage]:
     return [pk.CS_CHAT_RES_MESSAGE.parse(p) for p in payloads]
+
+
+@dataclass
+class ChatSystem:
+    login: LoginServer
+    chat: ChatServer
+    keys_file: Path
+    keys: dict[int, bytes] = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.keys = read_keys(self.keys_file)
+
+    async def stop(self) -> None:
+        await self.chat.stop()
+        await self.login.stop()
+
+
+async def start_chat_system(
+    db_url: str, tmp_path: Path, accounts: int, **login_overrides: object
+) -> ChatSystem:
+    """Seed ``accounts`` accounts, start a login server and a chat server linked
+    to it; return once the login server accepted the link."""
+    await seed_db(db_url, accounts, keys_out=tmp_path / "keys.txt")
+    login_server = await start_login(db_url, **login_overrides)
+    chat = ChatServer(
+        ChatConfig(
+            port=0,
+            link=LinkConfig(
+                login_server=("127.0.0.1", login_server.lan_port),
+                server_name="chat",
+                heartbeat=0.2,
+            ),
+        )
+    )
+    await chat.start()
+    assert chat.link is not None
+    await asyncio.wait_for(chat.link.accepted.wait(), 10)
+    return ChatSystem(login_server, chat, tmp_path / "keys.txt")

@@ -5,58 +5,20 @@ chat servers with ``dummy_accounts_below``."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-from chat_clients import FRAMING, Player, login, messages
+from chat_clients import FRAMING, ChatSystem, Player, login, messages, start_chat_system
 from conftest import until
-from linked_system import login_request, read_keys, start_login
+from linked_system import login_request
 from serverlink.net.client import FrameClient, connect_frame_client
 from serverlink.protocol import packets as pk
 from serverlink.protocol.status import ChatLoginStatus, LoginStatus, ServerType
-from serverlink.servers.chat import ChatConfig, ChatServer
-from serverlink.servers.link import LinkConfig
-from serverlink.servers.login import LoginServer
-from serverlink.store.admin import seed_db
 
 VECTORS = Path(__file__).parent / "vectors"
-
-
-@dataclass
-class ChatSystem:
-    login: LoginServer
-    chat: ChatServer
-    keys: dict[int, bytes]
-
-    async def stop(self) -> None:
-        await self.chat.stop()
-        await self.login.stop()
-
-
-async def start_chat_system(
-    db_url: str, tmp_path: Path, accounts: int, **login_overrides: object
-) -> ChatSystem:
-    await seed_db(db_url, accounts, keys_out=tmp_path / "keys.txt")
-    login_server = await start_login(db_url, **login_overrides)
-    chat = ChatServer(
-        ChatConfig(
-            port=0,
-            link=LinkConfig(
-                login_server=("127.0.0.1", login_server.lan_port),
-                server_name="chat",
-                heartbeat=0.2,
-            ),
-        )
-    )
-    await chat.start()
-    assert chat.link is not None
-    await asyncio.wait_for(chat.link.accepted.wait(), 10)
-    return ChatSystem(login_server, chat, read_keys(tmp_path / "keys.txt"))
 
 
 @pytest.fixture

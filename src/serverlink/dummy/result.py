@@ -7,7 +7,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from serverlink.dummy.config import DummyConfig
-from serverlink.dummy.metrics import GAME_LOGIN_STATUS, LOGIN_SERVER_STATUS, Aggregate
+from serverlink.dummy.metrics import ATTACK, GAME_LOGIN_STATUS, LOGIN_SERVER_STATUS, Aggregate
 
 
 @dataclass
@@ -31,6 +31,11 @@ class DummyResult:
     #: Refused logins by Status name: the login server's, the game server's.
     login_failures: dict[str, int] = field(default_factory=dict)
     game_login_failures: dict[str, int] = field(default_factory=dict)
+    #: Chat mode: messages sent and verified deliveries in each second of the run.
+    #: Chat mode: attacks by ``attack:<kind>:<answer>`` (not errors; the answers).
+    attack_details: dict[str, int] = field(default_factory=dict)
+    message_series: list[int] = field(default_factory=list)
+    delivery_series: list[int] = field(default_factory=list)
 
     @property
     def echo_per_s(self) -> float:
@@ -39,6 +44,24 @@ class DummyResult:
     @property
     def login_flows_per_s(self) -> float:
         return self.counters["login_flows"] / self.duration if self.duration > 0 else 0.0
+
+    @property
+    def messages_per_s(self) -> float:
+        return self.counters["messages_sent"] / self.duration if self.duration > 0 else 0.0
+
+    @property
+    def deliveries_per_s(self) -> float:
+        return self.counters["deliveries"] / self.duration if self.duration > 0 else 0.0
+
+    def attacks(self) -> dict[str, Any]:
+        """Chat mode: hostile packets sent and how the server answered them,
+        in all and by kind (``attack:<kind>:<answer>``)."""
+        out: dict[str, Any] = {
+            name: self.counters[name]
+            for name in ("attack_sent", "attack_dropped", "attack_muted", "attack_unanswered")
+        }
+        out["attack_by_kind"] = {k[len(ATTACK) :]: v for k, v in self.attack_details.items()}
+        return out
 
     @property
     def errors_total(self) -> int:
@@ -50,12 +73,23 @@ class DummyResult:
         return 1 if self.errors_total else 0
 
     def report(self) -> dict[str, Any]:
-        report: dict[str, Any] = {
-            "mode": self.config.mode,
-            "echo_per_s": self.echo_per_s,
-            "errors_total": self.errors_total,
-            "latency_ms": self.latency_ms,
-        }
+        report: dict[str, Any] = {"mode": self.config.mode}
+        if self.config.mode == "chat":
+            # The latency histogram is of deliveries (send time in the text).
+            report.update(
+                messages_per_s=self.messages_per_s,
+                deliveries_per_s=self.deliveries_per_s,
+                errors_total=self.errors_total,
+                delivery_latency_ms=self.latency_ms,
+                **self.attacks(),
+                through_login_server=self.config.through_login_server,
+            )
+        else:
+            report.update(
+                echo_per_s=self.echo_per_s,
+                errors_total=self.errors_total,
+                latency_ms=self.latency_ms,
+            )
         if self.config.mode == "login":
             report.update(
                 login_flows_per_s=self.login_flows_per_s,
@@ -73,8 +107,12 @@ class DummyResult:
             counters=self.counters,
             errors=self.errors,
             error_details=self.error_details,
-            echo_per_s_series=self.series,
         )
+        if self.config.mode == "chat":
+            report["messages_per_s_series"] = self.message_series
+            report["deliveries_per_s_series"] = self.delivery_series
+        else:
+            report["echo_per_s_series"] = self.series
         if self.config.mode == "login":
             report["login_flows_per_s_series"] = self.login_series
         report["config"] = asdict(self.config)
@@ -88,11 +126,14 @@ def result_of(config: DummyConfig, processes: int, duration: float, agg: Aggrega
         duration=duration,
         counters=dict(agg.totals),
         errors=agg.errors(),
-        error_details=dict(sorted(agg.details.items())),
+        error_details={k: v for k, v in sorted(agg.details.items()) if not k.startswith(ATTACK)},
+        attack_details={k: v for k, v in sorted(agg.details.items()) if k.startswith(ATTACK)},
         latency_ms=agg.latency_ms(),
         series=list(agg.series),
         login_latency_ms=agg.login_latency_ms(),
-        login_series=list(agg.login_series),
+        login_series=list(agg.series_of["login_flows"]),
         login_failures=agg.refusals(LOGIN_SERVER_STATUS),
         game_login_failures=agg.refusals(GAME_LOGIN_STATUS),
+        message_series=list(agg.series_of["messages_sent"]),
+        delivery_series=list(agg.series_of["deliveries"]),
     )

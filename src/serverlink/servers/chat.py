@@ -70,6 +70,8 @@ _MESSAGE_HEAD = CS_CHAT_REQ_MESSAGE.size + 2  # type, AccountNo, MessageLen
 _HEARTBEAT_SIZE = CS_CHAT_REQ_HEARTBEAT.size
 #: CS_CHAT_RES_MESSAGE without its message: type, AccountNo, ID, Nickname, MessageLen.
 REPLY_HEAD_SIZE = CS_CHAT_RES_MESSAGE.size + 2
+#: Messages a player may send per flood window (the dummy floods past it).
+DEFAULT_FLOOD_MESSAGES = 10
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,7 +84,7 @@ class ChatConfig:
     #: e.g. "chat"); None: standalone.
     link: LinkConfig | None = None
     #: Messages a player may send in any ``flood_window`` seconds; 0: no limit.
-    flood_messages: int = 10
+    flood_messages: int = DEFAULT_FLOOD_MESSAGES
     flood_window: float = 1.0
     #: How long a player past the flood limit is muted.
     mute_seconds: float = 10.0
