@@ -62,6 +62,24 @@ async def test_linked_login_only_with_the_handed_over_key_and_only_once(
     assert not c.lost.is_set()
 
 
+async def test_a_linked_login_is_done_within_its_read_so_requests_may_follow_it(
+    system: ChatSystem,
+) -> None:
+    reply, _ = await login_request(system.login.port, 4, system.keys[4])
+    assert reply.Status == LoginStatus.OK
+    c = await connect_frame_client(FRAMING, "127.0.0.1", system.chat.port)
+    c.send_many(
+        [
+            pk.CS_CHAT_REQ_LOGIN.build(4, "ID_4", "NICK_4", system.keys[4]),
+            pk.CS_CHAT_REQ_SECTOR_MOVE.build(4, 9, 9),
+            pk.CS_CHAT_REQ_MESSAGE.build(4, "right behind"),
+        ]
+    )
+    assert pk.CS_CHAT_RES_LOGIN.parse(await c.recv()) == (ChatLoginStatus.OK, 4)
+    assert pk.CS_CHAT_RES_SECTOR_MOVE.parse(await c.recv()) == (4, 9, 9)
+    assert pk.CS_CHAT_RES_MESSAGE.parse(await c.recv()) == (4, "ID_4", "NICK_4", "right behind")
+
+
 async def test_registers_as_a_chat_server_and_reports_its_players(system: ChatSystem) -> None:
     (linked,) = system.login.lan.links
     assert linked.type == ServerType.CHAT

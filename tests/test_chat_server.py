@@ -14,7 +14,7 @@ from conftest import until
 from serverlink.net.server import ServerLimits
 from serverlink.protocol import packets as pk
 from serverlink.protocol.status import ChatLoginStatus
-from serverlink.servers.chat import ChatServer
+from serverlink.servers.chat import ChatConfig, ChatServer
 from serverlink.servers.sectors import GRID_SIZE
 
 
@@ -378,3 +378,18 @@ async def test_a_receiver_that_stops_reading_is_dropped_and_the_others_get_every
         assert server.stats.disconnects["send_buffer_full"] == 1
     finally:
         await server.stop()
+
+
+@pytest.mark.parametrize(
+    "settings",
+    [{"flood_messages": -1}, {"flood_messages": 1001}, {"flood_window": 0}, {"mute_seconds": -1}],
+)
+def test_chat_settings_are_checked(settings: dict[str, float]) -> None:
+    with pytest.raises(ValueError):
+        ChatConfig(**settings)  # type: ignore[arg-type]
+
+
+def test_the_longest_message_is_the_one_whose_reply_fits_a_frame() -> None:
+    config = ChatConfig()
+    reply = pk.CS_CHAT_RES_MESSAGE.build(1, "ID", "NICK", "a" * (config.max_message_bytes // 2))
+    assert len(reply) == config.codec.max_payload

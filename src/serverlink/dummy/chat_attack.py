@@ -185,4 +185,6 @@ class AttackClient(ChatClient):
             self._answer_timer.cancel()
         super().on_close()
         if self.attack_state == SENT and self.close_reason == "stop":
-            self.attack_state = ANSWERED  # the run ended before the server could answer
+            # The run ended before the server could answer: neither way counted.
+            self.attack_state = ANSWERED
+            self.meter.details[f"{ATTACK}{self.kind}:cut_by_end_of_run"] += 1

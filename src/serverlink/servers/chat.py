@@ -30,17 +30,6 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-from serverlink.monitor.screen import (
-    Row,
-    ScreenSpec,
-    View,
-    breakdown,
-    fmt,
-    of,
-    process_row,
-    rate,
-    value,
-)
 from serverlink.net.server import ServerLimits, SessionServer
 from serverlink.net.session import ProtocolViolation, Session, SessionDeps, handles, handles_raw
 from serverlink.protocol.codec import NetCodec
@@ -57,10 +46,13 @@ from serverlink.protocol.packets import (
     encode_wstr,
 )
 from serverlink.protocol.status import ChatLoginStatus, ServerType
+from serverlink.servers.chat_stats import CHAT_SCREEN, ChatStats
 from serverlink.servers.link import KeyedLogins, LinkConfig, Load, LoginLink
 from serverlink.servers.sectors import GRID_SIZE, Sector, SectorGrid
 
 log = logging.getLogger("serverlink.chat")
+
+__all__ = ["CHAT_SCREEN", "ChatConfig", "ChatServer", "ChatSession", "build_chat_server"]
 
 _ACCOUNT = struct.Struct("<q")
 _SECTOR = struct.Struct("<HH")
@@ -72,6 +64,10 @@ _HEARTBEAT_SIZE = CS_CHAT_REQ_HEARTBEAT.size
 REPLY_HEAD_SIZE = CS_CHAT_RES_MESSAGE.size + 2
 #: Messages a player may send per flood window (the dummy floods past it).
 DEFAULT_FLOOD_MESSAGES = 10
+#: Each player keeps the send times of its last flood_messages messages.
+MAX_FLOOD_MESSAGES = 1000
+#: Mutes kept before the expired ones are pruned.
+MUTES_KEPT = 10_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,8 +86,10 @@ class ChatConfig:
     mute_seconds: float = 10.0
 
     def __post_init__(self) -> None:
-        if self.flood_messages < 0:
-            raise ValueError(f"flood_messages must be 0 (off) or more, got {self.flood_messages}")
+        if not 0 <= self.flood_messages <= MAX_FLOOD_MESSAGES:
+            raise ValueError(
+                f"flood_messages must be 0 (off) to {MAX_FLOOD_MESSAGES}, got {self.flood_messages}"
+            )
         if self.flood_window <= 0 or self.mute_seconds < 0:
             raise ValueError("flood_window must be positive and mute_seconds not negative")
 
@@ -100,29 +98,6 @@ class ChatConfig:
         """The longest message whose CS_CHAT_RES_MESSAGE fits a Net frame: a
         longer one could not reach the receivers (their frame limit)."""
         return self.codec.max_payload - REPLY_HEAD_SIZE
-
-
-class ChatStats:
-    __slots__ = (
-        "logins",
-        "messages_in",
-        "messages_muted",
-        "messages_nowhere",
-        "moves",
-        "mutes",
-    )
-
-    def __init__(self) -> None:
-        self.logins = 0
-        self.moves = 0
-        #: Messages accepted and fanned out.
-        self.messages_in = 0
-        #: Messages of players in no sector (not moved yet): heard by nobody.
-        self.messages_nowhere = 0
-        #: Messages dropped because their sender was muted.
-        self.messages_muted = 0
-        #: Times a player went past the flood limit and was muted.
-        self.mutes = 0
 
 
 class ChatSession(Session):
@@ -244,8 +219,9 @@ class ChatServer:
         self.link: LoginLink | None = None
         #: Logged-in players by account (the newest session of an account).
         self.players: dict[int, ChatSession] = {}
-        #: Accounts muted until a monotonic time (pruned once the time is past).
+        #: Accounts muted until a monotonic time (expired ones pruned now and then).
         self.mutes: dict[int, float] = {}
+        self._prune_mutes_at = MUTES_KEPT
         # Linked logins whose key is being taken.
         self.keyed_logins = KeyedLogins(self.name, self.stats)
 
@@ -281,14 +257,23 @@ class ChatServer:
         if self.link is None:  # standalone: any key
             self._accept(session, request)
             return
-        self.keyed_logins.start(session, self._linked_login(session, request))
+        # A key store in this process answers at once: the login is done within
+        # this read, so a client that sends its first move right behind its
+        # login is served. Elsewhere (a shared store) the answer comes later.
+        taken = self.link.take_key_now(request.AccountNo, request.SessionKey)
+        if taken is None:
+            self.keyed_logins.start(session, self._linked_login(session, request))
+        else:
+            self._key_checked(session, request, taken)
 
     async def _linked_login(self, session: ChatSession, request: CsChatReqLogin) -> None:
         assert self.link is not None
         taken = await self.link.take_key(request.AccountNo, request.SessionKey)
         session.login_pending = False
-        if session.closed:
-            return
+        if not session.closed:
+            self._key_checked(session, request, taken)
+
+    def _key_checked(self, session: ChatSession, request: CsChatReqLogin, taken: bool) -> None:
         if taken:
             self._accept(session, request)
             return
@@ -351,8 +336,11 @@ class ChatServer:
         until = now + self.config.mute_seconds
         session.muted_until = until
         assert session.account_no is not None
-        if len(self.mutes) > 10_000:
+        if len(self.mutes) >= self._prune_mutes_at:
+            # Expired mutes go; the next pruning waits for twice as many, so a
+            # crowd of muted accounts costs a scan per doubling, not per mute.
             self.mutes = {acc: t for acc, t in self.mutes.items() if t > now}
+            self._prune_mutes_at = max(MUTES_KEPT, 2 * len(self.mutes))
         self.mutes[session.account_no] = until
         self.chat_stats.mutes += 1
         self.stats.problems.info(
@@ -399,43 +387,3 @@ class ChatServer:
 def build_chat_server(config: ChatConfig) -> ChatServer:
     """Builder of the chat server (module level: worker processes import it)."""
     return ChatServer(config)
-
-
-def _linked(view: View) -> bool:
-    return "login_link" in view.snapshot
-
-
-CHAT_SCREEN = ScreenSpec(
-    "chat",
-    (
-        Row("Sessions", (of("sessions", "max_sessions"), value("sessions_peak", "peak"))),
-        Row("Players", (value("players"), rate("logins", "logins"), value("login_fail", "fail"))),
-        Row(
-            "Sectors",
-            (
-                value("sectors_occupied", "occupied"),
-                value("sector_players_max", "players max"),
-                fmt("mean {sector_players_mean:.1f}"),
-            ),
-        ),
-        Row("Messages in", (rate("messages_in"), value("messages_in", "total"))),
-        Row("Deliveries out", (rate("deliveries"), rate("fanout_writes", "writes"))),
-        Row(
-            "Flood",
-            (
-                value("muted", "muted now"),
-                value("mutes", "mutes"),
-                value("messages_muted", "messages dropped"),
-            ),
-        ),
-        Row(
-            "Login server",
-            (fmt("{login_link}"), value("handoffs", "hand-offs"), value("keys_waiting", "keys")),
-            when=_linked,
-        ),
-        Row("Packets in", (rate("packets_in"), value("packets_in", "total"))),
-        process_row(),
-        breakdown("Disconnects", "disconnects"),
-        breakdown("Protocol errors", "errors"),
-    ),
-)

@@ -245,6 +245,11 @@ class LoginLink:
         """True (once) if ``key`` was handed over for ``account_no`` and is live."""
         return await self.keys.take(account_no, key)
 
+    def take_key_now(self, account_no: int, key: bytes) -> bool | None:
+        """``take_key`` without waiting, when the key store can (one in this
+        process); None: await ``take_key``."""
+        return self.keys.take_now(account_no, key)
+
     def snapshot(self) -> dict[str, Any]:
         return {
             "login_link": "up" if self.accepted.is_set() else "down",
