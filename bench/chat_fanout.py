@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 import psutil
+from support import free_port, wait_port
 
 from serverlink.dummy import DummyConfig, run_dummy
 from serverlink.net.server import ServerLimits
@@ -42,26 +43,6 @@ from serverlink.protocol.codec import NetCodec
 
 HERE = Path(__file__).resolve()
 CODEC = NetCodec()
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
-def wait_port(port: int, proc: subprocess.Popen[bytes], timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise SystemExit(f"server exited with status {proc.returncode} before listening")
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-            return
-        except OSError:
-            time.sleep(0.05)
-    raise SystemExit(f"nothing listens on 127.0.0.1:{port} after {timeout} s")
 
 
 # --- the server processes (this script, run with --serve) ----------------------------------
@@ -136,10 +117,11 @@ def wait_linked(login_port: int, account_no: int, key: bytes, timeout: float = 3
     raise SystemExit(f"the login server placed no client within {timeout} s")
 
 
-def steady(series: list[int], skip: int) -> float:
-    """Mean per second once every client is in, the last second left out."""
+def steady(series: list[int], skip: int) -> int | None:
+    """Mean per second once every client is in, the last second left out
+    (None: the run was too short to have such seconds)."""
     middle = series[skip:-1]
-    return float(statistics.fmean(middle)) if middle else 0.0
+    return round(statistics.fmean(middle)) if middle else None
 
 
 def measure(config: DummyConfig, servers: dict[str, subprocess.Popen[bytes]]) -> dict[str, Any]:
@@ -158,7 +140,7 @@ def measure(config: DummyConfig, servers: dict[str, subprocess.Popen[bytes]]) ->
     return {
         "messages_per_s": round(report["messages_per_s"]),
         "deliveries_per_s": round(report["deliveries_per_s"]),
-        "deliveries_per_s_steady": round(steady(report["deliveries_per_s_series"], skip)),
+        "deliveries_per_s_steady": steady(report["deliveries_per_s_series"], skip),
         "deliveries_per_s_series": report["deliveries_per_s_series"],
         "delivery_latency_ms": {
             k: round(report["delivery_latency_ms"][k], 2) for k in ("p50", "p99", "max")
@@ -186,22 +168,27 @@ def measure(config: DummyConfig, servers: dict[str, subprocess.Popen[bytes]]) ->
 
 
 # --- scenarios ----------------------------------------------------------------------------------
+def dummy_config(args: argparse.Namespace, **where: Any) -> DummyConfig:
+    return DummyConfig(
+        mode="chat",
+        clients=args.clients,
+        message_interval_ms=args.interval_ms,
+        move_interval_ms=args.move_interval_ms,
+        seconds=args.seconds,
+        processes=args.processes,
+        ramp_up=args.ramp_up,
+        # Under a saturated machine an answer may take seconds; later is an error.
+        reply_timeout=10.0,
+        attack=args.attack,
+        **where,
+    )
+
+
 def crowd(args: argparse.Namespace) -> dict[str, Any]:
     port = free_port()
     chat = start_server("chat", port)
     try:
-        config = DummyConfig(
-            mode="chat",
-            chat_port=port,
-            clients=args.clients,
-            sector=(25, 25),
-            message_interval_ms=args.interval_ms,
-            seconds=args.seconds,
-            processes=args.processes,
-            ramp_up=args.ramp_up,
-            reply_timeout=10.0,
-            attack=args.attack,
-        )
+        config = dummy_config(args, chat_port=port, sector=(25, 25))
         return {"scenario": "crowd", "clients": args.clients, **measure(config, {"chat": chat})}
     finally:
         stop(chat)
@@ -223,19 +210,7 @@ def linked(args: argparse.Namespace) -> dict[str, Any]:
         chat = start_server("chat", chat_port, lan_port)
         first_no, first_key = keys.read_text().split("\n", 1)[0].split()
         wait_linked(login_port, int(first_no), first_key.encode())
-        config = DummyConfig(
-            mode="chat",
-            login_port=login_port,
-            keys_file=str(keys),
-            clients=args.clients,
-            message_interval_ms=args.interval_ms,
-            move_interval_ms=args.move_interval_ms,
-            seconds=args.seconds,
-            processes=args.processes,
-            ramp_up=args.ramp_up,
-            reply_timeout=10.0,
-            attack=args.attack,
-        )
+        config = dummy_config(args, login_port=login_port, keys_file=str(keys))
         figures = measure(config, {"login": login, "chat": chat})
         return {"scenario": "linked", "clients": args.clients, "db": args.db, **figures}
     finally:
