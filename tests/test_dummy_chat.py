@@ -130,6 +130,37 @@ async def test_through_the_login_server_with_and_without_attackers(
         await system.stop()
 
 
+@pytest.mark.slow
+async def test_two_worker_processes_through_the_login_server_with_attackers(
+    mariadb_url: str, tmp_path: Path
+) -> None:
+    # Senders in the other process are unknown to a receiver: what it cannot
+    # check there (their identity) is left out, the rest holds across processes.
+    system = await start_chat_system(mariadb_url, tmp_path, 400)
+    try:
+        result = await run_dummy_async(
+            chat_config(
+                system.chat,
+                login_port=system.login.port,
+                keys_file=str(system.keys_file),
+                clients=400,
+                processes=2,
+                attack=0.1,
+                sector=(10, 10),
+                message_interval_ms=1000,
+                seconds=8.0,
+                reply_timeout=5.0,
+            )
+        )
+        assert_clean(result)
+        assert_attacks_answered(result)
+        assert result.processes == 2
+        # 360 fair clients and the attackers' floods in one sector, a message a second each.
+        assert result.deliveries_per_s > 0.5 * 360 * 360
+    finally:
+        await system.stop()
+
+
 # --- against broken chat servers ---------------------------------------------------------------
 def serving(session_class: type[ChatSession]) -> type[ChatServer]:
     """A chat server whose sessions are ``session_class``."""
