@@ -81,7 +81,10 @@ async def test_fair_clients_moving_at_random_see_exactly_what_they_should(
     assert_clean(result)
     report = check_report(result)
     assert report["deliveries_per_s"] > report["messages_per_s"] > 0
-    assert chat.snapshot()["deliveries"] == result.counters["deliveries"]
+    # The server delivered what the dummy counted, but the messages in flight
+    # when the run ended (each has at most a few receivers here).
+    in_flight = chat.snapshot()["deliveries"] - result.counters["deliveries"]
+    assert 0 <= in_flight <= 50
 
 
 async def test_a_crowd_in_one_sector_hears_everyone(chat: ChatServer) -> None:
