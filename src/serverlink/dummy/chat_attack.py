@@ -183,8 +183,12 @@ class AttackClient(ChatClient):
     def on_close(self) -> None:
         if self._answer_timer is not None:
             self._answer_timer.cancel()
-        super().on_close()
-        if self.attack_state == SENT and self.close_reason == "stop":
+        super().on_close()  # a close by the server answered the attack
+        if self.attack_state != SENT:
+            return
+        if self.worker.stopping:
             # The run ended before the server could answer: neither way counted.
             self.attack_state = ANSWERED
             self.meter.details[f"{ATTACK}{self.kind}:cut_by_end_of_run"] += 1
+        else:
+            self._answered("unanswered")  # closed here on a broken answer
