@@ -22,40 +22,19 @@ import argparse
 import json
 import platform
 import shutil
-import socket
 import subprocess
 import sys
 import sysconfig
 import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
 from project import ensure_serverlink
+from support import free_port, wait_port
 
 HERE = Path(__file__).resolve().parent
 #: The project's own reference server and load generator (C, one file).
 DEFAULT_NETBENCH = HERE / "netbench.c"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
-def wait_port(port: int, proc: subprocess.Popen[bytes], timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise SystemExit(f"server exited with status {proc.returncode} before listening")
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-            return
-        except OSError:
-            time.sleep(0.05)
-    raise SystemExit(f"nothing listens on 127.0.0.1:{port} after {timeout} s")
 
 
 def run_dummy(port: int, clients: int, depth: int, seconds: float) -> dict[str, Any]:

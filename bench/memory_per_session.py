@@ -22,13 +22,7 @@ import time
 from pathlib import Path
 
 from project import ensure_serverlink
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
+from support import free_port
 
 
 def rss_bytes(pid: int) -> int:

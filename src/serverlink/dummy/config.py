@@ -10,6 +10,8 @@ import os
 from dataclasses import dataclass, field
 
 from serverlink.protocol.codec import NetCodec
+from serverlink.servers.chat import DEFAULT_FLOOD_MESSAGES
+from serverlink.servers.sectors import GRID_SIZE
 
 #: --mode -> "module:class" of the scenario that a virtual client runs in that
 #: mode (see worker.Scenario); imported on first use, so a worker process loads
@@ -17,6 +19,7 @@ from serverlink.protocol.codec import NetCodec
 SCENARIOS = {
     "echo": "serverlink.dummy.scenario_echo:EchoScenario",
     "login": "serverlink.dummy.scenario_login:LoginScenario",
+    "chat": "serverlink.dummy.scenario_chat:ChatScenario",
 }
 MODES = tuple(SCENARIOS)
 
@@ -81,6 +84,24 @@ class DummyConfig:
     #: Status GAME for that account is waited out for this long (``account_locked``,
     #: not an error): the login server releases it after its --release-after (30 s).
     release_wait: float = 40.0
+    # --- chat mode --------------------------------------------------------------
+    #: The chat server (standalone). With ``keys_file`` the clients go through the
+    #: login server instead, and its reply names the chat server.
+    chat_host: str = "127.0.0.1"
+    chat_port: int = 50000
+    #: Each client sends a message this often (each from its own random start).
+    message_interval_ms: float = 1000.0
+    #: Each client moves to a random sector about this often; 0: never after the
+    #: first move.
+    move_interval_ms: float = 5000.0
+    #: Every client in this one sector (x, y), never moving (crowd tests);
+    #: None: random sectors.
+    sector: tuple[int, int] | None = None
+    #: Share of clients (0-1) that send hostile packets instead of playing fair.
+    attack: float = 0.0
+    #: The chat server's flood limit (its flood_messages per second): attackers
+    #: flood past it; the others must stay under it.
+    chat_flood_limit: int = DEFAULT_FLOOD_MESSAGES
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
@@ -105,6 +126,30 @@ class DummyConfig:
             raise ValueError("login mode needs a key file (--keys FILE, from db seed --keys-out)")
         if self.relogin and self.mode != "login":
             raise ValueError("relogin is a login mode option (--mode login)")
+        self._check_chat()
+
+    def _check_chat(self) -> None:
+        if self.mode != "chat":
+            if self.attack or self.sector is not None:
+                raise ValueError("attack and sector are chat mode options (--mode chat)")
+            return
+        if not 0 < self.chat_port < 65536:
+            raise ValueError(f"chat_port must be 1-65535, got {self.chat_port}")
+        if self.message_interval_ms <= 0 or self.move_interval_ms < 0:
+            raise ValueError("message_interval_ms must be positive, move_interval_ms not negative")
+        if self.sector is not None and not all(0 <= v < GRID_SIZE for v in self.sector):
+            raise ValueError(f"sector must be within the {GRID_SIZE} × {GRID_SIZE} grid")
+        if not 0.0 <= self.attack <= 1.0:
+            raise ValueError(f"attack must be a share of 0-1, got {self.attack}")
+        if self.chat_flood_limit < 0:
+            raise ValueError("chat_flood_limit must not be negative")
+        # A fair client sends at most 1000 / interval + 1 messages in a second;
+        # one more of margin for arrival jitter, and it must stay under the limit.
+        if self.chat_flood_limit and 1000 / self.message_interval_ms + 2 > self.chat_flood_limit:
+            raise ValueError(
+                f"message_interval_ms {self.message_interval_ms:g} could take a fair client "
+                f"past the chat server's flood limit ({self.chat_flood_limit} a second)"
+            )
 
     @property
     def game_address(self) -> str:
@@ -115,9 +160,20 @@ class DummyConfig:
         return f"{self.login_host}:{self.login_port}"
 
     @property
+    def chat_address(self) -> str:
+        return f"{self.chat_host}:{self.chat_port}"
+
+    @property
+    def through_login_server(self) -> bool:
+        """Login mode, and chat mode with a key file."""
+        return self.mode == "login" or (self.mode == "chat" and self.keys_file is not None)
+
+    @property
     def target(self) -> str:
-        """Where the clients connect first: the login server in login mode."""
-        return self.login_address if self.mode == "login" else self.game_address
+        """Where the clients connect first: the login server, when they go through it."""
+        if self.through_login_server:
+            return self.login_address
+        return self.chat_address if self.mode == "chat" else self.game_address
 
 
 #: Below this many clients one process generates the load comfortably.

@@ -47,6 +47,21 @@ def _refusals(agg: Aggregate) -> str:
     return ", ".join(parts)
 
 
+def chat_status(agg: Aggregate, elapsed: float) -> str:
+    """Chat mode's line of live counters."""
+    p50, p99, lat_max = agg.latency_now_ms()
+    named = " ".join(f"{k}={v}" for k, v in agg.errors().items() if v)
+    t = agg.totals
+    return (
+        f"t={elapsed:.0f}s connected={agg.gauge('connected')} "
+        f"logged_in={agg.gauge('logged_in')} messages/s={agg.rate_now('messages_sent'):.0f} "
+        f"deliveries/s={agg.rate_now('deliveries'):.0f} delivery_p50={p50:.2f}ms "
+        f"p99={p99:.2f}ms max={lat_max:.2f}ms attacks={t['attack_sent']} "
+        f"(dropped {t['attack_dropped']}, muted {t['attack_muted']}) "
+        f"errors={agg.errors_total}" + (f" {named}" if named else "")
+    )
+
+
 def status_line(agg: Aggregate, elapsed: float, login: bool = False) -> str:
     """One line of the live counters, e.g. for --quiet; ``login`` adds the
     login flow figures; "–" for a figure of a second without samples."""
@@ -77,12 +92,14 @@ def status_line(agg: Aggregate, elapsed: float, login: bool = False) -> str:
 class QuietPrinter:
     """``on_tick`` that prints ``status_line`` once a second."""
 
-    def __init__(self, out: IO[str] | None = None, login: bool = False) -> None:
+    def __init__(self, out: IO[str] | None = None, login: bool = False, chat: bool = False) -> None:
         self.out = out or sys.stdout
         self.login = login
+        self.chat = chat
 
     def __call__(self, agg: Aggregate, elapsed: float) -> None:
-        print(status_line(agg, elapsed, self.login), file=self.out, flush=True)
+        line = chat_status(agg, elapsed) if self.chat else status_line(agg, elapsed, self.login)
+        print(line, file=self.out, flush=True)
 
 
 class LiveDashboard:
@@ -134,15 +151,24 @@ class LiveDashboard:
             return table
         p50, p99, lat_max = now_ms(agg)
         run = agg.latency_ms()
+        if cfg.mode == "chat":
+            what, kind = "delivery", "moves"
+            rates = [
+                ("messages sent per second", f"{agg.rate_now('messages_sent'):,.0f}"),
+                ("deliveries verified per second", f"{agg.rate_now('deliveries'):,.0f}"),
+            ]
+        else:
+            what, kind = "echo", "echoes"
+            rates = [("echoes verified per second", f"{agg.echo_rate_now:,.0f}")]
         left = [
             ("clients connected", f"{agg.gauge('connected'):,}"),
             ("clients logged in", f"{agg.gauge('logged_in'):,}"),
-            ("echoes verified per second", f"{agg.echo_rate_now:,.0f}"),
-            ("echoes awaiting a reply", f"{agg.gauge('reply_wait'):,}"),
-            ("echo latency p50 / p99, last second", f"{ms_text(p50)} / {ms_text(p99)}"),
-            ("echo latency max, last second", ms_text(lat_max)),
-            ("echo latency p50 / p99, whole run", run_ms(run, agg.hist, "p50", "p99")),
-            ("echo latency max, whole run", run_ms(run, agg.hist, "max")),
+            *rates,
+            (f"{kind} awaiting a reply", f"{agg.gauge('reply_wait'):,}"),
+            (f"{what} latency p50 / p99, last second", f"{ms_text(p50)} / {ms_text(p99)}"),
+            (f"{what} latency max, last second", ms_text(lat_max)),
+            (f"{what} latency p50 / p99, whole run", run_ms(run, agg.hist, "p50", "p99")),
+            (f"{what} latency max, whole run", run_ms(run, agg.hist, "max")),
         ]
         if cfg.mode == "login":
             l50, l99, lmax = now_ms(agg, login=True)
@@ -188,7 +214,14 @@ def summary_table(result: DummyResult) -> Group:
         ("clients × depth", f"{result.config.clients} × {result.config.echo_depth}"),
         ("processes", str(result.processes)),
         ("seconds", f"{result.duration:.2f}"),
-        ("echo/s", f"{result.echo_per_s:,.0f}"),
+        *(
+            [
+                ("messages/s", f"{result.messages_per_s:,.0f}"),
+                ("deliveries/s", f"{result.deliveries_per_s:,.0f}"),
+            ]
+            if result.config.mode == "chat"
+            else [("echo/s", f"{result.echo_per_s:,.0f}")]
+        ),
         ("latency p50 / p99", f"{_ms(lat['p50'])} / {_ms(lat['p99'])}"),
         ("latency p99.9 / max", f"{_ms(lat['p99.9'])} / {_ms(lat['max'])}"),
     ]
@@ -224,6 +257,9 @@ def summary_table(result: DummyResult) -> Group:
     if result.error_details:
         details = ", ".join(f"{k}: {v:,}" for k, v in result.error_details.items())
         parts.append(Text(f"error reasons: {details}", style="red"))
+    if result.attack_details:
+        answers = ", ".join(f"{k}: {v:,}" for k, v in result.attack_details.items())
+        parts.append(Text(f"attacks and answers: {answers}"))
     return Group(*parts)
 
 
@@ -234,7 +270,10 @@ def run_with_display(
     then the summary table. For the CLI and the demo command."""
     console = console or Console()
     if quiet:
-        result = run_dummy(config, QuietPrinter(console.file, login=config.mode == "login"))
+        printer = QuietPrinter(
+            console.file, login=config.mode == "login", chat=config.mode == "chat"
+        )
+        result = run_dummy(config, printer)
     else:
         with LiveDashboard(config, console) as dash:
             result = run_dummy(config, dash)

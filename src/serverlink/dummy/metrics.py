@@ -63,6 +63,18 @@ COUNTERS = (
     # within release_wait: the login server releases it after its grace time;
     # retried later, not an error
     "account_locked",
+    # chat mode; login_ok / login_fail / login_timeout above are the chat login
+    "chat_moves",  # sector moves answered exactly as asked
+    "messages_sent",
+    "messages_echoed",  # a client's own messages back, byte for byte
+    "deliveries",  # messages received (own ones included), every check passed
+    "chat_violation",  # a chat rule broken by what was received (details by kind)
+    # hostile packets sent by the attacking share of clients, and the answers:
+    # connection dropped, or (floods) muted; unanswered is the server's failure
+    "attack_sent",
+    "attack_dropped",
+    "attack_muted",
+    "attack_unanswered",
 )
 
 #: Counters that make a run fail (exit status 1).
@@ -76,7 +88,12 @@ ERROR_COUNTERS = (
     "packet_error",
     "login_server_fail",
     "server_lost",
+    "chat_violation",
+    "attack_unanswered",
 )
+
+#: Counters shown as a rate "now" and kept as a per-second series.
+RATES = ("echo_recv", "login_flows", "messages_sent", "deliveries")
 
 #: Values "now" (not deltas). in_login / in_game: clients in each phase of the
 #: login flow (connecting to or waiting on the login server; connected to the
@@ -88,6 +105,9 @@ NO_GAUGES: Gauges = (0, 0, 0, 0, 0)
 #: Error detail prefixes of refused logins, followed by the Status name.
 LOGIN_SERVER_STATUS = "login_server:"
 GAME_LOGIN_STATUS = "game_login:"
+#: Detail prefix of chat mode's attacks and their answers (``attack:<kind>:<answer>``):
+#: kept with the error details on the way, reported apart (they are not errors).
+ATTACK = "attack:"
 
 
 class Meter:
@@ -97,9 +117,16 @@ class Meter:
         "account_busy",
         "account_locked",
         "account_wait",
+        "attack_dropped",
+        "attack_muted",
+        "attack_sent",
+        "attack_unanswered",
+        "chat_moves",
+        "chat_violation",
         "connect_fail",
         "connect_total",
         "connected",
+        "deliveries",
         "details",
         "disconnect_planned",
         "disconnect_server",
@@ -120,6 +147,8 @@ class Meter:
         "login_server_fail",
         "login_server_ok",
         "login_timeout",
+        "messages_echoed",
+        "messages_sent",
         "packet_error",
         "server_lost",
     )
@@ -145,6 +174,15 @@ class Meter:
         self.account_busy = 0
         self.server_lost = 0
         self.account_locked = 0
+        self.chat_moves = 0
+        self.messages_sent = 0
+        self.messages_echoed = 0
+        self.deliveries = 0
+        self.chat_violation = 0
+        self.attack_sent = 0
+        self.attack_dropped = 0
+        self.attack_muted = 0
+        self.attack_unanswered = 0
         #: Open connections (a gauge, kept by the worker as session owner).
         self.connected = 0
         #: Clients in each phase of a login flow (gauges, kept by the scenario).
@@ -241,8 +279,8 @@ def latency_summary(hist: Mapping[int, int], max_ns: int) -> dict[str, float]:
 @dataclass(slots=True)
 class WorkerView:
     gauges: Gauges = NO_GAUGES
-    echo_rate: float = 0.0
-    login_rate: float = 0.0
+    #: Per second in the last interval, RATES order.
+    rates: tuple[float, ...] = (0.0,) * len(RATES)
     hist: dict[int, int] | None = None
     lat_max_ns: int = 0
     login_hist: dict[int, int] | None = None
@@ -262,12 +300,9 @@ class Aggregate:
         self.workers = [WorkerView() for _ in range(workers)]
         self.login_hist: dict[int, int] = {}
         self.login_lat_max_ns = 0
-        #: Verified echoes per interval number, summed over workers.
-        self.series: list[int] = []
-        #: Login flows completed per interval number, summed over workers.
-        self.login_series: list[int] = []
-        self._echo_index = COUNTERS.index("echo_recv")
-        self._flows_index = COUNTERS.index("login_flows")
+        #: Each RATES counter per interval number, summed over workers.
+        self.series_of: dict[str, list[int]] = {name: [] for name in RATES}
+        self._rate_indices = tuple(COUNTERS.index(name) for name in RATES)
         #: Latency percentiles and errors of each second (the report's series).
         self.seconds = SecondSeries([COUNTERS.index(name) for name in ERROR_COUNTERS])
 
@@ -284,10 +319,8 @@ class Aggregate:
             self.login_lat_max_ns = snap.login_lat_max_ns
         view = self.workers[snap.worker]
         view.gauges = snap.gauges
-        echoes = snap.counters[self._echo_index]
-        flows = snap.counters[self._flows_index]
-        view.echo_rate = echoes / snap.dt if snap.dt > 0 else 0.0
-        view.login_rate = flows / snap.dt if snap.dt > 0 else 0.0
+        counts = [snap.counters[i] for i in self._rate_indices]
+        view.rates = tuple(n / snap.dt if snap.dt > 0 else 0.0 for n in counts)
         view.hist = snap.hist
         view.lat_max_ns = snap.lat_max_ns
         view.login_hist = snap.login_hist
@@ -297,7 +330,8 @@ class Aggregate:
             view.gauges = NO_GAUGES
         if not snap.final:
             self.seconds.add(snap)
-            for series, value in ((self.series, echoes), (self.login_series, flows)):
+            for name, value in zip(RATES, counts, strict=True):
+                series = self.series_of[name]
                 while len(series) < snap.seq:
                     series.append(0)
                 series[snap.seq - 1] += value
@@ -314,13 +348,23 @@ class Aggregate:
         i = GAUGES.index(name)
         return sum(w.gauges[i] for w in self.workers)
 
+    def rate_now(self, name: str) -> float:
+        """A RATES counter per second, over the workers' last intervals."""
+        i = RATES.index(name)
+        return sum(w.rates[i] for w in self.workers if not w.done)
+
+    @property
+    def series(self) -> list[int]:
+        """Verified echoes per interval number, summed over workers."""
+        return self.series_of["echo_recv"]
+
     @property
     def echo_rate_now(self) -> float:
-        return sum(w.echo_rate for w in self.workers if not w.done)
+        return self.rate_now("echo_recv")
 
     @property
     def login_rate_now(self) -> float:
-        return sum(w.login_rate for w in self.workers if not w.done)
+        return self.rate_now("login_flows")
 
     def latency_now_ms(self, login: bool = False) -> tuple[float, float, float]:
         """p50, p99, max of the workers' last intervals: echo round trips, or

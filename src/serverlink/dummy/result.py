@@ -8,7 +8,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from serverlink.dummy.config import DummyConfig
-from serverlink.dummy.metrics import GAME_LOGIN_STATUS, LOGIN_SERVER_STATUS, Aggregate
+from serverlink.dummy.metrics import ATTACK, GAME_LOGIN_STATUS, LOGIN_SERVER_STATUS, Aggregate
 from serverlink.dummy.provenance import provenance, rounded
 from serverlink.dummy.series import SecondSeries
 
@@ -48,6 +48,11 @@ class DummyResult:
     end: RunEnd = field(default_factory=RunEnd)
     #: Latency percentiles and errors of each second.
     seconds: SecondSeries = field(default_factory=lambda: SecondSeries(()))
+    #: Chat mode: attacks by ``attack:<kind>:<answer>`` (not errors; the answers).
+    attack_details: dict[str, int] = field(default_factory=dict)
+    #: Chat mode: messages sent and verified deliveries in each second of the run.
+    message_series: list[int] = field(default_factory=list)
+    delivery_series: list[int] = field(default_factory=list)
 
     @property
     def echo_per_s(self) -> float:
@@ -56,6 +61,24 @@ class DummyResult:
     @property
     def login_flows_per_s(self) -> float:
         return self.counters["login_flows"] / self.duration if self.duration > 0 else 0.0
+
+    @property
+    def messages_per_s(self) -> float:
+        return self.counters["messages_sent"] / self.duration if self.duration > 0 else 0.0
+
+    @property
+    def deliveries_per_s(self) -> float:
+        return self.counters["deliveries"] / self.duration if self.duration > 0 else 0.0
+
+    def attacks(self) -> dict[str, Any]:
+        """Chat mode: hostile packets sent and how the server answered them,
+        in all and by kind (``attack:<kind>:<answer>``)."""
+        out: dict[str, Any] = {
+            name: self.counters[name]
+            for name in ("attack_sent", "attack_dropped", "attack_muted", "attack_unanswered")
+        }
+        out["attack_by_kind"] = {k[len(ATTACK) :]: v for k, v in self.attack_details.items()}
+        return out
 
     @property
     def errors_total(self) -> int:
@@ -75,10 +98,23 @@ class DummyResult:
             "stopped_early": self.end.stopped_early,
             "seconds_planned": self.config.seconds,
             "mode": self.config.mode,
-            "echo_per_s": self.echo_per_s,
-            "errors_total": self.errors_total,
-            "latency_ms": self.latency_ms,
         }
+        if self.config.mode == "chat":
+            # The latency histogram is of deliveries (send time in the text).
+            report.update(
+                messages_per_s=self.messages_per_s,
+                deliveries_per_s=self.deliveries_per_s,
+                errors_total=self.errors_total,
+                delivery_latency_ms=self.latency_ms,
+                **self.attacks(),
+                through_login_server=self.config.through_login_server,
+            )
+        else:
+            report.update(
+                echo_per_s=self.echo_per_s,
+                errors_total=self.errors_total,
+                latency_ms=self.latency_ms,
+            )
         if self.config.mode == "login":
             report.update(
                 login_flows_per_s=self.login_flows_per_s,
@@ -97,11 +133,15 @@ class DummyResult:
             counters={**self.counters, "worker_failed": self.errors.get("worker_failed", 0)},
             errors=self.errors,
             error_details=self.error_details,
-            echo_per_s_series=self.series,
             latency_p50_ms_series=self.seconds.quantile(0.5),
             latency_p99_ms_series=self.seconds.quantile(0.99),
             errors_series=self.seconds.errors,
         )
+        if self.config.mode == "chat":
+            report["messages_per_s_series"] = self.message_series
+            report["deliveries_per_s_series"] = self.delivery_series
+        else:
+            report["echo_per_s_series"] = self.series
         if self.config.mode == "login":
             report.update(
                 login_flows_per_s_series=self.login_series,
@@ -110,7 +150,7 @@ class DummyResult:
             )
         report["config"] = asdict(self.config)
         out: dict[str, Any] = rounded(report)
-        for rate in ("echo_per_s", "login_flows_per_s"):
+        for rate in ("echo_per_s", "login_flows_per_s", "messages_per_s", "deliveries_per_s"):
             if rate in out:
                 out[rate] = round(out[rate], 1)
         return out
@@ -129,13 +169,16 @@ def result_of(
         duration=duration,
         counters=dict(agg.totals),
         errors=agg.errors(),
-        error_details=dict(sorted(agg.details.items())),
+        error_details={k: v for k, v in sorted(agg.details.items()) if not k.startswith(ATTACK)},
+        attack_details={k: v for k, v in sorted(agg.details.items()) if k.startswith(ATTACK)},
         latency_ms=agg.latency_ms(),
         series=list(agg.series),
         login_latency_ms=agg.login_latency_ms(),
-        login_series=list(agg.login_series),
+        login_series=list(agg.series_of["login_flows"]),
         login_failures=agg.refusals(LOGIN_SERVER_STATUS),
         game_login_failures=agg.refusals(GAME_LOGIN_STATUS),
         end=end or RunEnd(),
         seconds=agg.seconds,
+        message_series=list(agg.series_of["messages_sent"]),
+        delivery_series=list(agg.series_of["deliveries"]),
     )

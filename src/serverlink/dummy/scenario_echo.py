@@ -32,7 +32,8 @@ from collections import deque
 from functools import cache
 from typing import TYPE_CHECKING
 
-from serverlink.net.session import Session, SessionDeps
+from serverlink.dummy.worker import ScenarioSession
+from serverlink.net.session import SessionDeps
 from serverlink.protocol.codec import XOR_TABLES, FrameError
 from serverlink.protocol.packets import (
     CS_GAME_REQ_ECHO,
@@ -86,7 +87,7 @@ def encode_fixed(headers: tuple[bytes, ...], payload: bytes, randkey_field: int)
     )
 
 
-class EchoClient(Session):
+class EchoClient(ScenarioSession):
     """One virtual client's connection to the game server."""
 
     __slots__ = (
@@ -103,22 +104,17 @@ class EchoClient(Session):
         "_runs",
         "account_no",
         "depth",
-        "done",
         "heartbeat_ns",
         "interval",
         "late_ns",
-        "meter",
         "state",
         "timeout_ns",
         "version",
-        "worker",
     )
 
     def __init__(self, deps: SessionDeps, worker: Worker, account_no: int) -> None:
-        super().__init__(deps)
+        super().__init__(deps, worker)
         cfg = worker.config
-        self.worker = worker
-        self.meter = worker.meter
         self.account_no = account_no
         self.depth = cfg.echo_depth
         self.version = cfg.version
@@ -129,7 +125,6 @@ class EchoClient(Session):
         self._pace_timer: asyncio.TimerHandle | None = None
         self.timeout_ns = int(cfg.reply_timeout * 1e9)
         self.heartbeat_ns = int(cfg.heartbeat_interval * 1e9)
-        self.done: asyncio.Future[str] = worker.loop.create_future()
         acc = _ACCOUNT.pack(account_no)
         self._acc = acc
         self._req_prefix = CS_GAME_REQ_ECHO.type_bytes + acc
@@ -177,14 +172,6 @@ class EchoClient(Session):
                 self.meter.echo_late += overdue
                 self.meter.details["echo:unanswered_at_end"] += overdue
 
-    def leave(self) -> None:
-        if not self.closed:
-            self.meter.disconnect_planned += 1
-            self.close("planned")
-
-    def shutdown(self) -> None:
-        self.abort("stop")
-
     # --- login ----------------------------------------------------------------------------
     def send_login(self, key: bytes) -> None:
         self.send_login_payload(CS_GAME_REQ_LOGIN.build(self.account_no, key, self.version))
@@ -200,19 +187,19 @@ class EchoClient(Session):
 
     def _on_login_phase(self, payloads: list[bytes], now: int) -> None:
         if self.state != LOGIN_SENT:
-            self._fail("unexpected_packet")
+            self.fail("unexpected_packet")
             return
         p = payloads[0]
         if len(p) < 2 or packet_type(p) != CS_GAME_RES_LOGIN.type:
-            self._fail("unexpected_type")
+            self.fail("unexpected_type")
             return
         try:
             res = CS_GAME_RES_LOGIN.parse(p)
         except PacketError as exc:
-            self._fail(exc.reason)
+            self.fail(exc.reason)
             return
         if res.AccountNo != self.account_no:
-            self._fail("wrong_account")
+            self.fail("wrong_account")
             return
         if res.Status != GameLoginStatus.OK:
             self.login_refused(res.Status)
@@ -220,7 +207,7 @@ class EchoClient(Session):
             return
         if len(payloads) > 1:
             # Nothing may follow the login reply before we have asked for it.
-            self._fail("unexpected_packet")
+            self.fail("unexpected_packet")
             return
         self.meter.login_ok += 1
         self.state = ECHOING
@@ -237,9 +224,13 @@ class EchoClient(Session):
     def logged_in_at(self, now: int) -> None:
         """The game login succeeded (``now``: the read's clock, ns)."""
 
-    def server_closed(self, reason: str, where: str) -> None:
-        """The server closed or reset the connection while we used it."""
-        self.meter.error("disconnect_server", f"disconnect:{reason}_in_{where}")
+    @property
+    def phase(self) -> str:
+        """Where a connection closed by the server was: "echo" or "login"."""
+        return "echo" if self.state == ECHOING else "login"
+
+    def server_closed(self, reason: str) -> None:
+        self.meter.error("disconnect_server", f"disconnect:{reason}_in_{self.phase}")
 
     # --- the hot path ------------------------------------------------------------------------
     def data_received(self, data: bytes) -> None:
@@ -249,7 +240,7 @@ class EchoClient(Session):
         try:
             payloads = self.reader.feed(data)
         except FrameError as exc:
-            self._fail(exc.reason)
+            self.fail(exc.reason)
             return
         n = len(payloads)
         if not n or self.closed:
@@ -360,15 +351,7 @@ class EchoClient(Session):
             else:
                 reason = "wrong_tick"
             break
-        self._fail(reason)
-
-    def _fail(self, reason: str) -> None:
-        self.meter.error("packet_error", f"packet:{reason}")
-        self.abort(f"protocol:{reason}")
-
-    def protocol_error(self, reason: str, detail: str) -> None:
-        # Counted, not logged: a broken server would log once per connection.
-        self._fail(reason)
+        self.fail(reason)
 
     def _write(self, frame: bytes) -> None:
         if not self.closed and self.transport is not None:
@@ -379,13 +362,8 @@ class EchoClient(Session):
         if self._pace_timer is not None:
             self._pace_timer.cancel()
             self._pace_timer = None
-        state = self.state
+        super().on_close()  # server_closed sees the phase it closed in
         self.state = CLOSED
-        reason = self.close_reason
-        if reason in ("peer_closed", "peer_reset") and not self.worker.stopping:
-            self.server_closed(reason, "echo" if state == ECHOING else "login")
-        if not self.done.done():
-            self.done.set_result(reason)
 
 
 class EchoScenario:

@@ -32,7 +32,6 @@ runs per echo (the echo hot path is EchoClient's, unchanged).
 
 from __future__ import annotations
 
-import asyncio
 import time
 from typing import TYPE_CHECKING
 
@@ -41,7 +40,8 @@ from serverlink.dummy.keys import Account, AccountPool, check_key_count, keys_of
 from serverlink.dummy.metrics import BUCKET_NS, GAME_LOGIN_STATUS, LOGIN_SERVER_STATUS
 from serverlink.dummy.scenario_echo import CLEAN_ENDS, EchoClient
 from serverlink.dummy.scenario_echo import LOGIN_SENT as GAME_LOGIN_SENT
-from serverlink.net.session import Session, SessionDeps
+from serverlink.dummy.worker import ScenarioSession
+from serverlink.net.session import SessionDeps
 from serverlink.protocol.packets import (
     CS_LOGIN_RES_LOGIN,
     decode_wstr,
@@ -75,38 +75,40 @@ def _status_name(enum: type[LoginStatus] | type[GameLoginStatus], status: int) -
         return f"status_{status}"
 
 
-class LoginServerClient(Session):
+class LoginServerClient(ScenarioSession):
     """One connection to the login server: one request, one reply."""
 
     __slots__ = (
         "_sent_at",
         "account",
         "account_no",
-        "done",
+        "chat_ip",
+        "chat_port",
         "game_ip",
         "game_port",
-        "meter",
+        "nickname",
         "release_wait",
         "state",
         "timeout_ns",
-        "worker",
+        "user_id",
     )
 
+    error_prefix = "login_server_"
+
     def __init__(self, deps: SessionDeps, worker: Worker, account: Account) -> None:
-        super().__init__(deps)
+        super().__init__(deps, worker)
         cfg = worker.config
-        self.worker = worker
-        self.meter = worker.meter
         self.account = account
         self.account_no = account.no
         self.state = CONNECTED
         self.timeout_ns = int(cfg.reply_timeout * 1e9)
         self.release_wait = cfg.release_wait
-        #: OK / REFUSED once the reply is in; a close reason if it never came.
-        self.done: asyncio.Future[str] = worker.loop.create_future()
-        #: From an OK reply: GameServerIP (the raw WCHAR field) and GameServerPort.
-        self.game_ip = b""
-        self.game_port = 0
+        # ``done``: OK / REFUSED once the reply is in; a close reason if it never came.
+        #: From an OK reply, as sent (WCHAR fields raw): ID, Nickname, the game
+        #: and chat servers' addresses.
+        self.user_id = self.nickname = b""
+        self.game_ip = self.chat_ip = b""
+        self.game_port = self.chat_port = 0
         self._sent_at = 0
 
     # --- ClientLink ------------------------------------------------------------------------
@@ -133,9 +135,6 @@ class LoginServerClient(Session):
         # Only logged-in (game) connections leave on purpose.
         pass
 
-    def shutdown(self) -> None:
-        self.abort("stop")
-
     # --- the exchange ----------------------------------------------------------------------
     def send_request(self) -> None:
         if self.closed or self.transport is None:
@@ -148,25 +147,28 @@ class LoginServerClient(Session):
         # The reply of one request: no handler table, the whole exchange is here.
         if self.state != REQUEST_SENT or len(payloads) > 1:
             # One reply per request, and nothing after it.
-            self._fail("unexpected_packet")
+            self.fail("unexpected_packet")
             return
         p = payloads[0]
         if p[:2] != _RES_TYPE:
-            self._fail("unexpected_type")
+            self.fail("unexpected_type")
             return
         if len(p) != _RES_SIZE:
-            self._fail("bad_size")
+            self.fail("bad_size")
             return
-        # Only the fields the flow needs; ID / Nickname / chat are not decoded.
-        _, account_no, status, _, _, game_ip, game_port, _, _ = _RES.unpack(p)
+        # Nothing is decoded here: the flow decodes the address it follows.
+        _, account_no, status, user_id, nickname, game_ip, game_port, chat_ip, chat_port = (
+            _RES.unpack(p)
+        )
         if account_no != self.account_no:
-            self._fail("wrong_account")
+            self.fail("wrong_account")
             return
         self.state = ANSWERED
         if status == LoginStatus.OK:
             self.meter.login_server_ok += 1
-            self.game_ip = game_ip
-            self.game_port = game_port
+            self.user_id, self.nickname = user_id, nickname
+            self.game_ip, self.game_port = game_ip, game_port
+            self.chat_ip, self.chat_port = chat_ip, chat_port
             result = OK
         elif status == LoginStatus.GAME and self._still_closing():
             self.meter.account_busy += 1
@@ -195,26 +197,14 @@ class LoginServerClient(Session):
         cut = self.account.cut_at
         return cut is not None and self.worker.loop.time() - cut < self.release_wait
 
-    def _fail(self, reason: str) -> None:
-        self.meter.error("packet_error", f"packet:login_server_{reason}")
-        self.abort(f"protocol:{reason}")
-
-    def protocol_error(self, reason: str, detail: str) -> None:
-        self._fail(reason)
+    def server_closed(self, reason: str) -> None:
+        # After the reply the server's close is the protocol; before it, an error.
+        if self.state != ANSWERED:
+            self.meter.error("disconnect_server", f"disconnect:{reason}_in_login_server")
 
     def on_close(self) -> None:
-        state = self.state
+        super().on_close()
         self.state = CLOSED
-        reason = self.close_reason
-        # After the reply the server's close is the protocol; before it, an error.
-        if (
-            state != ANSWERED
-            and reason in ("peer_closed", "peer_reset")
-            and not self.worker.stopping
-        ):
-            self.meter.error("disconnect_server", f"disconnect:{reason}_in_login_server")
-        if not self.done.done():
-            self.done.set_result(reason)
 
 
 class GameClient(EchoClient):
@@ -233,10 +223,10 @@ class GameClient(EchoClient):
     def login_refused(self, status: int) -> None:
         self.meter.error("login_fail", GAME_LOGIN_STATUS + _status_name(GameLoginStatus, status))
 
-    def server_closed(self, reason: str, where: str) -> None:
+    def server_closed(self, reason: str) -> None:
         # The game server went away: its claim on the account stays until the
         # login server releases it (see LoginServerClient._cut_recently).
-        self.meter.error("server_lost", f"server_lost:{reason}_in_{where}")
+        self.meter.error("server_lost", f"server_lost:{reason}_in_{self.phase}")
         self.account.cut_at = self.worker.loop.time()
 
     def finish(self, now_ns: int) -> None:
@@ -300,7 +290,7 @@ class LoginScenario:
             worker.meter,
         )
         self.game_client = ReloginClient if cfg.relogin else GameClient
-        self._addresses: dict[tuple[bytes, int], tuple[str, int] | None] = {}
+        self.addresses = ServerAddresses()
 
     @staticmethod
     def preflight(config: DummyConfig) -> None:
@@ -320,29 +310,10 @@ class LoginScenario:
         worker = self.worker
         meter = worker.meter
         started = _clock()
-
-        # --- login server ---
-        meter.in_login += 1
-        try:
-            login = await worker.connect(
-                worker.login_address,
-                lambda deps: LoginServerClient(deps, worker, account),
-                "login_server",
-            )
-            if login is None:
-                return True
-            client.link = login
-            try:
-                login.send_request()
-                outcome = await login.done
-            finally:
-                client.link = None
-        finally:
-            meter.in_login -= 1
-        if outcome != OK:
-            # BUSY: no failure, the client goes on with the next free account.
-            return outcome not in CLEAN_ENDS and outcome != BUSY
-        address = self._game_address(login.game_ip, login.game_port)
+        login, failed = await ask_login_server(worker, client, account)
+        if login is None:
+            return failed
+        address = self.addresses.get(login.game_ip, login.game_port)
         if address is None:
             meter.error("packet_error", "packet:login_server_no_game_address")
             return True
@@ -375,17 +346,52 @@ class LoginScenario:
                 login.abort("flow_done")
         return reason not in CLEAN_ENDS
 
-    def _game_address(self, ip_field: bytes, port: int) -> tuple[str, int] | None:
-        """GameServerIP/Port of a reply as a connect address (None if empty),
-        decoded once per distinct value."""
-        cache = self._addresses
+
+async def ask_login_server(
+    worker: Worker, client: VirtualClient, account: Account
+) -> tuple[LoginServerClient | None, bool]:
+    """Step 2 of a flow: the login server's OK reply (the connection, closed
+    or closing), or None and whether that was a failure (a refusal, a lost
+    connection; BUSY is none: the client goes on with the next free account)."""
+    meter = worker.meter
+    meter.in_login += 1
+    try:
+        login = await worker.connect(
+            worker.login_address,
+            lambda deps: LoginServerClient(deps, worker, account),
+            "login_server",
+        )
+        if login is None:
+            return None, True
+        client.link = login
+        try:
+            login.send_request()
+            outcome = await login.done
+        finally:
+            client.link = None
+    finally:
+        meter.in_login -= 1
+    if outcome != OK:
+        return None, outcome not in CLEAN_ENDS and outcome != BUSY
+    return login, False
+
+
+class ServerAddresses:
+    """Server addresses of login replies (an IP as its raw WCHAR field, a port)
+    as connect addresses, decoded once per distinct value."""
+
+    def __init__(self) -> None:
+        self._decoded: dict[tuple[bytes, int], tuple[str, int] | None] = {}
+
+    def get(self, ip_field: bytes, port: int) -> tuple[str, int] | None:
+        """None for an empty address (no server of that kind linked)."""
         entry = (ip_field, port)
         try:
-            return cache[entry]
+            return self._decoded[entry]
         except KeyError:
             pass
         host = decode_wstr(ip_field)
         address = (host, port) if host and port else None
-        if len(cache) < _ADDRESS_CACHE_MAX:
-            cache[entry] = address
+        if len(self._decoded) < _ADDRESS_CACHE_MAX:
+            self._decoded[entry] = address
         return address

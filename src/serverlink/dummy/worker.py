@@ -99,6 +99,51 @@ class VirtualClient:
         self.task: asyncio.Task[None] | None = None
 
 
+class ScenarioSession(Session):
+    """A virtual client's connection, as every scenario's sessions share it: a
+    frame or packet that breaks the protocol counts ``packet_error`` (its
+    detail ``packet:<error_prefix><reason>``) and drops the connection; a close
+    by the server while the run goes on is handed to ``server_closed``; ``done``
+    is resolved with the close reason (unless the session resolved it before)."""
+
+    __slots__ = ("done", "meter", "worker")
+
+    error_prefix = ""
+
+    def __init__(self, deps: SessionDeps, worker: Worker) -> None:
+        super().__init__(deps)
+        self.worker = worker
+        self.meter = worker.meter
+        self.done: asyncio.Future[str] = worker.loop.create_future()
+
+    def fail(self, reason: str) -> None:
+        self.meter.error("packet_error", f"packet:{self.error_prefix}{reason}")
+        self.abort(f"protocol:{reason}")
+
+    def protocol_error(self, reason: str, detail: str) -> None:
+        # Counted, not logged: a broken server would log once per connection.
+        self.fail(reason)
+
+    def server_closed(self, reason: str) -> None:
+        """The server closed or reset the connection while the run goes on."""
+
+    # ClientLink: a planned leave (the disconnect rate), the end of the run.
+    def leave(self) -> None:
+        if not self.closed:
+            self.meter.disconnect_planned += 1
+            self.close("planned")
+
+    def shutdown(self) -> None:
+        self.abort("stop")
+
+    def on_close(self) -> None:
+        reason = self.close_reason
+        if reason in ("peer_closed", "peer_reset") and not self.worker.stopping:
+            self.server_closed(reason)
+        if not self.done.done():
+            self.done.set_result(reason)
+
+
 # --- one process's share of the clients --------------------------------------------------
 class Worker:
     """Runs the virtual clients with the given account numbers in this event loop.
@@ -130,6 +175,7 @@ class Worker:
         self.stopping = False
         self.game_address: tuple[str, int] = (config.game_host, config.game_port)
         self.login_address: tuple[str, int] = (config.login_host, config.login_port)
+        self.chat_address: tuple[str, int] = (config.chat_host, config.chat_port)
         self._send = send
         self._snapshots = SnapshotMaker(index, self.meter)
         self._sessions: set[Session] = set()
@@ -189,8 +235,10 @@ class Worker:
     async def resolve(self) -> None:
         """Resolve the server names once, not per connect (reconnect storms)."""
         self.game_address = await _resolve(self.game_address)
-        if self.config.mode == "login":
+        if self.config.through_login_server:
             self.login_address = await _resolve(self.login_address)
+        elif self.config.mode == "chat":
+            self.chat_address = await _resolve(self.chat_address)
 
     def gauges(self) -> Gauges:
         logged_in = wait = 0

@@ -279,8 +279,13 @@ class Session(asyncio.Protocol):
             self.transport.write(frame)
 
     def write_frames(self, data: bytes | bytearray, count: int) -> None:
-        """Write ``count`` already-encoded frames now (fast paths, fan-out)."""
-        if not self.closed and self.transport is not None:
+        """Queue ``count`` already-encoded frames (fast paths, fan-out): as
+        ``send``, inside a dispatch they join the batch, in order with the
+        replies queued there; elsewhere they are written now."""
+        if self._out is not None:
+            self._out.append(bytes(data))
+            self.stats.packets_out += count - 1  # dispatch counts the entry as one
+        elif not self.closed and self.transport is not None:
             self.stats.packets_out += count
             self.transport.write(data)
 

@@ -38,7 +38,7 @@ from serverlink.protocol.packets import (
 )
 from serverlink.protocol.status import GameLoginStatus, ServerType
 from serverlink.servers.claims import AccountClaims, Claim
-from serverlink.servers.link import LinkConfig, Load, LoginLink
+from serverlink.servers.link import KeyedLogins, LinkConfig, Load, LoginLink
 from serverlink.store import AccountStore, StoreError
 from serverlink.store.config import StoreConfig
 
@@ -82,11 +82,10 @@ class GameConfig:
 
 
 class GameStats:
-    __slots__ = ("login_fail", "logins")
+    __slots__ = ("logins",)
 
     def __init__(self) -> None:
         self.logins = 0
-        self.login_fail = 0
 
 
 class EchoSession(Session):
@@ -180,8 +179,12 @@ class GameServer:
             )
         self.in_game: dict[int, EchoSession] = {}
         self._settled_once = False
-        # Linked logins whose key and status are being checked (referenced here).
-        self.logins_in_progress: set[asyncio.Task[None]] = set()
+        # Linked logins whose key and status are being checked.
+        self.keyed_logins = KeyedLogins(self.name, self.stats)
+
+    @property
+    def logins_in_progress(self) -> set[asyncio.Task[None]]:
+        return self.keyed_logins.in_progress
 
     @property
     def port(self) -> int:
@@ -276,22 +279,15 @@ class GameServer:
         if request.Version != self.config.client_version:
             self._refuse(session, account_no, GameLoginStatus.VERSION_MISMATCH, "version_mismatch")
             return
-        session.login_pending = True
-        task = asyncio.get_running_loop().create_task(
-            self._linked_login(session, account_no, request.SessionKey)
+        self.keyed_logins.start(
+            session, self._linked_login(session, account_no, request.SessionKey)
         )
-        self.logins_in_progress.add(task)
-        task.add_done_callback(self.logins_in_progress.discard)
 
     def _refuse(
         self, session: EchoSession, account_no: int, status: GameLoginStatus, reason: str
     ) -> None:
-        self.game_stats.login_fail += 1
-        self.stats.refuse(
-            reason, "%s: game login of account %d refused (%s)", session.peer, account_no, reason
-        )
-        session.send(CS_GAME_RES_LOGIN.build(status, account_no))
-        session.close(f"login:{reason}")
+        reply = CS_GAME_RES_LOGIN.build(status, account_no)
+        self.keyed_logins.refuse(session, account_no, reply, reason)
 
     async def _linked_login(self, session: EchoSession, account_no: int, key: bytes) -> None:
         assert self.link is not None and self.claims is not None
@@ -333,7 +329,7 @@ class GameServer:
         snap: dict[str, Any] = self.stats.snapshot()
         snap.update(self.listener.load())
         snap["logins"] = self.game_stats.logins
-        snap["login_fail"] = self.game_stats.login_fail
+        snap["login_fail"] = self.keyed_logins.refused
         snap["max_sessions"] = self.config.limits.max_sessions
         if self.link is not None and self.claims is not None:
             snap.update(self.link.snapshot())

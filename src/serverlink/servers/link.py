@@ -23,12 +23,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from serverlink.net.client import ReconnectingLink
 from serverlink.net.session import Session, SessionDeps, handles
+from serverlink.net.stats import NetStats
 from serverlink.net.tls import TlsConfig
 from serverlink.protocol.framing import lan_framing
 from serverlink.protocol.packets import (
@@ -254,6 +255,11 @@ class LoginLink:
         """True (once) if ``key`` was handed over for ``account_no`` and is live."""
         return await self.keys.take(account_no, key)
 
+    def take_key_now(self, account_no: int, key: bytes) -> bool | None:
+        """``take_key`` without waiting, when the key store can (one in this
+        process); None: await ``take_key``."""
+        return self.keys.take_now(account_no, key)
+
     def snapshot(self) -> dict[str, Any]:
         return {
             "login_link": "up" if self.accepted.is_set() else "down",
@@ -262,3 +268,50 @@ class LoginLink:
             "handoffs": self.handoffs,
             **self.keys.snapshot(),
         }
+
+
+class PendingLogin(Protocol):
+    """A client session whose login may be in progress."""
+
+    login_pending: bool
+
+
+class KeyedLogins:
+    """What the login handling of every linked server shares (game, chat).
+
+    The check of a login (``LoginLink.take_key`` and whatever the server adds)
+    runs as a task, referenced here until it ends, while its session is marked
+    ``login_pending`` (so a second login meanwhile is a protocol error). A
+    refused login is counted by reason, logged, answered with the server's own
+    refusal and closed.
+    """
+
+    def __init__(self, server: str, stats: NetStats) -> None:
+        self.server = server
+        self.stats = stats
+        self.in_progress: set[asyncio.Task[None]] = set()
+        self.refused = 0
+
+    def start(self, session: PendingLogin, check: Coroutine[Any, Any, None]) -> None:
+        session.login_pending = True
+        task = asyncio.get_running_loop().create_task(check)
+        self.in_progress.add(task)
+        task.add_done_callback(self.in_progress.discard)
+
+    def refuse(self, session: Session, account_no: int, reply: bytes, reason: str) -> None:
+        """A refusal, not a protocol error: counted by reason, logged at a bounded rate."""
+        self.refused += 1
+        self.stats.refuse(
+            reason,
+            "%s: %s login of account %d refused (%s)",
+            session.peer,
+            self.server,
+            account_no,
+            reason,
+        )
+        session.send(reply)
+        session.close(f"login:{reason}")
+
+    def cancel(self) -> None:
+        for task in list(self.in_progress):
+            task.cancel()

@@ -85,6 +85,10 @@ class LoginConfig:
     login_fail_window: float = 60.0
     #: Seconds a cooling address is answered Status 0 without a database read.
     login_cooldown: float = 60.0
+    #: Load tests with the original dummies only: accounts numbered below this
+    #: log in with any key (theirs is random), which is handed on to the game and
+    #: chat servers, as the original login server did; 0: off (every key checked).
+    dummy_accounts_below: int = 0
     reuse_port: bool = False
     worker_index: int = 0
 
@@ -213,6 +217,12 @@ class LoginServer:
                 "--lan-allow-any: servers may link from any address while whiteip is empty; "
                 "a linked server receives every login's session key"
             )
+        if self.config.dummy_accounts_below > 0:
+            log.warning(
+                "dummy_accounts_below=%d: accounts numbered below it log in with ANY key; "
+                "for load tests with the original dummy clients only",
+                self.config.dummy_accounts_below,
+            )
 
     def describe(self) -> str:
         """The start line's words: what this server is and what it uses."""
@@ -313,7 +323,8 @@ class LoginServer:
         if record.status is None:
             return Answer(LoginStatus.STATUS_MISS)
         # Constant time: how much of a guessed key matched must not show in timing.
-        if not hmac.compare_digest(record.session_key, key):
+        key_checked = account_no >= self.config.dummy_accounts_below
+        if key_checked and not hmac.compare_digest(record.session_key, key):
             return Answer(LoginStatus.FAIL)
         if record.status != 0:
             return Answer(LoginStatus.GAME)

@@ -32,6 +32,11 @@ class KeyStore(abc.ABC):
         False: it cannot, await ``put``."""
         return False
 
+    def take_now(self, account_no: int, key: bytes) -> bool | None:
+        """``take`` without waiting, when the store can (one in this process);
+        None: it cannot, await ``take``."""
+        return None
+
     def snapshot(self) -> dict[str, int]:
         """Counters for the screens."""
         return {}
