@@ -1,12 +1,12 @@
 """Chat fan-out benchmark: a chat server in its own process, driven by the
 dummy in chat mode (worker processes), every delivery verified by the dummy.
 
-    python bench/chat_fanout.py [--clients 1000] [--seconds 20] [--interval-ms 2000]
+    python bench/chat_fanout.py [--clients 1000] [--seconds 20] [--interval 2.0]
     python bench/chat_fanout.py --linked --db mysql://root@127.0.0.1:3306/serverlink_chat \\
-        [--clients 3000] [--seconds 60] [--interval-ms 1000] [--attack 0.1]
+        [--clients 3000] [--seconds 60] [--interval 1.0] [--attack 0.1]
 
 Crowd (default): every client in one sector, each sending a message every
-``--interval-ms``: n clients hear n / interval × n deliveries a second. Linked
+``--interval`` seconds: n clients hear n / interval × n deliveries a second. Linked
 (``--linked``): a login server and a chat server linked to it on the given
 database (seeded here with ``serverlink db seed``), the clients logging in
 through the login server, moving at random and sending a message a second;
@@ -132,7 +132,7 @@ def measure(config: DummyConfig, servers: dict[str, subprocess.Popen[bytes]]) ->
     wall = time.monotonic() - wall
     machine_after = psutil.cpu_times()
     report = result.report()
-    skip = int(config.message_interval_ms / 1000) + 2
+    skip = int(config.message_interval) + 2
     busy = sum(
         getattr(machine_after, f) - getattr(machine_before, f)
         for f in ("user", "system", "nice", "irq", "softirq")
@@ -172,8 +172,8 @@ def dummy_config(args: argparse.Namespace, **where: Any) -> DummyConfig:
     return DummyConfig(
         mode="chat",
         clients=args.clients,
-        message_interval_ms=args.interval_ms,
-        move_interval_ms=args.move_interval_ms,
+        message_interval=args.interval,
+        move_interval=args.move_interval,
         seconds=args.seconds,
         processes=args.processes,
         ramp_up=args.ramp_up,
@@ -223,8 +223,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--clients", type=int, default=None)
     parser.add_argument("--seconds", type=float, default=None)
-    parser.add_argument("--interval-ms", type=float, default=None)
-    parser.add_argument("--move-interval-ms", type=float, default=5000.0)
+    parser.add_argument("--interval", type=float, default=None, help="seconds between messages")
+    parser.add_argument("--move-interval", type=float, default=5.0, help="seconds")
     parser.add_argument("--attack", type=float, default=0.0)
     parser.add_argument("--processes", type=int, default=0, help="dummy processes; 0: auto")
     parser.add_argument("--ramp-up", type=float, default=2.0)
@@ -237,8 +237,8 @@ def main() -> None:
     if args.serve:
         serve(args.serve, args.port, args.lan_port, args.db)
         return
-    defaults = (3000, 60.0, 1000.0) if args.linked else (1000, 20.0, 2000.0)
-    for name, value in zip(("clients", "seconds", "interval_ms"), defaults, strict=True):
+    defaults = (3000, 60.0, 1.0) if args.linked else (1000, 20.0, 2.0)
+    for name, value in zip(("clients", "seconds", "interval"), defaults, strict=True):
         if getattr(args, name) is None:
             setattr(args, name, value)
     result = linked(args) if args.linked else crowd(args)

@@ -58,7 +58,7 @@ async def test_linked_login_only_with_the_handed_over_key_and_only_once(
     status, wrong = await login(system.chat.port, 2, keys[3])
     assert status == ChatLoginStatus.FAIL
     await wrong.wait_closed()
-    assert system.chat.stats.errors["bad_key"] == 3
+    assert system.chat.stats.refusals["bad_key"] == 3
     assert not c.lost.is_set()
 
 

@@ -31,8 +31,8 @@ def chat_config(server: ChatServer, **overrides: Any) -> DummyConfig:
         "clients": 24,
         "seconds": 2.5,
         "processes": 1,
-        "message_interval_ms": 200,
-        "move_interval_ms": 300,
+        "message_interval": 0.2,
+        "move_interval": 0.3,
         "reply_timeout": 2.0,
     }
     settings.update(overrides)
@@ -151,7 +151,7 @@ async def test_two_worker_processes_through_the_login_server_with_attackers(
                 processes=2,
                 attack=0.1,
                 sector=(10, 10),
-                message_interval_ms=1000,
+                message_interval=1.0,
                 seconds=8.0,
                 reply_timeout=5.0,
             )
@@ -308,8 +308,8 @@ def test_attackers_are_the_configured_share_spread_over_the_clients() -> None:
         ({"attack": 0.1}, "chat mode options"),
         ({"mode": "chat", "attack": 1.5}, "share of 0-1"),
         ({"mode": "chat", "sector": (50, 0)}, "within the 50 × 50 grid"),
-        ({"mode": "chat", "message_interval_ms": 50}, "flood limit"),
-        ({"mode": "chat", "message_interval_ms": 0}, "must be positive"),
+        ({"mode": "chat", "message_interval": 0.05}, "flood limit"),
+        ({"mode": "chat", "message_interval": 0}, "must be positive"),
         ({"mode": "chat", "chat_port": 0}, "chat_port"),
     ],
 )

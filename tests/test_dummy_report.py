@@ -41,7 +41,8 @@ async def test_html_report_of_a_run_opens_with_its_charts_drawn(tmp_path: Path) 
         page_file = tmp_path / "run.html"
         run = subprocess.run(
             [sys.executable, "-m", "serverlink", "dummy", "--quiet",
-             "--game-server", f"127.0.0.1:{port}", "--clients", "5", "--seconds", "3", "--report", str(tmp_path / "run.json"),
+             "--game-server", f"127.0.0.1:{port}", "--clients", "5", "--seconds", "3",
+             "--report", str(tmp_path / "run.json"),
              "--html-report", str(page_file), "--compare", str(old)],
             capture_output=True, text=True, timeout=60,
         )  # fmt: skip

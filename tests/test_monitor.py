@@ -148,7 +148,7 @@ def chat_like_snapshot(messages: int) -> dict[str, object]:
         "sessions": 40,
         "players": 37,
         "messages_in": messages,
-        "deliveries_out": messages * 9,
+        "deliveries": messages * 9,
         "queued_bytes": 1234,
     }
 
@@ -167,7 +167,7 @@ async def test_figures_of_each_kind_reach_the_tools(monitor: MonitorServer) -> N
         cpu_percent=12.4,
         memory_bytes=50 * 2**20,
     )
-    chat = Reading(chat_like_snapshot(100), {"messages_in": 250.0, "deliveries_out": 2250.0})
+    chat = Reading(chat_like_snapshot(100), {"messages_in": 250.0, "deliveries": 2250.0})
     for reporter, reading in zip(reporters, (login, game, chat), strict=True):
         assert reporter.report(reading)
     got = await updates(tool, 1.5)

@@ -34,8 +34,8 @@ def chat_stand_in(lan_port: int, seconds: float) -> None:
         reporter.start()
         await asyncio.wait_for(reporter.link.connected.wait(), 5)
         for i in range(int(seconds)):
-            snap = {"sessions": 5, "players": 4, "messages_in": 10 * i, "deliveries_out": 90 * i}
-            reporter.report(Reading(snap, {"messages_in": 10.0, "deliveries_out": 90.0}))
+            snap = {"sessions": 5, "players": 4, "messages_in": 10 * i, "deliveries": 90 * i}
+            reporter.report(Reading(snap, {"messages_in": 10.0, "deliveries": 90.0}))
             await asyncio.sleep(1.0)
         await reporter.stop()
 

@@ -4,6 +4,7 @@
 
     serverlink [--config FILE] [--log-level L] [--log-file FILE] [--log-format text|json]
       game      the game (echo) server, linked to a login server or --standalone
+      chat      the chat server (sector grid), linked to a login server or --standalone
       login     the login (auth) server
       monitor   the monitoring server (dashboard, history, /metrics) | history
       dummy     the load-testing client
@@ -20,22 +21,8 @@ of the config file and an environment variable: defaults < file < environment <
 flags.
 
 A server command is its option groups, wired to its config and the builder
-beside its server::
-
-    @click.command("chat")
-    @chat_options                       # options_of(ChatConfig, opt("--rooms", ...), ...)
-    @options.store_options("Linked mode (required): the login server's database.", required=True)
-    @options.listen_options(ChatConfig)
-    @options.codec_options
-    @options.console_options
-    @click.pass_context
-    def chat_command(ctx: click.Context, /, **_settings: Any) -> int:
-        config = build(ctx, ChatConfig, **options.server_parts(ctx))
-        store = options.store_from(ctx, "chat: linked mode")  # one line, exit 2, when missing
-        config = dataclasses.replace(config, store=store)
-        return serve_command(ctx, ServerSpec("chat", build_chat_server, config), CHAT_SCREEN)
-
-and one line below adds it to the root group.
+beside its server (see ``cli/chat.py``), and one line below adds it to the
+root group.
 """
 
 from __future__ import annotations
@@ -49,6 +36,7 @@ import click
 
 from serverlink import __version__, logs
 from serverlink.cli.app import AppState, setup_logging
+from serverlink.cli.chat import chat_command
 from serverlink.cli.config_cmd import config_group
 from serverlink.cli.db import db_group
 from serverlink.cli.defaults import assign_metavars
@@ -118,6 +106,7 @@ def main_group(ctx: click.Context, log_level: str, log_file: str | None, log_for
 
 
 for _command in (
+    chat_command,
     config_group,
     db_group,
     demo_command,

@@ -132,8 +132,9 @@ def options_of(config: type[Any], *rows: Opt) -> Callable[[F], F]:
 
 if TYPE_CHECKING:
     _HostPortBase = click.ParamType[tuple[str, int]]
+    IntPairType = click.ParamType[tuple[int, int]]
 else:  # click < 8.2 has no generic ParamType at run time
-    _HostPortBase = click.ParamType
+    _HostPortBase = IntPairType = click.ParamType
 
 
 PORT = click.IntRange(0, 65535)
@@ -191,6 +192,9 @@ METAVARS = (
     "FILE",
     "NAME",
     "PROBABILITY",
+    "IP",
+    "X,Y",
+    "DURATION",  # a span of history: 90s, 15m, 1h, 7d (a bare number is seconds)
 )
 
 

@@ -15,10 +15,29 @@ import click
 
 from serverlink import logs
 from serverlink.cli import options
-from serverlink.cli.defaults import Seconds, apply, build, opt, options_of
+from serverlink.cli.defaults import IntPairType, Seconds, apply, build, opt, options_of
 from serverlink.cli.errors import Interrupted, OneLineError
 from serverlink.dummy.config import MODES, DummyConfig
 from serverlink.protocol.codec import NetCodec
+
+
+class Sector(IntPairType):
+    """``X,Y``: a sector of the chat grid."""
+
+    name = "X,Y"
+
+    def convert(
+        self, value: Any, param: click.Parameter | None, ctx: click.Context | None
+    ) -> tuple[int, int]:
+        if isinstance(value, tuple | list) and len(value) == 2:
+            return int(value[0]), int(value[1])
+        x, comma, y = str(value).partition(",")
+        if not comma or not x.strip().isdigit() or not y.strip().isdigit():
+            self.fail(f"{value!r} is not X,Y (two numbers, e.g. 25,25)", param, ctx)
+        return int(x), int(y)
+
+
+SECTOR = Sector()
 
 dummy_options = apply(
     [
@@ -30,7 +49,9 @@ dummy_options = apply(
                 click.Choice(MODES),
                 "What each virtual client does. echo: log in to the game server, then echo. "
                 "login: log in to the login server, follow its reply to the game server, log in "
-                "there with the same key, then echo.",
+                "there with the same key, then echo. chat: log in to the chat server (standalone, "
+                "or through the login server with --keys), move between sectors, send messages, "
+                "check every delivery.",
             ),
             opt(
                 ("--game-server", "--game", "game"),
@@ -51,6 +72,41 @@ dummy_options = apply(
                 "Login mode: 'accountno key' lines (serverlink db seed --keys-out). "
                 "Worker processes split the accounts; each needs one account per client.",
                 metavar="FILE",
+            ),
+            opt(
+                "--chat-server",
+                options.ADDRESS,
+                "Chat mode without --keys: the chat server's address (through the login server, "
+                "its reply gives it).",
+                field=("chat_host", "chat_port"),
+            ),
+            opt(
+                "--message-interval",
+                Seconds(min=0, min_open=True),
+                "Chat mode: seconds between a client's messages.",
+            ),
+            opt(
+                "--move-interval",
+                Seconds(min=0),
+                "Chat mode: a client moves to a random sector about this often (0: never again).",
+            ),
+            opt(
+                "--sector",
+                SECTOR,
+                "Chat mode: every client in this sector, never moving (crowd tests).",
+            ),
+            opt(
+                "--attack",
+                click.FloatRange(0.0, 1.0),
+                "Chat mode: this share of the clients send malformed or hostile packets; the "
+                "report counts how the server answered (keys beginning attack), not as errors.",
+                metavar="PROBABILITY",
+            ),
+            opt(
+                "--chat-flood-limit",
+                click.IntRange(min=0),
+                "Chat mode: the chat server's --flood-messages (fair clients stay under it, "
+                "attackers flood past it).",
             ),
             opt(
                 "--relogin",

@@ -328,7 +328,11 @@ link_options = options_of(
         "Linked mode: the login server's LAN address to register with.",
         default=None,
     ),
-    opt("--server-name", None, "Linked mode: name registered with the login server."),
+    opt(
+        "--server-name",
+        None,
+        "Linked mode: name registered with the login server (default: the server's kind).",
+    ),
     opt(
         "--public-addr",
         ADDRESS,
@@ -382,6 +386,13 @@ login_options = options_of(
         "--login-cooldown",
         Seconds(min=0),
         "How long a cooling address is answered Status 0 without a database read.",
+    ),
+    opt(
+        "--dummy-accounts-below",
+        click.IntRange(min=0),
+        "LOAD TESTS ONLY: accounts numbered below this log in with any key, as the original "
+        "login server let its dummy clients (which send random keys) in; 0: off. Logged as a "
+        "warning at start.",
     ),
 )
 

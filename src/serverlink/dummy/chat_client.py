@@ -3,7 +3,7 @@
 A fair client logs in (standalone: ID_n / NICK_n and a random key; through the
 login server: the ID, nickname and key of its account, the chat server's
 address from the login reply), moves to a sector (``sector``, or a random one
-every ``move_interval_ms``) and sends a message every ``message_interval_ms``
+every ``move_interval``) and sends a message every ``message_interval``
 (each client from its own random start). It checks everything it receives as a
 careful client would (``chat_check``): the answer to each move is the move it
 asked for, byte for byte; its own messages come back byte for byte and in

@@ -90,10 +90,10 @@ class DummyConfig:
     chat_host: str = "127.0.0.1"
     chat_port: int = 50000
     #: Each client sends a message this often (each from its own random start).
-    message_interval_ms: float = 1000.0
+    message_interval: float = 1.0
     #: Each client moves to a random sector about this often; 0: never after the
     #: first move.
-    move_interval_ms: float = 5000.0
+    move_interval: float = 5.0
     #: Every client in this one sector (x, y), never moving (crowd tests);
     #: None: random sectors.
     sector: tuple[int, int] | None = None
@@ -135,8 +135,8 @@ class DummyConfig:
             return
         if not 0 < self.chat_port < 65536:
             raise ValueError(f"chat_port must be 1-65535, got {self.chat_port}")
-        if self.message_interval_ms <= 0 or self.move_interval_ms < 0:
-            raise ValueError("message_interval_ms must be positive, move_interval_ms not negative")
+        if self.message_interval <= 0 or self.move_interval < 0:
+            raise ValueError("message_interval must be positive, move_interval not negative")
         if self.sector is not None and not all(0 <= v < GRID_SIZE for v in self.sector):
             raise ValueError(f"sector must be within the {GRID_SIZE} × {GRID_SIZE} grid")
         if not 0.0 <= self.attack <= 1.0:
@@ -145,9 +145,9 @@ class DummyConfig:
             raise ValueError("chat_flood_limit must not be negative")
         # A fair client sends at most 1000 / interval + 1 messages in a second;
         # one more of margin for arrival jitter, and it must stay under the limit.
-        if self.chat_flood_limit and 1000 / self.message_interval_ms + 2 > self.chat_flood_limit:
+        if self.chat_flood_limit and 1 / self.message_interval + 2 > self.chat_flood_limit:
             raise ValueError(
-                f"message_interval_ms {self.message_interval_ms:g} could take a fair client "
+                f"message_interval {self.message_interval:g} s could take a fair client "
                 f"past the chat server's flood limit ({self.chat_flood_limit} a second)"
             )
 

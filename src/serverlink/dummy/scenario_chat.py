@@ -37,8 +37,8 @@ class ChatScenario:
     def __init__(self, worker: Worker) -> None:
         cfg = worker.config
         self.worker = worker
-        self.message_interval = cfg.message_interval_ms / 1000.0
-        self.move_interval = 0.0 if cfg.sector is not None else cfg.move_interval_ms / 1000.0
+        self.message_interval = cfg.message_interval
+        self.move_interval = 0.0 if cfg.sector is not None else cfg.move_interval
         self.pinned = cfg.sector
         #: ID and Nickname fields of this process's clients, by AccountNo.
         self.identities: dict[int, bytes] = {}

@@ -241,7 +241,7 @@ GAME = Kind(
 )
 
 #: The chat server's snapshot keys read here: sessions, players (logged in),
-#: messages_in and deliveries_out (counters), queued_bytes.
+#: messages_in and deliveries (counters), queued_bytes.
 CHAT = Kind(
     "chat",
     CHAT_NO,
@@ -256,7 +256,7 @@ CHAT = Kind(
             "deliveries/s",
             "/s",
             "message frames queued for receivers per second (one per receiver)",
-            per_s("deliveries_out"),
+            per_s("deliveries"),
         ),
         Figure(
             43,

@@ -76,8 +76,7 @@ class ChatConfig:
     port: int = 50000
     codec: NetCodec = field(default_factory=NetCodec)
     limits: ServerLimits = field(default_factory=ServerLimits)
-    #: Linked mode: the login server to register with (set its server_name,
-    #: e.g. "chat"); None: standalone.
+    #: Linked mode: the login server to register with; None: standalone.
     link: LinkConfig | None = None
     #: Messages a player may send in any ``flood_window`` seconds; 0: no limit.
     flood_messages: int = DEFAULT_FLOOD_MESSAGES
@@ -232,7 +231,6 @@ class ChatServer:
     async def start(self) -> None:
         self.grid.bind(asyncio.get_running_loop())
         await self.listener.start()
-        log.info("chat server listening on %s:%d", self.config.host, self.port)
         if self.config.link is not None:
             self.link = LoginLink(
                 self.config.link,
@@ -248,6 +246,13 @@ class ChatServer:
             await self.link.stop()
         self.keyed_logins.cancel()
         await self.listener.stop()
+
+    def describe(self) -> str:
+        """The start line's words: what this server is and what it uses."""
+        if self.config.link is None:
+            return "chat server, standalone (any key logs in), no account database"
+        host, port = self.config.link.login_server
+        return f"chat server linked to the login server at {host}:{port}, no account database"
 
     def _load(self) -> Load:
         return Load(len(self.players), self.config.limits.max_sessions)
@@ -356,6 +361,7 @@ class ChatServer:
     # --- monitor ----------------------------------------------------------------------------
     def snapshot(self) -> dict[str, Any]:
         snap: dict[str, Any] = self.stats.snapshot()
+        snap.update(self.listener.load())
         s = self.chat_stats
         fanout = self.grid.stats
         occupied, most, mean = self.grid.occupancy()

@@ -65,8 +65,9 @@ class LinkConfig:
 
     #: The login server's LAN address.
     login_server: tuple[str, int] = ("127.0.0.1", 8090)
-    #: Name registered with the login server (the address is appended: name@ip:port).
-    server_name: str = "game"
+    #: Name registered with the login server (the address is appended: name@ip:port);
+    #: None: the server's kind ("game", "chat").
+    server_name: str | None = None
     #: Address announced to the login server for clients; None: the listener's.
     public_addr: tuple[str, int] | None = None
     #: Seconds a handed-over key waits for its client (the login timeout).
@@ -138,7 +139,8 @@ class LoginLink:
         self.load = load
         self.on_accepted = on_accepted
         self.keys = keys if keys is not None else MemoryKeyStore()
-        self.name = announced_name(config.server_name, *(config.public_addr or address))
+        name = config.server_name or server_type.name.lower()  # "game", "chat"
+        self.name = announced_name(name, *(config.public_addr or address))
         host, port = config.login_server
         self.handoffs = 0
         self.accepted = asyncio.Event()

@@ -193,6 +193,9 @@ class MonitorCore:
                 f"{'any server' if kind is None else 'a ' + kind.name + ' server'}",
             )
         state.heard = time.monotonic()
+        if data_type == kind.on.data_type and value == 0:
+            self.set_off(state, "stopped")  # a graceful stop (servers.reporter)
+            return
         state.on = True
         if kind.figure(data_type) is not None:
             state.values[data_type] = (value, stamp)
@@ -208,8 +211,9 @@ class MonitorCore:
         if not state.on:
             return
         state.on = False
-        # server_shutdown: this monitoring server is stopping, not the server.
-        level = logging.INFO if reason == "server_shutdown" else logging.WARNING
+        # server_shutdown: this monitoring server is stopping; stopped: the
+        # server said it stops. Neither is a failure.
+        level = logging.INFO if reason in ("server_shutdown", "stopped") else logging.WARNING
         log.log(level, "%s is off (%s)", state.describe(), reason)
         self._push_off(state, int(time.time()))
 

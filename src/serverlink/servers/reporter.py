@@ -107,6 +107,12 @@ class MonitorReporter:
         self.link.start()
 
     async def stop(self) -> None:
+        session = self.link.session
+        if session is not None and not session.closed:
+            # A graceful stop says so (its "on" figure 0) before the link closes:
+            # the monitoring server then tells a stop from a crash.
+            on = SS_MONITOR_DATA_UPDATE.build(self.kind.on.data_type, 0, int(time.time()))
+            session.send(on)
         await self.link.stop()
 
     def _on_up(self, session: Session) -> None:
