@@ -300,18 +300,21 @@ def test_workers_stop_on_sigint(procs: list[Proc]) -> None:
 
 def test_demo_runs_linked_system_on_sqlite(procs: list[Proc], tmp_path: Path) -> None:
     db = f"sqlite:///{tmp_path / 'demo.db'}"
-    args = ["demo", "--seconds", "2", "--clients", "20", "--echo-depth", "2"]
-    p = start(procs, *args, "--disconnect-rate", "0", "--db", db, "--quiet")
+    args = ["demo", "--seconds", "3", "--clients", "20", "--echo-depth", "2"]
+    p = start(procs, *args, "--chat-clients", "10", "--disconnect-rate", "0", "--db", db, "--quiet")
     code = p.wait(90)
     out = p.stdout()
     assert code == 0, (out, p.stderr)
-    assert "demo: login server: 20 logins" in out and "results: OK 20;" in out
+    # 20 game clients and 10 chat clients log in through the login server
+    assert "demo: login server: 30 logins" in out and "results: OK 30;" in out
     assert "demo: game server: 20 logins" in out
+    assert re.search(r"demo: chat server: 10 logins, .* [1-9][\d,]* deliveries", out)
     assert re.search(r"demo: [\d,]+ echoes/s verified .* dummy errors 0", out)
+    assert re.search(r"demo: [\d,]+ chat messages/s, .* chat dummy errors 0", out)
     assert "0 protocol errors" in out
     assert (tmp_path / "demo.keys.txt").exists()  # seeded on first run
     # the monitoring server ran beside them, its dashboard's URL printed
-    assert re.search(r"demo: monitoring server: [\d,]+ figures from 2 servers", out)
+    assert re.search(r"demo: monitoring server: [\d,]+ figures from 3 servers", out)
     assert re.search(r"demo: the dashboard was at http://127\.0\.0\.1:\d+/", out)
     assert (tmp_path / "demo.monitor.db").exists()
     assert "Traceback" not in p.stderr

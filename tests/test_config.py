@@ -70,8 +70,27 @@ def test_example_lists_every_setting_and_loads_back(
 
 def test_example_has_a_table_for_every_command() -> None:
     text = example_toml(main_group)
-    assert set(main_group.commands) == {"chat", "config", "db", "demo", "dummy", "game", "login", "monitor"}
-    for name in ("chat", "db", "db.seed", "demo", "dummy", "game", "login", "monitor", "monitor.history"):
+    assert set(main_group.commands) == {
+        "chat",
+        "config",
+        "db",
+        "demo",
+        "dummy",
+        "game",
+        "login",
+        "monitor",
+    }
+    for name in (
+        "chat",
+        "db",
+        "db.seed",
+        "demo",
+        "dummy",
+        "game",
+        "login",
+        "monitor",
+        "monitor.history",
+    ):
         assert f"\n[{name}]\n" in text, name
     # a setting without a default is listed, commented out
     assert "# accounts = ...  (no default)" in text

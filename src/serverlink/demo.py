@@ -1,11 +1,14 @@
 """The demo: the linked system on the embedded database, driven by the dummy.
 
 ``run_demo(options, console)`` seeds the demo database (first run), starts a
-monitoring server (its dashboard's URL is printed), a login server and a
-linked game server (one worker process each, free ports, through the
-supervisor; both report to the monitoring server), runs the dummy client in login mode against them
-(live dashboard, or one line a second), stops the servers and prints the
-summary (stdout). ``standalone``: only a standalone game server and the dummy
+monitoring server (its dashboard's URL is printed), a login server, a linked
+game server and a linked chat server (one worker process each, free ports,
+through the supervisor; all report to the monitoring server), then runs two
+dummies at once through the login server: one in login mode (game traffic:
+login, game login, echoes; the live dashboard, or one line a second) and one
+in chat mode (moves and messages, every delivery checked), each on accounts
+of its own; then it stops the servers and prints the summaries (stdout), a
+line per server. ``standalone``: only a standalone game server and the dummy
 in echo mode.
 
 Readiness is told by messages, never by polling: the login server's worker
@@ -36,6 +39,7 @@ from serverlink.aio import StopSignal, run_loop
 from serverlink.dummy import DummyConfig, DummyResult, run_dummy_async
 from serverlink.dummy.dashboard import LiveDashboard, QuietPrinter, summary_table
 from serverlink.runner import ServeError, ServerSpec
+from serverlink.servers.chat import ChatConfig, build_chat_server
 from serverlink.servers.game import GameConfig, build_game_server
 from serverlink.servers.link import LinkConfig
 from serverlink.servers.login import LoginConfig, build_login_server
@@ -78,6 +82,8 @@ class DemoOptions:
     log_level: int = logging.INFO
     #: The monitoring dashboard's port (0: a free one; its URL is printed).
     http_port: int = 0
+    #: Virtual chat players (moving, one message a second each); 0: no chat server.
+    chat_clients: int = 100
 
 
 def run_demo(options: DemoOptions, console: Console) -> int:
@@ -100,8 +106,9 @@ async def _demo(options: DemoOptions, console: Console) -> int:
             dummy = DummyConfig(
                 mode="echo", game_host=HOST, game_port=port, clients=options.clients
             )
+            chat = None
         else:
-            dummy = await _start_linked(pools, options)
+            dummy, chat = await _start_linked(pools, options)
         await monitored.report(pools)
         dummy = dataclasses.replace(
             dummy,
@@ -116,12 +123,15 @@ async def _demo(options: DemoOptions, console: Console) -> int:
             options.echo_depth,
             options.seconds,
         )
-        result = await _run_dummy(dummy, options.quiet, console, stop.event)
+        if chat is not None:
+            chat = dataclasses.replace(chat, seconds=options.seconds)
+            log.info("dummy: %d chat clients through the login server", options.chat_clients)
+        result, chat_result = await _run_dummies(dummy, chat, options.quiet, console, stop.event)
     finally:
         await monitored.stop()
         for _, pool in reversed(pools):
             await pool.stop(STOP_GRACE)
-    code = _summary(result, pools)
+    code = _summary(result, chat_result, pools)
     print(f"demo: the dashboard was at {monitored.url}", flush=True)
     return code
 
@@ -188,20 +198,35 @@ async def _start(
     return port
 
 
-async def _start_linked(pools: list[tuple[str, WorkerPool]], options: DemoOptions) -> DummyConfig:
-    """Seed the demo database if needed, start a login and a linked game
-    server, wait until the game server is linked; the dummy's login-mode config."""
+async def _start_linked(
+    pools: list[tuple[str, WorkerPool]], options: DemoOptions
+) -> tuple[DummyConfig, DummyConfig | None]:
+    """Seed the demo database if needed, start a login server and the game and
+    chat servers linked to it, wait until they are linked; the configs of the
+    login-mode dummy and of the chat-mode dummy (None without chat clients),
+    each with accounts of its own (one key file each)."""
     db = options.db
     keys = demo_keys_path(db)
-    await _seed(db, keys, max(2 * options.clients, 100))
+    game_accounts = max(2 * options.clients, 100)
+    await _seed(db, keys, game_accounts + options.chat_clients)
+    chat_keys = keys.with_suffix(".chat.txt")
+    lines = keys.read_text().splitlines(keepends=True)
+    keys_game = keys.with_suffix(".game.txt")
+    keys_game.write_text("".join(lines[:game_accounts]))
+    chat_keys.write_text("".join(lines[game_accounts : game_accounts + options.chat_clients]))
     lan_port = 0
     linked = asyncio.Event()
+    wanted_chat = 1 if options.chat_clients else 0
 
     def on_login_event(event: Event) -> None:
         nonlocal lan_port
         if event.name == "lan":
             lan_port = int(event.data["port"])
-        elif event.name == "links" and event.data.get("game", 0) >= 1:
+        elif (
+            event.name == "links"
+            and event.data.get("game", 0) >= 1
+            and event.data.get("chat", 0) >= wanted_chat
+        ):
             linked.set()
 
     login = LoginConfig(host=HOST, port=0, lan_host=HOST, lan_port=0, store=StoreConfig(db))
@@ -214,20 +239,35 @@ async def _start_linked(pools: list[tuple[str, WorkerPool]], options: DemoOption
         host=HOST, port=0, link=LinkConfig(login_server=(HOST, lan_port)), store=StoreConfig(db)
     )
     await _start(pools, ServerSpec("game", build_game_server, game), options.log_level)
+    if options.chat_clients:
+        chat = ChatConfig(host=HOST, port=0, link=LinkConfig(login_server=(HOST, lan_port)))
+        await _start(pools, ServerSpec("chat", build_chat_server, chat), options.log_level)
     try:
         async with asyncio.timeout(LINK_TIMEOUT):
             await linked.wait()
     except TimeoutError:
         raise DemoError(
-            f"demo: the game server did not link to the login server in {LINK_TIMEOUT:.0f} s"
+            f"demo: the game and chat servers did not link to the login server in "
+            f"{LINK_TIMEOUT:.0f} s"
         ) from None
-    return DummyConfig(
+    login_mode = DummyConfig(
         mode="login",
         login_host=HOST,
         login_port=login_port,
-        keys_file=str(keys),
+        keys_file=str(keys_game),
         clients=options.clients,
     )
+    if not options.chat_clients:
+        return login_mode, None
+    chat_mode = DummyConfig(
+        mode="chat",
+        login_host=HOST,
+        login_port=login_port,
+        keys_file=str(chat_keys),
+        clients=options.chat_clients,
+        processes=1,
+    )
+    return login_mode, chat_mode
 
 
 async def _seed(db: str, keys: Path, wanted: int) -> None:
@@ -258,21 +298,39 @@ def demo_keys_path(db: str) -> Path:
     return Path("serverlink-demo.keys.txt")
 
 
-async def _run_dummy(
-    config: DummyConfig, quiet: bool, console: Console, stop: asyncio.Event
-) -> DummyResult:
+async def _run_dummies(
+    config: DummyConfig,
+    chat: DummyConfig | None,
+    quiet: bool,
+    console: Console,
+    stop: asyncio.Event,
+) -> tuple[DummyResult, DummyResult | None]:
+    """The game-traffic dummy (with the live display) and, at the same time,
+    the chat dummy (summarised at the end)."""
     try:
-        if quiet:
-            return await run_dummy_async(config, QuietPrinter(sys.stderr), stop)
-        with LiveDashboard(config, console) as dashboard:
-            return await run_dummy_async(config, dashboard, stop)
+        chat_run = (
+            asyncio.ensure_future(run_dummy_async(chat, None, stop)) if chat is not None else None
+        )
+        try:
+            if quiet:
+                result = await run_dummy_async(config, QuietPrinter(sys.stderr), stop)
+            else:
+                with LiveDashboard(config, console) as dashboard:
+                    result = await run_dummy_async(config, dashboard, stop)
+        finally:
+            chat_result = await chat_run if chat_run is not None else None
     except (SuperviseError, ValueError) as exc:
         raise DemoError(f"demo: {exc}") from None
+    return result, chat_result
 
 
-def _summary(result: DummyResult, pools: list[tuple[str, WorkerPool]]) -> int:
-    """Print the summary (stdout); the exit status."""
+def _summary(
+    result: DummyResult, chat: DummyResult | None, pools: list[tuple[str, WorkerPool]]
+) -> int:
+    """Print the summaries (stdout), a line per server; the exit status."""
     Console().print(summary_table(result))
+    if chat is not None:
+        Console().print(summary_table(chat))
     server_errors = 0
     for name, pool in pools:
         snap = pool.snapshot()
@@ -287,6 +345,11 @@ def _summary(result: DummyResult, pools: list[tuple[str, WorkerPool]]) -> int:
             )
             continue
         extra = ""
+        if name == "chat":
+            extra = (
+                f"; {snap.get('messages_in', 0):,} messages, "
+                f"{snap.get('deliveries', 0):,} deliveries, {snap.get('mutes', 0)} mutes"
+            )
         if name == "login":
             by_status = ", ".join(
                 f"{k} {v}" for k, v in sorted(snap.get("login_by_status", {}).items())
@@ -305,8 +368,17 @@ def _summary(result: DummyResult, pools: list[tuple[str, WorkerPool]]) -> int:
         f"p99 {result.latency_ms.get('p99', 0):.2f} ms; dummy errors {result.errors_total}",
         flush=True,
     )
+    errors = result.errors_total
+    if chat is not None:
+        errors += chat.errors_total
+        print(
+            f"demo: {chat.messages_per_s:,.0f} chat messages/s, {chat.deliveries_per_s:,.0f} "
+            f"deliveries/s verified, latency p50 {chat.latency_ms.get('p50', 0):.2f} ms / "
+            f"p99 {chat.latency_ms.get('p99', 0):.2f} ms; chat dummy errors {chat.errors_total}",
+            flush=True,
+        )
     if result.end.interrupted:
         raise DemoInterrupted(
             f"demo: interrupted after {result.duration:.1f} s of {result.config.seconds:g} s"
         )
-    return 1 if result.errors_total or server_errors else 0
+    return 1 if errors or server_errors else 0

@@ -9,7 +9,7 @@ import click
 from serverlink import logs
 from serverlink.cli import observe, options
 from serverlink.cli.app import state
-from serverlink.cli.defaults import build
+from serverlink.cli.defaults import build, opt, options_of
 from serverlink.cli.errors import Interrupted, OneLineError
 from serverlink.demo import DemoError, DemoInterrupted, DemoOptions, run_demo
 
@@ -26,16 +26,26 @@ from serverlink.demo import DemoError, DemoInterrupted, DemoOptions, run_demo
     "--standalone",
     "Only a standalone game server and the dummy in echo mode (no login server).",
 )
+@options_of(
+    DemoOptions,
+    opt(
+        "--chat-clients",
+        click.IntRange(min=0),
+        "Virtual chat players through the login server (moving, one message a second "
+        "each), at the same time as the game traffic; 0: no chat server.",
+    ),
+)
 @observe.http_port_option(DemoOptions)
 @options.flag("--quiet", "No live dashboard: one status line a second.")
 @click.pass_context
 def demo_command(ctx: click.Context, /, standalone: bool, quiet: bool, **_settings: Any) -> int:
     """The linked system on the embedded database: a monitoring server (its
-    dashboard's URL is printed), a login server and a game server reporting to
-    it (worker processes, free ports) and the dummy client in login mode
-    against them (login server, hand-off, game login, echo, random re-logins),
-    with the live dashboard, then the summary. Exit status 0 when no side
-    counted an error."""
+    dashboard's URL is printed), a login server and the game and chat servers
+    linked to it, all reporting to the monitor (worker processes, free ports),
+    and the dummy client driving game traffic (login server, hand-off, game
+    login, echo, random re-logins; the live dashboard) and chat traffic (moves
+    and messages, every delivery checked) through them at once, then the
+    summaries. Exit status 0 when no side counted an error."""
     app = state(ctx)
     level = logs.level_number(app.log_level)
     demo = build(ctx, DemoOptions, standalone=standalone, quiet=quiet, log_level=level)

@@ -83,6 +83,8 @@ class ChatConfig:
     flood_window: float = 1.0
     #: How long a player past the flood limit is muted.
     mute_seconds: float = 10.0
+    #: Set by the runner when it runs the server in a worker process.
+    reuse_port: bool = False
 
     def __post_init__(self) -> None:
         if not 0 <= self.flood_messages <= MAX_FLOOD_MESSAGES:
@@ -211,6 +213,7 @@ class ChatServer:
             config.host,
             config.port,
             config.limits,
+            reuse_port=config.reuse_port,
         )
         self.stats = self.listener.stats
         self.grid = SectorGrid(GRID_SIZE)
