@@ -111,7 +111,7 @@ def frames_of(server: str, packet_type: int) -> list[bytes]:
 
 
 def payload_of(frame: bytes) -> bytes:
-    (payload,) = FRAMING.reader().feed(frame)
+    (payload,), _ = FRAMING.split(frame, 0)
     return payload
 
 

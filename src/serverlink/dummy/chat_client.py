@@ -237,10 +237,9 @@ class ChatClient(ScenarioSession):
         if self.closed:
             return
         now = _clock()
-        reader = self.reader
-        if reader.tail:
-            data = reader.tail + data
-            reader.tail = b""
+        if self.tail:
+            data = self.tail + data
+            self.tail = b""
         if self.state != CHATTING:
             self._decode(data, 0, now)
             return
@@ -267,7 +266,7 @@ class ChatClient(ScenarioSession):
             self.fail(exc.reason)
             return
         if end < len(data):
-            self.reader.tail = data[end:]
+            self.tail = data[end:]
         run: list[bytes] = []
         run_start = offset = pos
         for payload in payloads:

@@ -238,7 +238,7 @@ class EchoClient(ScenarioSession):
         # requests sent in answer carry this time.
         now = _clock()
         try:
-            payloads = self.reader.feed(data)
+            payloads = self.read_frames(data)
         except FrameError as exc:
             self.fail(exc.reason)
             return

@@ -88,6 +88,10 @@ class SessionServer:
         self.deps = SessionDeps(framing, self.stats, self, self.limits.send_buffer_limit)
         self.sessions: set[Session] = set()
         self._per_ip: dict[str, int] = {}
+        #: The end of the sweeper's current second (monotonic), read by admit():
+        #: one float a second for every session's ``opened_at``, not one per
+        #: session; never before the real connect, so no deadline runs out early.
+        self.clock = time.monotonic() + 1.0
         self._sock: socket.socket | None = None
         self._accepting: set[asyncio.Task[tuple[asyncio.BaseTransport, Session]]] = set()
         self._resume_accept: asyncio.TimerHandle | None = None
@@ -123,6 +127,7 @@ class SessionServer:
                 )
                 return False
             self._per_ip[ip] = held + 1
+        session.opened_at = self.clock  # one float for the sessions of a second
         self.sessions.add(session)
         self._all_closed.clear()
         stats = self.stats
@@ -244,6 +249,7 @@ class SessionServer:
         while True:
             await asyncio.sleep(1.0)
             now = time.monotonic()
+            self.clock = now + 1.0
             idle: list[Session] = []
             late: list[Session] = []
             for s in self.sessions:

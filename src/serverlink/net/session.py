@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, ClassVar, Protocol, TypeVar, cast
@@ -120,10 +119,10 @@ class Session(asyncio.Protocol):
         "idle_ticks",
         "opened_at",
         "owner",
-        "peer",
-        "reader",
+        "_peer",
         "send_buffer_limit",
         "stats",
+        "tail",
         "transport",
     )
 
@@ -146,9 +145,10 @@ class Session(asyncio.Protocol):
         self.stats = deps.stats
         self.owner = deps.owner
         self.send_buffer_limit = deps.send_buffer_limit
-        self.reader = deps.framing.reader()
+        #: Bytes of the incomplete frame at the end of the last read.
+        self.tail = b""
         self.transport: asyncio.Transport | None = None
-        self.peer = "?"
+        self._peer: str | None = None
         self.closed = False
         self.close_reason = ""
         # Idle tracking: the sweeper clears ``active`` once a tick and counts
@@ -158,18 +158,29 @@ class Session(asyncio.Protocol):
         self.idle_ticks = 0
         #: Set by the server's login handler: until then the login deadline runs.
         self.authenticated = False
+        #: When it connected (the listener's clock of the second: shared, not per session).
         self.opened_at = 0.0
         self._out: list[bytes] | None = None
         self._close_after_batch = False
+
+    @property
+    def peer(self) -> str:
+        """``ip:port`` of the other end, for logs (made when first asked: most
+        sessions never log, and a string per session is memory)."""
+        if self._peer is None:
+            address = self.transport.get_extra_info("peername") if self.transport else None
+            if address is None:
+                return "?"
+            self._peer = (
+                f"{address[0]}:{address[1]}" if isinstance(address, tuple) else str(address)
+            )
+        return self._peer
 
     # --- asyncio.Protocol -------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # uvloop's transports are not asyncio.Transport subclasses, hence the cast.
         transport = cast(asyncio.Transport, transport)
         self.transport = transport
-        self.opened_at = time.monotonic()
-        peer = transport.get_extra_info("peername")
-        self.peer = f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else str(peer)
         if self.owner is not None and not self.owner.admit(self):
             # Over the session cap: refused before any byte is read.
             self.closed = True
@@ -186,13 +197,23 @@ class Session(asyncio.Protocol):
         if self.closed:
             return
         try:
-            payloads = self.reader.feed(data)
+            payloads = self.read_frames(data)
         except FrameError as exc:
             self.protocol_error(exc.reason, str(exc))
             return
         if payloads:
             self.active = True
             self.dispatch(payloads)
+
+    def read_frames(self, data: bytes) -> list[bytes]:
+        """The whole payloads of this read; an incomplete frame at its end is
+        kept (``tail``) for the next. Raises FrameError on a frame no
+        well-behaved peer sends (the stream cannot be trusted after it)."""
+        if self.tail:
+            data = self.tail + data
+        payloads, end = self.framing.split(data, 0)
+        self.tail = data[end:] if end != len(data) else b""
+        return payloads
 
     def dispatch(self, payloads: list[bytes]) -> None:
         """Handle whole payloads; replies queued by the handlers go out in one write."""

@@ -1,10 +1,10 @@
-"""Framings bound to one deployment's parameters, and the frame reader.
+"""Framings bound to one deployment's parameters.
 
 A ``Framing`` binds a codec's splitter and encoder to fixed parameters (the Net
 frame's code and keys, the LAN frame's payload limit), so a session calls one
-function per read and one per reply. A ``FrameReader`` turns a byte stream into
-whole payloads: it keeps the unconsumed tail of each read (an incomplete frame)
-and prepends it to the next. Pure bytes, no sockets.
+function per read (``net.session.Session.read_frames``, which keeps the
+incomplete tail of a read for the next) and one per reply. Pure bytes, no
+sockets.
 """
 
 from __future__ import annotations
@@ -30,28 +30,6 @@ Encoder = Callable[[bytes], bytes]
 DEFAULT_LAN_MAX_PAYLOAD = 8192
 
 
-class FrameReader:
-    """Whole payloads from a stream of reads; the incomplete tail is kept.
-
-    ``feed`` raises ``FrameError`` on a frame that no well-behaved peer sends;
-    the stream cannot be trusted after that, so the caller drops the connection.
-    """
-
-    __slots__ = ("_split", "tail")
-
-    def __init__(self, split: Splitter) -> None:
-        self._split = split
-        #: Bytes of the incomplete frame at the end of the last read.
-        self.tail = b""
-
-    def feed(self, data: bytes) -> list[bytes]:
-        if self.tail:
-            data = self.tail + data
-        payloads, end = self._split(data, 0)
-        self.tail = data[end:] if end != len(data) else b""
-        return payloads
-
-
 @dataclass(frozen=True, slots=True)
 class Framing:
     name: str
@@ -59,9 +37,6 @@ class Framing:
     encode: Encoder
     header_size: int
     max_payload: int
-
-    def reader(self) -> FrameReader:
-        return FrameReader(self.split)
 
 
 def net_framing(codec: NetCodec) -> Framing:

@@ -105,7 +105,7 @@ class EchoSession(Session):
         # answered by the batch fast path (protocol/echo.py) in a third of the
         # generic path's work. Anything else, or any doubt, takes the generic path.
         count = len(data) // ECHO_FRAME_SIZE
-        if count and self.account_no is not None and not self.reader.tail and not self.closed:
+        if count and self.account_no is not None and not self.tail and not self.closed:
             replies = answer_echo_batch(data, count, self._code)
             transport = self.transport
             if replies is not None and transport is not None:
