@@ -111,6 +111,7 @@ class Session(asyncio.Protocol):
     __slots__ = (
         "_close_after_batch",
         "_out",
+        "_peer",
         "active",
         "authenticated",
         "close_reason",
@@ -119,7 +120,6 @@ class Session(asyncio.Protocol):
         "idle_ticks",
         "opened_at",
         "owner",
-        "_peer",
         "send_buffer_limit",
         "stats",
         "tail",

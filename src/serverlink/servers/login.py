@@ -332,10 +332,15 @@ class LoginServer:
         chats = self.lan.linked(ServerType.CHAT)
         if not games and not chats:
             return Answer(LoginStatus.NOSERVER)
-        # Each kind the deployment has must take the client; both hand-offs at once.
-        game, chat = await asyncio.gather(
-            self._place(account_no, key, games), self._place(account_no, key, chats)
-        )
+        # Each kind the deployment has must take the client; both hand-offs at
+        # once when it has both (gather makes a task of each: not for one).
+        if games and chats:
+            game, chat = await asyncio.gather(
+                self._place(account_no, key, games), self._place(account_no, key, chats)
+            )
+        else:
+            game = await self._place(account_no, key, games) if games else None
+            chat = await self._place(account_no, key, chats) if chats else None
         if (games and game is None) or (chats and chat is None):
             return Answer(LoginStatus.NOSERVER)
         return Answer(

@@ -209,7 +209,11 @@ class SqlAccountStore(SqlCalls, AdminStore):
 
         async def op(conn: SqlConnection, maybe_applied: bool) -> set[int]:
             # Both statements are idempotent: a retry redoes the pair whole.
-            await conn.execute(claim, (status, status, *account_nos))
+            matched = await conn.execute(claim, (status, status, *account_nos))
+            if matched == len(set(account_nos)):
+                # Every row matched (0 or already ours; MySQL counts matched rows,
+                # FOUND_ROWS): all are ours, no read-back needed (the usual case).
+                return set(account_nos)
             return {int(acc) for (acc,) in await conn.fetch(holding, (status, *account_nos))}
 
         return await self._run("claim_statuses", op)
