@@ -64,11 +64,16 @@ class TurnBatcher(Generic[K, V, R]):
         self._scheduled = False
         self._idle = asyncio.Event()
         self._idle.set()
+        # The loop, kept at the first submit: asyncio.get_running_loop() costs
+        # a getpid() system call each time (Python 3.11), and submit runs per login.
+        self._loop: asyncio.AbstractEventLoop | None = None
         #: Batches run (one statement each, for a store).
         self.batches = 0
 
     def submit(self, key: K, value: V) -> asyncio.Future[R]:
-        loop = asyncio.get_running_loop()
+        loop = self._loop
+        if loop is None:
+            loop = self._loop = asyncio.get_running_loop()
         future: asyncio.Future[R] = loop.create_future()
         entry = self._waiting.get(key)
         if entry is not None and not self.ordered:
@@ -101,7 +106,8 @@ class TurnBatcher(Generic[K, V, R]):
     def _flush(self) -> None:
         """Start batches of the waiting requests (not of keys being run, if ordered)."""
         self._scheduled = False
-        loop = asyncio.get_running_loop()
+        loop = self._loop
+        assert loop is not None  # scheduled by submit
         while self._waiting and len(self._batches) < self.max_in_flight:
             running = self._running
             ready = (

@@ -123,12 +123,14 @@ class PendingLogin:
 
     __slots__ = ("account_no", "answered", "done", "waiting")
 
-    def __init__(self, account_no: int, waiting: set[LinkedServer]) -> None:
+    def __init__(
+        self, account_no: int, waiting: set[LinkedServer], done: asyncio.Future[None]
+    ) -> None:
         self.account_no = account_no
         self.waiting = waiting
         #: The servers that answered, in the order they did.
         self.answered: list[LinkedServer] = []
-        self.done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self.done = done
 
 
 class LinkSession(Session):
@@ -219,6 +221,9 @@ class LanSide:
         self._parameters = itertools.count(int(time.time()) << 20)
         self._links_changed = asyncio.Event()
         self._ticker: asyncio.Task[None] | None = None
+        # Kept from start(): asyncio.get_running_loop() costs a getpid() system
+        # call each time, and hand_off runs once per login.
+        self._loop: asyncio.AbstractEventLoop | None = None
         #: Told (status id, name) when a server that claims accounts goes away,
         #: and (status id) when one reports in: the releases of its claims.
         self.gone_hooks: list[Callable[[int, str], None]] = []
@@ -231,8 +236,9 @@ class LanSide:
         return self.listener.port
 
     async def start(self) -> None:
+        self._loop = loop = asyncio.get_running_loop()
         await self.listener.start()
-        self._ticker = asyncio.get_running_loop().create_task(self._tick())
+        self._ticker = loop.create_task(self._tick())
 
     async def stop(self) -> None:
         if self._ticker is not None:
@@ -406,13 +412,21 @@ class LanSide:
         """Give ``target`` the key; True once it answered, False if it went away
         or did not answer within the hand-off deadline (then it is marked late)."""
         parameter = next(self._parameters)
-        pending = PendingLogin(account_no, {target})
+        loop = self._loop
+        if loop is None:  # hand_off before start(): tests that drive the side directly
+            loop = self._loop = asyncio.get_running_loop()
+        pending = PendingLogin(account_no, {target}, loop.create_future())
         self.pending[parameter] = pending
+        # A timer of the loop, not asyncio.timeout: cheaper per login, and the
+        # login's own timeout still bounds the whole.
+        deadline = loop.call_later(self.handoff_timeout, self._late, pending)
         try:
             target.session.send(SS_REQ_NEW_CLIENT_LOGIN.build(account_no, key, parameter))
-            async with asyncio.timeout(self.handoff_timeout):
-                await pending.done
-        except TimeoutError:
+            await pending.done
+        finally:
+            deadline.cancel()
+            self.pending.pop(parameter, None)
+        if target not in pending.answered and target in pending.waiting:  # the deadline
             self.handoff_timeouts += 1
             target.late_until = time.monotonic() + 10 * self.handoff_timeout
             log.warning(
@@ -421,9 +435,12 @@ class LanSide:
                 self.handoff_timeout,
             )
             return False
-        finally:
-            self.pending.pop(parameter, None)
         return target in pending.answered
+
+    @staticmethod
+    def _late(pending: PendingLogin) -> None:
+        if not pending.done.done():
+            pending.done.set_result(None)  # its waiting servers stay: they are late
 
     def on_answer(self, linked: LinkedServer, account_no: int, parameter: int) -> None:
         pending = self.pending.get(parameter)
