@@ -220,10 +220,17 @@ def describe(server: object, spec: ServerSpec[Any]) -> str:
 def _closing_line(snapshot: Mapping[str, Any], uptime: float) -> str:
     errors = sum(snapshot.get("errors", {}).values())
     disconnects = sum(snapshot.get("disconnects", {}).values())
+    # Refusals by reason (a linked server's): the one summary an operator
+    # reads after a run that ended before the next status line.
+    refusals = "".join(
+        f"refused logins {reason} {count}, "
+        for reason, count in sorted(snapshot.get("refusals", {}).items())
+        if count
+    )
     return (
         f"stopped after {uptime:.1f} s: accepted {snapshot.get('accepted', 0)}, "
         f"logins {snapshot.get('logins', 0)}, packets in {snapshot.get('packets_in', 0)} / "
-        f"out {snapshot.get('packets_out', 0)}, disconnects {disconnects}, "
+        f"out {snapshot.get('packets_out', 0)}, disconnects {disconnects}, {refusals}"
         f"protocol errors {errors}"
     )
 
