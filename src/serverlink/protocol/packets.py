@@ -272,14 +272,6 @@ class CsChatResMessage(NamedTuple):
     Message: Text
 
 
-CS_CHAT_REQ_LOGIN = _define(1, "CS_CHAT_REQ_LOGIN", CsChatReqLogin)
-CS_CHAT_RES_LOGIN = _define(2, "CS_CHAT_RES_LOGIN", CsChatResLogin)
-CS_CHAT_REQ_SECTOR_MOVE = _define(3, "CS_CHAT_REQ_SECTOR_MOVE", CsChatSectorMove)
-CS_CHAT_RES_SECTOR_MOVE = _define(4, "CS_CHAT_RES_SECTOR_MOVE", CsChatSectorMove)
-CS_CHAT_REQ_MESSAGE = _define(5, "CS_CHAT_REQ_MESSAGE", CsChatReqMessage)
-CS_CHAT_RES_MESSAGE = _define(6, "CS_CHAT_RES_MESSAGE", CsChatResMessage)
-CS_CHAT_REQ_HEARTBEAT = _define(7, "CS_CHAT_REQ_HEARTBEAT", Empty)
-
 # --- login server (client <-> login, Net frame) ---------------------------------
 
 
@@ -298,9 +290,6 @@ class CsLoginResLogin(NamedTuple):
     ChatServerIP: WStr16
     ChatServerPort: U16
 
-
-CS_LOGIN_REQ_LOGIN = _define(101, "CS_LOGIN_REQ_LOGIN", CsLoginReqLogin)
-CS_LOGIN_RES_LOGIN = _define(102, "CS_LOGIN_RES_LOGIN", CsLoginResLogin)
 
 # --- game (echo) server (client <-> game, Net frame) ----------------------------
 
@@ -321,12 +310,6 @@ class CsGameEcho(NamedTuple):
     SendTick: I64
 
 
-CS_GAME_REQ_LOGIN = _define(1001, "CS_GAME_REQ_LOGIN", CsGameReqLogin)
-CS_GAME_RES_LOGIN = _define(1002, "CS_GAME_RES_LOGIN", CsGameResLogin)
-CS_GAME_REQ_ECHO = _define(5000, "CS_GAME_REQ_ECHO", CsGameEcho)
-CS_GAME_RES_ECHO = _define(5001, "CS_GAME_RES_ECHO", CsGameEcho)
-CS_GAME_REQ_HEARTBEAT = _define(5002, "CS_GAME_REQ_HEARTBEAT", Empty)
-
 # --- server <-> server (LAN frame) ------------------------------------------------
 
 
@@ -346,11 +329,6 @@ class SsResNewClientLogin(NamedTuple):
     Parameter: I64
 
 
-SS_LOGINSERVER_LOGIN = _define(10001, "SS_LOGINSERVER_LOGIN", SsLoginServerLogin)
-SS_REQ_NEW_CLIENT_LOGIN = _define(10002, "SS_REQ_NEW_CLIENT_LOGIN", SsReqNewClientLogin)
-SS_RES_NEW_CLIENT_LOGIN = _define(10003, "SS_RES_NEW_CLIENT_LOGIN", SsResNewClientLogin)
-
-
 # --- monitoring: servers -> monitoring server (LAN frame) -------------------------
 
 
@@ -365,9 +343,6 @@ class SsMonitorDataUpdate(NamedTuple):
     #: Unix seconds.
     TimeStamp: I32
 
-
-SS_MONITOR_LOGIN = _define(20001, "SS_MONITOR_LOGIN", SsMonitorLogin)
-SS_MONITOR_DATA_UPDATE = _define(20002, "SS_MONITOR_DATA_UPDATE", SsMonitorDataUpdate)
 
 # --- monitoring: tools <-> monitoring server (Net frame, code 109, keys 30/91) -----
 
@@ -387,10 +362,6 @@ class CsMonitorToolDataUpdate(NamedTuple):
     DataValue: I32
     TimeStamp: I32
 
-
-CS_MONITOR_TOOL_REQ_LOGIN = _define(25001, "CS_MONITOR_TOOL_REQ_LOGIN", CsMonitorToolReqLogin)
-CS_MONITOR_TOOL_RES_LOGIN = _define(25002, "CS_MONITOR_TOOL_RES_LOGIN", CsMonitorToolResLogin)
-CS_MONITOR_TOOL_DATA_UPDATE = _define(25003, "CS_MONITOR_TOOL_DATA_UPDATE", CsMonitorToolDataUpdate)
 
 # --- serverlink's own LAN additions (never sent to an original C++ server) ---------
 # A serverlink game/chat server sends SS_LINK_STATUS right after registering and
@@ -412,6 +383,44 @@ class SsLinkStatus(NamedTuple):
     HeartbeatMs: I32
 
 
+# --- the catalog: type number and name -> layout -----------------------------------
+# One block after all the layouts, to read against PROTOCOL.md's tables.
+
+# chat server (client <-> chat, Net frame)
+CS_CHAT_REQ_LOGIN = _define(1, "CS_CHAT_REQ_LOGIN", CsChatReqLogin)
+CS_CHAT_RES_LOGIN = _define(2, "CS_CHAT_RES_LOGIN", CsChatResLogin)
+CS_CHAT_REQ_SECTOR_MOVE = _define(3, "CS_CHAT_REQ_SECTOR_MOVE", CsChatSectorMove)
+CS_CHAT_RES_SECTOR_MOVE = _define(4, "CS_CHAT_RES_SECTOR_MOVE", CsChatSectorMove)
+CS_CHAT_REQ_MESSAGE = _define(5, "CS_CHAT_REQ_MESSAGE", CsChatReqMessage)
+CS_CHAT_RES_MESSAGE = _define(6, "CS_CHAT_RES_MESSAGE", CsChatResMessage)
+CS_CHAT_REQ_HEARTBEAT = _define(7, "CS_CHAT_REQ_HEARTBEAT", Empty)
+
+# login server (client <-> login, Net frame)
+CS_LOGIN_REQ_LOGIN = _define(101, "CS_LOGIN_REQ_LOGIN", CsLoginReqLogin)
+CS_LOGIN_RES_LOGIN = _define(102, "CS_LOGIN_RES_LOGIN", CsLoginResLogin)
+
+# game (echo) server (client <-> game, Net frame)
+CS_GAME_REQ_LOGIN = _define(1001, "CS_GAME_REQ_LOGIN", CsGameReqLogin)
+CS_GAME_RES_LOGIN = _define(1002, "CS_GAME_RES_LOGIN", CsGameResLogin)
+CS_GAME_REQ_ECHO = _define(5000, "CS_GAME_REQ_ECHO", CsGameEcho)
+CS_GAME_RES_ECHO = _define(5001, "CS_GAME_RES_ECHO", CsGameEcho)
+CS_GAME_REQ_HEARTBEAT = _define(5002, "CS_GAME_REQ_HEARTBEAT", Empty)
+
+# server <-> server (LAN frame)
+SS_LOGINSERVER_LOGIN = _define(10001, "SS_LOGINSERVER_LOGIN", SsLoginServerLogin)
+SS_REQ_NEW_CLIENT_LOGIN = _define(10002, "SS_REQ_NEW_CLIENT_LOGIN", SsReqNewClientLogin)
+SS_RES_NEW_CLIENT_LOGIN = _define(10003, "SS_RES_NEW_CLIENT_LOGIN", SsResNewClientLogin)
+
+# monitoring: servers -> monitoring server (LAN frame)
+SS_MONITOR_LOGIN = _define(20001, "SS_MONITOR_LOGIN", SsMonitorLogin)
+SS_MONITOR_DATA_UPDATE = _define(20002, "SS_MONITOR_DATA_UPDATE", SsMonitorDataUpdate)
+
+# monitoring: tools <-> monitoring server (Net frame, code 109, keys 30/91)
+CS_MONITOR_TOOL_REQ_LOGIN = _define(25001, "CS_MONITOR_TOOL_REQ_LOGIN", CsMonitorToolReqLogin)
+CS_MONITOR_TOOL_RES_LOGIN = _define(25002, "CS_MONITOR_TOOL_RES_LOGIN", CsMonitorToolResLogin)
+CS_MONITOR_TOOL_DATA_UPDATE = _define(25003, "CS_MONITOR_TOOL_DATA_UPDATE", CsMonitorToolDataUpdate)
+
+# serverlink's own LAN additions (never sent to an original C++ server)
 SS_LINK_STATUS = _define(19001, "SS_LINK_STATUS", SsLinkStatus)
 SS_LINK_PING = _define(19002, "SS_LINK_PING", Empty)
 
