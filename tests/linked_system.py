@@ -5,8 +5,10 @@ hardening and login-dummy tests."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from serverlink.net.client import FrameClient, connect_frame_client
 from serverlink.protocol import packets as pk
@@ -107,12 +109,18 @@ class System:
 
 
 async def start_system(
-    db_url: str, keys_file: Path, accounts: int, games: int = 1, **game_overrides: object
+    db_url: str,
+    keys_file: Path,
+    accounts: int,
+    games: int = 1,
+    login_options: Mapping[str, Any] | None = None,
+    **game_overrides: object,
 ) -> System:
     """Seed ``accounts`` accounts (keys to ``keys_file``), start the login server
-    and ``games`` game servers and wait until they are linked."""
+    (``start_login(db_url, **login_options)``) and ``games`` game servers and
+    wait until they are linked."""
     await seed_db(db_url, accounts, keys_out=keys_file)
-    system = System(db_url, keys_file, await start_login(db_url))
+    system = System(db_url, keys_file, await start_login(db_url, **(login_options or {})))
     for _ in range(games):
         await system.start_game(**game_overrides)
     return system

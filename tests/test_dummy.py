@@ -96,6 +96,11 @@ async def game_server() -> AsyncIterator[GameServer]:
         await server.stop()
 
 
+async def echo_run(port: int, **options: Any) -> DummyResult:
+    """A dummy run against the game server on ``port`` (one process unless told)."""
+    return await run_dummy_async(DummyConfig(game_port=port, **{"processes": 1, **options}))
+
+
 def _check_report(result: DummyResult) -> dict[str, Any]:
     report: dict[str, Any] = json.loads(json.dumps(result.report()))
     assert isinstance(report["echo_per_s"], float)
@@ -128,31 +133,23 @@ async def test_echo_against_game_server(game_server: GameServer, processes: int)
 async def test_echo_interval_paces_each_client(game_server: GameServer) -> None:
     # 4 clients, depth 1, one request per 200 ms of think time, for 1.5 s: each
     # client can send at most 1 + 1.5 / 0.2 requests; unpaced it sends thousands.
-    config = DummyConfig(
-        game_port=game_server.port,
-        clients=4,
-        echo_depth=1,
-        seconds=1.5,
-        processes=1,
-        echo_interval=0.2,
+    result = await echo_run(
+        game_server.port, clients=4, echo_depth=1, seconds=1.5, echo_interval=0.2
     )
-    result = await run_dummy_async(config)
     assert result.errors_total == 0, result.error_details
     assert 4 <= result.counters["echo_sent"] <= 4 * (1 + 1.5 / 0.2)
 
 
 async def test_disconnect_rate_ramp_and_login_delay(game_server: GameServer) -> None:
-    config = DummyConfig(
-        game_port=game_server.port,
+    result = await echo_run(
+        game_server.port,
         clients=4,
         echo_depth=2,
         seconds=2.6,
-        processes=1,
         disconnect_rate=1.0,
         ramp_up=0.3,
         login_delay=0.05,
     )
-    result = await run_dummy_async(config)
     assert result.errors_total == 0, result.error_details
     # Every logged-in client leaves each second, then comes back.
     assert result.counters["disconnect_planned"] >= 4
@@ -162,15 +159,9 @@ async def test_disconnect_rate_ramp_and_login_delay(game_server: GameServer) -> 
 
 
 async def test_depth_zero_logs_in_and_sends_heartbeats(game_server: GameServer) -> None:
-    config = DummyConfig(
-        game_port=game_server.port,
-        clients=3,
-        echo_depth=0,
-        seconds=2.3,
-        processes=1,
-        heartbeat_interval=0.2,
+    result = await echo_run(
+        game_server.port, clients=3, echo_depth=0, seconds=2.3, heartbeat_interval=0.2
     )
-    result = await run_dummy_async(config)
     assert result.exit_code == 0, result.error_details
     assert result.counters["login_ok"] == 3
     assert result.counters["echo_sent"] == 0
@@ -312,16 +303,9 @@ async def faulty_server(request: pytest.FixtureRequest) -> AsyncIterator[int]:
     indirect=["faulty_server"],
 )
 async def test_errors_are_counted(faulty_server: int, counter: str, detail: str | None) -> None:
-    config = DummyConfig(
-        game_port=faulty_server,
-        clients=3,
-        echo_depth=4,
-        seconds=1.6,
-        processes=1,
-        late=0.05,
-        reply_timeout=0.5,
+    result = await echo_run(
+        faulty_server, clients=3, echo_depth=4, seconds=1.6, late=0.05, reply_timeout=0.5
     )
-    result = await run_dummy_async(config)
     assert result.counters[counter] > 0, result.error_details
     if detail is not None:
         assert result.error_details.get(detail, 0) > 0, result.error_details

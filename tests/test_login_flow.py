@@ -212,9 +212,8 @@ async def test_database_outage_answers_db_unavailable_then_recovers_without_rest
     running_mariadb: PrivateMariaDB, tmp_path: Path
 ) -> None:
     url = running_mariadb.url("login_outage")
-    await seed_db(url, 3, keys_out=tmp_path / "keys.txt")
-    login = await start_login(url, db_timeout=2.0)
-    system = System(url, tmp_path / "keys.txt", login)
+    system = await start_system(url, tmp_path / "keys.txt", 3, 0, {"db_timeout": 2.0})
+    login = system.login
     await system.start_game(db_timeout=2.0)
     keys = system.keys
     try:

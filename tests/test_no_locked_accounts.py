@@ -18,7 +18,6 @@ import pytest
 from conftest import RawSql, Systems, until
 from db_lock import status_row_locked
 from linked_system import (
-    System,
     game_login,
     login_request,
     play,
@@ -27,7 +26,6 @@ from linked_system import (
 )
 from private_mariadb import PrivateMariaDB
 from serverlink.protocol.status import GameLoginStatus, LoginStatus
-from serverlink.store.admin import seed_db
 
 
 async def status_of(raw_sql: RawSql, url: str, account_no: int) -> int:
@@ -100,9 +98,8 @@ def start_game_process(url: str, lan_port: int, server_id: int) -> subprocess.Po
 async def test_accounts_of_a_killed_game_server_log_in_through_another_within_the_grace_time(
     db_url: str, tmp_path: Path, raw_sql: RawSql
 ) -> None:
-    await seed_db(db_url, 5, keys_out=tmp_path / "keys.txt")
-    login = await start_login(db_url, release_after=2.0)
-    system = System(db_url, tmp_path / "keys.txt", login)
+    system = await start_system(db_url, tmp_path / "keys.txt", 5, 0, {"release_after": 2.0})
+    login = system.login
     proc = start_game_process(db_url, login.lan_port, server_id=40)
     try:
         await login.wait_links(game=1, timeout=20)

@@ -23,7 +23,7 @@ from linked_system import (
     System,
     login_request,
     play,
-    start_login,
+    start_system,
 )
 from serverlink.net.client import FrameClient, connect_frame_client
 from serverlink.net.server import ServerLimits
@@ -31,18 +31,21 @@ from serverlink.protocol import packets as pk
 from serverlink.protocol.codec import NetCodec
 from serverlink.protocol.status import LoginStatus
 from serverlink.servers.game import GameConfig, GameServer
-from serverlink.store.admin import seed_db
 
 CODEC = NetCodec()
 Games = Callable[..., Awaitable[GameServer]]
 
 
+async def stalled_system(db_url: str, tmp_path: Path, accounts: int, **login: object) -> System:
+    """A login server (``login`` options) and no game server yet."""
+    return await start_system(db_url, tmp_path / "keys.txt", accounts, 0, login)
+
+
 async def test_a_linked_server_that_never_answers_delays_logins_by_the_deadline_at_most(
     sqlite_url: str, tmp_path: Path
 ) -> None:
-    await seed_db(sqlite_url, 10, keys_out=tmp_path / "keys.txt")
-    login = await start_login(sqlite_url, handoff_timeout=0.5)
-    system = System(sqlite_url, tmp_path / "keys.txt", login)
+    system = await stalled_system(sqlite_url, tmp_path, 10, handoff_timeout=0.5)
+    login = system.login
     # A linked server that reports itself, then never answers a hand-off (as
     # one stopped with SIGSTOP behaves).
     stuck = await fake_link(login.lan_port, "stuck@127.0.0.1:1", status_id=900)
@@ -65,9 +68,8 @@ async def test_a_linked_server_that_never_answers_delays_logins_by_the_deadline_
 async def test_with_only_a_stuck_server_linked_a_login_answers_noserver_in_time(
     sqlite_url: str, tmp_path: Path
 ) -> None:
-    await seed_db(sqlite_url, 2, keys_out=tmp_path / "keys.txt")
-    login = await start_login(sqlite_url, handoff_timeout=0.3)
-    system = System(sqlite_url, tmp_path / "keys.txt", login)
+    system = await stalled_system(sqlite_url, tmp_path, 2, handoff_timeout=0.3)
+    login = system.login
     stuck = await fake_link(login.lan_port, "stuck@127.0.0.1:1", status_id=900)
     try:
         await until(lambda: len(login.lan.links) == 1)
@@ -86,9 +88,8 @@ async def test_a_sigstopped_game_server_process_delays_no_login_beyond_the_deadl
 ) -> None:
     import sys
 
-    await seed_db(sqlite_url, 20, keys_out=tmp_path / "keys.txt")
-    login = await start_login(sqlite_url, handoff_timeout=1.0)
-    system = System(sqlite_url, tmp_path / "keys.txt", login)
+    system = await stalled_system(sqlite_url, tmp_path, 20, handoff_timeout=1.0)
+    login = system.login
     proc = subprocess.Popen(
         [sys.executable, "-m", "serverlink", "--log-level", "warning", "game", "--quiet",
          "--login-server", f"127.0.0.1:{login.lan_port}", "--db", sqlite_url, "--port", "0",

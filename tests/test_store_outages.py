@@ -298,14 +298,23 @@ async def test_sqlite_unopenable_file_raises_store_unavailable(tmp_path: Path) -
 TIMEOUT = 2.0
 
 
+async def seeded_store(
+    server: PrivateMariaDB, database: str, accounts: int, **pool: int
+) -> AccountStore:
+    """A connected store (call timeout ``TIMEOUT``) on ``accounts`` seeded
+    accounts in ``database`` of the private server."""
+    url = server.url(database)
+    await seed_db(url, accounts)
+    store = open_store(url, timeout=TIMEOUT, **pool)
+    await store.connect()
+    return store
+
+
 @pytest.mark.mariadb
 async def test_mariadb_killed_raises_unavailable_then_same_store_recovers_after_restart(
     running_mariadb: PrivateMariaDB,
 ) -> None:
-    url = running_mariadb.url("restart_a")
-    await seed_db(url, 3)
-    store = open_store(url, timeout=TIMEOUT, pool_min=2, pool_max=4)
-    await store.connect()
+    store = await seeded_store(running_mariadb, "restart_a", 3, pool_min=2, pool_max=4)
     before = await store.get_account(1)
     assert before is not None
 
@@ -327,10 +336,7 @@ async def test_mariadb_killed_raises_unavailable_then_same_store_recovers_after_
 async def test_mariadb_restart_unnoticed_next_call_succeeds(
     running_mariadb: PrivateMariaDB,
 ) -> None:
-    url = running_mariadb.url("restart_b")
-    await seed_db(url, 3)
-    store = open_store(url, timeout=TIMEOUT, pool_min=3, pool_max=4)
-    await store.connect()
+    store = await seeded_store(running_mariadb, "restart_b", 3, pool_min=3, pool_max=4)
     # several idle pooled connections, all of which the restart breaks
     assert len(await asyncio.gather(*(store.get_account(n) for n in (1, 2, 3)))) == 3
 
@@ -348,10 +354,7 @@ async def test_mariadb_restart_unnoticed_next_call_succeeds(
 async def test_mariadb_hung_server_times_out_then_recovers(
     running_mariadb: PrivateMariaDB,
 ) -> None:
-    url = running_mariadb.url("hang")
-    await seed_db(url, 1)
-    store = open_store(url, timeout=TIMEOUT)
-    await store.connect()
+    store = await seeded_store(running_mariadb, "hang", 1)
     running_mariadb.pause()  # SIGSTOP: the socket stays open, nothing answers
     try:
         started = time.monotonic()
