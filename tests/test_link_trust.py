@@ -29,7 +29,7 @@ from serverlink.protocol import packets as pk
 from serverlink.protocol.status import LoginStatus
 from serverlink.servers.game import GameServer
 from serverlink.servers.link import LinkConfig
-from serverlink.servers.login import LoginConfig
+from serverlink.servers.login import LoginConfig, LoginServer
 from serverlink.store.admin import add_whiteip_db, init_db, seed_db
 
 
@@ -82,11 +82,15 @@ async def test_a_whiteip_row_admits_that_address_and_nothing_else(sqlite_url: st
         await login.stop()
 
 
+@pytest.fixture
+async def login(logins: Logins, sqlite_url: str) -> LoginServer:
+    """A login server of the default configuration on an empty SQLite database."""
+    return await logins(sqlite_url)
+
+
 async def test_a_registration_announcing_someone_elses_address_is_refused(
-    logins: Logins,
-    sqlite_url: str,
+    login: LoginServer,
 ) -> None:
-    login = await logins(sqlite_url)
     evil = await fake_link(login.lan_port, "evil@6.6.6.6:6666")
     await evil.wait_closed()
     assert login.lan.rejected_links == 1
@@ -110,10 +114,8 @@ def test_the_lan_port_binds_loopback_by_default_in_config_and_cli() -> None:
 
 
 async def test_a_second_registration_under_a_linked_name_is_refused_until_it_is_gone(
-    logins: Logins,
-    sqlite_url: str,
+    login: LoginServer,
 ) -> None:
-    login = await logins(sqlite_url)
     first = await fake_link(login.lan_port, "game@127.0.0.1:7000")
     await until(lambda: len(login.lan.links) == 1)
     second = await fake_link(login.lan_port, "game@127.0.0.1:7000")
@@ -141,8 +143,7 @@ async def test_a_connection_that_never_registers_is_closed_at_the_deadline(
     assert login.lan.listener.stats.errors["login_deadline"] == 3
 
 
-async def test_a_linked_server_that_goes_silent_is_dropped(logins: Logins, sqlite_url: str) -> None:
-    login = await logins(sqlite_url)
+async def test_a_linked_server_that_goes_silent_is_dropped(login: LoginServer) -> None:
     # A serverlink server reports a 200 ms heartbeat, then says nothing more.
     link = await fake_link(login.lan_port, "game@127.0.0.1:1", status_id=5, heartbeat_ms=200)
     await until(lambda: len(login.lan.links) == 1)
@@ -152,10 +153,8 @@ async def test_a_linked_server_that_goes_silent_is_dropped(logins: Logins, sqlit
 
 
 async def test_an_original_server_without_heartbeats_is_kept_with_keepalive(
-    logins: Logins,
-    sqlite_url: str,
+    login: LoginServer,
 ) -> None:
-    login = await logins(sqlite_url)
     link = await fake_link(login.lan_port, "battle")  # no SS_LINK_STATUS: original
     await until(lambda: len(login.lan.links) == 1)
     session = login.lan.links[0].session

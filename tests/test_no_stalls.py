@@ -36,19 +36,21 @@ CODEC = NetCodec()
 Games = Callable[..., Awaitable[GameServer]]
 
 
-async def stalled_system(db_url: str, tmp_path: Path, accounts: int, **login: object) -> System:
-    """A login server (``login`` options) and no game server yet."""
-    return await start_system(db_url, tmp_path / "keys.txt", accounts, 0, login)
+async def stalled_system(
+    db_url: str, tmp_path: Path, accounts: int, handoff_timeout: float
+) -> tuple[System, FrameClient]:
+    """A login server and, linked to it, a server that reports itself, then
+    never answers a hand-off (as one stopped with SIGSTOP behaves)."""
+    options = {"handoff_timeout": handoff_timeout}
+    system = await start_system(db_url, tmp_path / "keys.txt", accounts, 0, options)
+    return system, await fake_link(system.login.lan_port, "stuck@127.0.0.1:1", status_id=900)
 
 
 async def test_a_linked_server_that_never_answers_delays_logins_by_the_deadline_at_most(
     sqlite_url: str, tmp_path: Path
 ) -> None:
-    system = await stalled_system(sqlite_url, tmp_path, 10, handoff_timeout=0.5)
+    system, stuck = await stalled_system(sqlite_url, tmp_path, 10, handoff_timeout=0.5)
     login = system.login
-    # A linked server that reports itself, then never answers a hand-off (as
-    # one stopped with SIGSTOP behaves).
-    stuck = await fake_link(login.lan_port, "stuck@127.0.0.1:1", status_id=900)
     try:
         await system.start_game()
         slowest = 0.0
@@ -68,9 +70,8 @@ async def test_a_linked_server_that_never_answers_delays_logins_by_the_deadline_
 async def test_with_only_a_stuck_server_linked_a_login_answers_noserver_in_time(
     sqlite_url: str, tmp_path: Path
 ) -> None:
-    system = await stalled_system(sqlite_url, tmp_path, 2, handoff_timeout=0.3)
+    system, stuck = await stalled_system(sqlite_url, tmp_path, 2, handoff_timeout=0.3)
     login = system.login
-    stuck = await fake_link(login.lan_port, "stuck@127.0.0.1:1", status_id=900)
     try:
         await until(lambda: len(login.lan.links) == 1)
         started = time.monotonic()
@@ -88,7 +89,7 @@ async def test_a_sigstopped_game_server_process_delays_no_login_beyond_the_deadl
 ) -> None:
     import sys
 
-    system = await stalled_system(sqlite_url, tmp_path, 20, handoff_timeout=1.0)
+    system = await start_system(sqlite_url, tmp_path / "keys.txt", 20, 0, {"handoff_timeout": 1.0})
     login = system.login
     proc = subprocess.Popen(
         [sys.executable, "-m", "serverlink", "--log-level", "warning", "game", "--quiet",
