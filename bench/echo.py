@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from project import ensure_serverlink
-from support import free_port, wait_port
+from support import free_port, start_standalone_game, wait_port
 
 HERE = Path(__file__).resolve().parent
 #: The project's own reference server and load generator (C, one file).
@@ -91,13 +91,9 @@ def main() -> None:
         "cpus": len(__import__("os").sched_getaffinity(0)),
     }
     port = free_port()
-    server = subprocess.Popen(
-        [sys.executable, "-m", "serverlink", "--log-level", "warning", "game", "--standalone",
-         "--host", "127.0.0.1", "--port", str(port), "--quiet"],
-    )  # fmt: skip
+    server = start_standalone_game(port)
     reference: subprocess.Popen[bytes] | None = None
     try:
-        wait_port(port, server)
         result["server"] = run_dummy(port, 100, 20, args.seconds)
         binary = build_netbench(args.netbench_src)
         if binary is None:

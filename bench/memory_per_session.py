@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import socket
 import subprocess
 import sys
 import tempfile
@@ -22,7 +21,7 @@ import time
 from pathlib import Path
 
 from project import ensure_serverlink
-from support import free_port
+from support import free_port, start_standalone_game
 
 
 def rss_bytes(pid: int) -> int:
@@ -52,21 +51,9 @@ def main() -> None:
     parser.add_argument("--ramp-up", type=float, default=10.0)
     args = parser.parse_args()
     port = free_port()
-    server = subprocess.Popen(
-        [sys.executable, "-m", "serverlink", "--log-level", "warning", "game", "--standalone",
-         "--host", "127.0.0.1", "--port", str(port), "--quiet"],
-    )  # fmt: skip
+    server = start_standalone_game(port)
     dummy: subprocess.Popen[bytes] | None = None
     try:
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-                break
-            except OSError:
-                if time.monotonic() > deadline or server.poll() is not None:
-                    raise SystemExit("the game server did not start") from None
-                time.sleep(0.05)
         time.sleep(1.0)  # let the probe connection's session go
         idle = rss_bytes(server.pid)
         report = Path(tempfile.mkdtemp()) / "report.json"

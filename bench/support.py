@@ -1,9 +1,11 @@
-"""Helpers of the benchmark scripts: a free port, waiting for a server to listen."""
+"""Helpers of the benchmark scripts: a free port, waiting for a server to
+listen, a standalone game server."""
 
 from __future__ import annotations
 
 import socket
 import subprocess
+import sys
 import time
 
 
@@ -26,3 +28,13 @@ def wait_port(port: int, proc: subprocess.Popen[bytes], timeout: float = 30.0) -
         except OSError:
             time.sleep(0.05)
     raise SystemExit(f"nothing listens on 127.0.0.1:{port} after {timeout} s")
+
+
+def start_standalone_game(port: int) -> subprocess.Popen[bytes]:
+    """``serverlink game --standalone`` on 127.0.0.1:``port`` (quiet), listening."""
+    server = subprocess.Popen(
+        [sys.executable, "-m", "serverlink", "--log-level", "warning", "game", "--standalone",
+         "--host", "127.0.0.1", "--port", str(port), "--quiet"],
+    )  # fmt: skip
+    wait_port(port, server)
+    return server

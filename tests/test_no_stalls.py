@@ -7,6 +7,7 @@ row failing only its own login."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import signal
 import subprocess
@@ -36,51 +37,48 @@ CODEC = NetCodec()
 Games = Callable[..., Awaitable[GameServer]]
 
 
+@contextlib.asynccontextmanager
 async def stalled_system(
     db_url: str, tmp_path: Path, accounts: int, handoff_timeout: float
-) -> tuple[System, FrameClient]:
+) -> AsyncIterator[tuple[System, FrameClient]]:
     """A login server and, linked to it, a server that reports itself, then
     never answers a hand-off (as one stopped with SIGSTOP behaves)."""
     options = {"handoff_timeout": handoff_timeout}
     system = await start_system(db_url, tmp_path / "keys.txt", accounts, 0, options)
-    return system, await fake_link(system.login.lan_port, "stuck@127.0.0.1:1", status_id=900)
-
-
-async def test_a_linked_server_that_never_answers_delays_logins_by_the_deadline_at_most(
-    sqlite_url: str, tmp_path: Path
-) -> None:
-    system, stuck = await stalled_system(sqlite_url, tmp_path, 10, handoff_timeout=0.5)
-    login = system.login
+    stuck = await fake_link(system.login.lan_port, "stuck@127.0.0.1:1", status_id=900)
     try:
-        await system.start_game()
-        slowest = 0.0
-        for account_no in range(1, 9):
-            started = time.monotonic()
-            reply, _ = await login_request(login.port, account_no, system.keys[account_no])
-            slowest = max(slowest, time.monotonic() - started)
-            assert reply.Status == LoginStatus.OK
-            assert reply.GameServerPort == system.games[0].port
-        assert slowest < 0.5 + 0.4
-        assert login.lan.handoff_timeouts == 1  # then it is late: tried last
+        yield system, stuck
     finally:
         stuck.close("done")
         await system.stop()
 
 
+async def test_a_linked_server_that_never_answers_delays_logins_by_the_deadline_at_most(
+    sqlite_url: str, tmp_path: Path
+) -> None:
+    async with stalled_system(sqlite_url, tmp_path, 10, handoff_timeout=0.5) as (system, _):
+        await system.start_game()
+        slowest = 0.0
+        for account_no in range(1, 9):
+            started = time.monotonic()
+            reply, _ = await login_request(system.login.port, account_no, system.keys[account_no])
+            slowest = max(slowest, time.monotonic() - started)
+            assert reply.Status == LoginStatus.OK
+            assert reply.GameServerPort == system.games[0].port
+        assert slowest < 0.5 + 0.4
+        assert system.login.lan.handoff_timeouts == 1  # then it is late: tried last
+
+
 async def test_with_only_a_stuck_server_linked_a_login_answers_noserver_in_time(
     sqlite_url: str, tmp_path: Path
 ) -> None:
-    system, stuck = await stalled_system(sqlite_url, tmp_path, 2, handoff_timeout=0.3)
-    login = system.login
-    try:
+    async with stalled_system(sqlite_url, tmp_path, 2, handoff_timeout=0.3) as (system, _):
+        login = system.login
         await until(lambda: len(login.lan.links) == 1)
         started = time.monotonic()
         reply, _ = await login_request(login.port, 1, system.keys[1])
         assert reply.Status == LoginStatus.NOSERVER
         assert time.monotonic() - started < 0.3 + 0.4
-    finally:
-        stuck.close("done")
-        await login.stop()
 
 
 @pytest.mark.slow

@@ -70,41 +70,33 @@ async def test_set_status_changes_only_that_account(store: AdminStore) -> None:
     assert await status_of(store, 2) == 0
 
 
-async def test_set_status_does_not_create_a_missing_status_row(
-    store: AdminStore, db_url: str, raw_sql: RawSql
+@pytest.mark.parametrize(
+    ("held", "expected", "new", "applied", "after"),
+    [
+        (7, 7, 0, True, 0),  # matching: set
+        (8, 7, 0, False, 8),  # another server took the account: kept
+        (0, 0, 0, True, 0),  # the same value counts as a match
+    ],
+)
+async def test_set_status_if_sets_only_on_a_match(
+    store: AdminStore, held: int, expected: int, new: int, applied: bool, after: int
+) -> None:
+    await add_accounts(store, 1)
+    await store.set_status(1, held)
+    assert await store.set_status_if(1, expected, new) is applied
+    assert await status_of(store, 1) == after
+
+
+@pytest.mark.parametrize("conditional", [False, True], ids=["set_status", "set_status_if"])
+async def test_a_missing_status_row_is_not_created(
+    store: AdminStore, db_url: str, raw_sql: RawSql, conditional: bool
 ) -> None:
     await add_accounts(store, 1)
     await raw_sql(db_url, "DELETE FROM status WHERE accountno = %s", (1,))
-    await store.set_status(1, 7)
-    assert await status_of(store, 1) is None
-
-
-async def test_set_status_if_matching_sets_and_returns_true(store: AdminStore) -> None:
-    await add_accounts(store, 1)
-    await store.set_status(1, 7)
-    assert await store.set_status_if(1, 7, 0) is True
-    assert await status_of(store, 1) == 0
-
-
-async def test_set_status_if_mismatch_returns_false_and_keeps_status(store: AdminStore) -> None:
-    await add_accounts(store, 1)
-    await store.set_status(1, 8)  # another server took the account
-    assert await store.set_status_if(1, 7, 0) is False
-    assert await status_of(store, 1) == 8
-
-
-async def test_set_status_if_same_value_counts_as_match(store: AdminStore) -> None:
-    await add_accounts(store, 1)
-    assert await store.set_status_if(1, 0, 0) is True
-    assert await status_of(store, 1) == 0
-
-
-async def test_set_status_if_without_status_row_is_false(
-    store: AdminStore, db_url: str, raw_sql: RawSql
-) -> None:
-    await add_accounts(store, 1)
-    await raw_sql(db_url, "DELETE FROM status WHERE accountno = %s", (1,))
-    assert await store.set_status_if(1, 0, 7) is False
+    if conditional:
+        assert await store.set_status_if(1, 0, 7) is False
+    else:
+        await store.set_status(1, 7)
     assert await status_of(store, 1) is None
 
 
