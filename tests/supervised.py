@@ -6,15 +6,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from serverlink.supervise import SuperviseError, WorkerLink
 
 log = logging.getLogger("serverlink.supervised")
 
 
-@dataclass(frozen=True)
-class Plan:
+class Plan(NamedTuple):
     """What worker ``index`` does; the other workers behave."""
 
     #: Raises SuperviseError (its one line) before it is ready.

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 # The histogram helpers live in monitor.latency (the servers' screens use them too).
@@ -110,93 +110,53 @@ GAME_LOGIN_STATUS = "game_login:"
 ATTACK = "attack:"
 
 
+@dataclass(slots=True, eq=False)
 class Meter:
     """A worker's live counters. Attribute names match COUNTERS."""
 
-    __slots__ = (
-        "account_busy",
-        "account_locked",
-        "account_wait",
-        "attack_dropped",
-        "attack_muted",
-        "attack_sent",
-        "attack_unanswered",
-        "chat_moves",
-        "chat_violation",
-        "connect_fail",
-        "connect_total",
-        "connected",
-        "deliveries",
-        "details",
-        "disconnect_planned",
-        "disconnect_server",
-        "echo_late",
-        "echo_recv",
-        "echo_sent",
-        "echo_timeout",
-        "heartbeat_sent",
-        "hist",
-        "in_game",
-        "in_login",
-        "lat_max_ns",
-        "login_fail",
-        "login_flows",
-        "login_hist",
-        "login_lat_max_ns",
-        "login_ok",
-        "login_server_fail",
-        "login_server_ok",
-        "login_timeout",
-        "messages_echoed",
-        "messages_sent",
-        "packet_error",
-        "server_lost",
-    )
-
-    def __init__(self) -> None:
-        self.connect_total = 0
-        self.connect_fail = 0
-        self.login_ok = 0
-        self.login_fail = 0
-        self.login_timeout = 0
-        self.disconnect_server = 0
-        self.disconnect_planned = 0
-        self.echo_sent = 0
-        self.echo_recv = 0
-        self.echo_late = 0
-        self.echo_timeout = 0
-        self.packet_error = 0
-        self.heartbeat_sent = 0
-        self.login_server_ok = 0
-        self.login_server_fail = 0
-        self.login_flows = 0
-        self.account_wait = 0
-        self.account_busy = 0
-        self.server_lost = 0
-        self.account_locked = 0
-        self.chat_moves = 0
-        self.messages_sent = 0
-        self.messages_echoed = 0
-        self.deliveries = 0
-        self.chat_violation = 0
-        self.attack_sent = 0
-        self.attack_dropped = 0
-        self.attack_muted = 0
-        self.attack_unanswered = 0
-        #: Open connections (a gauge, kept by the worker as session owner).
-        self.connected = 0
-        #: Clients in each phase of a login flow (gauges, kept by the scenario).
-        self.in_login = 0
-        self.in_game = 0
-        #: Why errors happened: "packet:wrong_tick", "login:status_3", ...
-        self.details: Counter[str] = Counter()
-        #: Latency histogram of the current interval: bucket -> count.
-        self.hist: dict[int, int] = {}
-        #: Largest latency of the current interval, ns.
-        self.lat_max_ns = 0
-        #: Login flow completion times of the current interval, same buckets.
-        self.login_hist: dict[int, int] = {}
-        self.login_lat_max_ns = 0
+    #: Why errors happened: "packet:wrong_tick", "login:status_3", ...
+    details: Counter[str] = field(default_factory=Counter)
+    connect_total: int = 0
+    connect_fail: int = 0
+    login_ok: int = 0
+    login_fail: int = 0
+    login_timeout: int = 0
+    disconnect_server: int = 0
+    disconnect_planned: int = 0
+    echo_sent: int = 0
+    echo_recv: int = 0
+    echo_late: int = 0
+    echo_timeout: int = 0
+    packet_error: int = 0
+    heartbeat_sent: int = 0
+    login_server_ok: int = 0
+    login_server_fail: int = 0
+    login_flows: int = 0
+    account_wait: int = 0
+    account_busy: int = 0
+    server_lost: int = 0
+    account_locked: int = 0
+    chat_moves: int = 0
+    messages_sent: int = 0
+    messages_echoed: int = 0
+    deliveries: int = 0
+    chat_violation: int = 0
+    attack_sent: int = 0
+    attack_dropped: int = 0
+    attack_muted: int = 0
+    attack_unanswered: int = 0
+    #: Open connections (a gauge, kept by the worker as session owner).
+    connected: int = 0
+    #: Clients in each phase of a login flow (gauges, kept by the scenario).
+    in_login: int = 0
+    in_game: int = 0
+    #: Latency histogram of the current interval: bucket -> count.
+    hist: dict[int, int] = field(default_factory=dict)
+    #: Largest latency of the current interval, ns.
+    lat_max_ns: int = 0
+    #: Login flow completion times of the current interval, same buckets.
+    login_hist: dict[int, int] = field(default_factory=dict)
+    login_lat_max_ns: int = 0
 
     def values(self) -> tuple[int, ...]:
         return tuple(getattr(self, name) for name in COUNTERS)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
+from dataclasses import dataclass, field
 from typing import Any
 
 from serverlink.logs import RateLimitedLog
@@ -13,35 +14,22 @@ from serverlink.logs import RateLimitedLog
 log = logging.getLogger("serverlink.net")
 
 
+@dataclass(slots=True, eq=False)
 class NetStats:
-    __slots__ = (
-        "accepted",
-        "disconnects",
-        "errors",
-        "packets_in",
-        "packets_out",
-        "problems",
-        "refusals",
-        "refused_over_cap",
-        "sessions",
-        "sessions_peak",
-    )
-
-    def __init__(self) -> None:
-        self.accepted = 0
-        self.refused_over_cap = 0
-        self.sessions = 0
-        self.sessions_peak = 0
-        self.packets_in = 0
-        self.packets_out = 0
-        self.disconnects: Counter[str] = Counter()
-        self.errors: Counter[str] = Counter()
-        #: Logins refused by the rules (a key not handed over, the wrong
-        #: version, an account in game elsewhere): a client's problem, not a
-        #: protocol error.
-        self.refusals: Counter[str] = Counter()
-        #: One line per bad connection, up to a few per reason every 10 s.
-        self.problems = RateLimitedLog(log)
+    #: One line per bad connection, up to a few per reason every 10 s.
+    problems: RateLimitedLog = field(default_factory=lambda: RateLimitedLog(log))
+    accepted: int = 0
+    refused_over_cap: int = 0
+    sessions: int = 0
+    sessions_peak: int = 0
+    packets_in: int = 0
+    packets_out: int = 0
+    disconnects: Counter[str] = field(default_factory=Counter)
+    errors: Counter[str] = field(default_factory=Counter)
+    #: Logins refused by the rules (a key not handed over, the wrong
+    #: version, an account in game elsewhere): a client's problem, not a
+    #: protocol error.
+    refusals: Counter[str] = field(default_factory=Counter)
 
     def count_disconnect(self, reason: str) -> None:
         self.disconnects[reason] += 1

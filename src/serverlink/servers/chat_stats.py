@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from serverlink.monitor.screen import (
     Row,
     ScreenSpec,
@@ -16,27 +18,18 @@ from serverlink.monitor.screen import (
 )
 
 
+@dataclass(slots=True, eq=False)
 class ChatStats:
-    __slots__ = (
-        "logins",
-        "messages_in",
-        "messages_muted",
-        "messages_nowhere",
-        "moves",
-        "mutes",
-    )
-
-    def __init__(self) -> None:
-        self.logins = 0
-        self.moves = 0
-        #: Messages accepted and fanned out.
-        self.messages_in = 0
-        #: Messages of players in no sector (not moved yet): heard by nobody.
-        self.messages_nowhere = 0
-        #: Messages dropped because their sender was muted.
-        self.messages_muted = 0
-        #: Times a player went past the flood limit and was muted.
-        self.mutes = 0
+    logins: int = 0
+    moves: int = 0
+    #: Messages accepted and fanned out.
+    messages_in: int = 0
+    #: Messages of players in no sector (not moved yet): heard by nobody.
+    messages_nowhere: int = 0
+    #: Messages dropped because their sender was muted.
+    messages_muted: int = 0
+    #: Times a player went past the flood limit and was muted.
+    mutes: int = 0
 
 
 def _linked(view: View) -> bool:
