@@ -29,13 +29,13 @@ class DummyResult:
     """What a run counted. ``report()`` is the JSON document of ``--report``."""
 
     config: DummyConfig
-    processes: int
-    #: Measured duration in seconds (from the start signal to the stop signal).
-    duration: float
     counters: dict[str, int]
     errors: dict[str, int]
     error_details: dict[str, int]
     latency_ms: dict[str, float]
+    processes: int
+    #: Measured duration in seconds (from the start signal to the stop signal).
+    duration: float
     #: Verified echoes in each second of the run.
     series: list[int] = field(default_factory=list)
     #: Login mode: flow completion times (login server connect -> game login reply).

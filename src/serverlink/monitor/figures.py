@@ -38,12 +38,12 @@ class Reading:
     cpu_percent: float = 0.0
     memory_bytes: int = 0
 
+    def rate(self, key: str) -> float:
+        return self.rates.get(key, 0.0)
+
     def value(self, key: str) -> float:
         found = self.snapshot.get(key, 0)
         return float(found) if isinstance(found, int | float) else 0.0
-
-    def rate(self, key: str) -> float:
-        return self.rates.get(key, 0.0)
 
 
 Read = Callable[[Reading], float]
