@@ -21,12 +21,14 @@ from serverlink.retry import Retry
 from serverlink.store import (
     AccountStore,
     AdminStore,
+    PoolLimits,
     StoreError,
     StoreUnavailable,
     open_admin_store,
     open_store,
 )
 from serverlink.store.admin import init_db, seed_db
+from serverlink.store.driver import DEFAULT_POOL
 from serverlink.store.url import MysqlTarget, SqliteTarget, parse_db_url
 from tcp_proxy import CuttingProxy
 
@@ -169,7 +171,7 @@ async def test_mysql_connections_killed_by_the_server_next_call_succeeds(
 ) -> None:
     await seed_db(mariadb_url, 2)
     name = mariadb_url.rsplit("/", 1)[1]
-    async with open_store(mariadb_url, pool_min=2, pool_max=2) as store:
+    async with open_store(mariadb_url, pool=PoolLimits(min=2, max=2)) as store:
         await asyncio.gather(store.get_account(1), store.get_account(2))
         ids = await mariadb_query(
             "SELECT id FROM information_schema.processlist WHERE db = %s", (name,)
@@ -299,13 +301,13 @@ TIMEOUT = 2.0
 
 
 async def seeded_store(
-    server: PrivateMariaDB, database: str, accounts: int, **pool: int
+    server: PrivateMariaDB, database: str, accounts: int, pool: PoolLimits = DEFAULT_POOL
 ) -> AccountStore:
     """A connected store (call timeout ``TIMEOUT``) on ``accounts`` seeded
     accounts in ``database`` of the private server."""
     url = server.url(database)
     await seed_db(url, accounts)
-    store = open_store(url, timeout=TIMEOUT, **pool)
+    store = open_store(url, timeout=TIMEOUT, pool=pool)
     await store.connect()
     return store
 
@@ -314,7 +316,7 @@ async def seeded_store(
 async def test_mariadb_killed_raises_unavailable_then_same_store_recovers_after_restart(
     running_mariadb: PrivateMariaDB,
 ) -> None:
-    store = await seeded_store(running_mariadb, "restart_a", 3, pool_min=2, pool_max=4)
+    store = await seeded_store(running_mariadb, "restart_a", 3, PoolLimits(min=2, max=4))
     before = await store.get_account(1)
     assert before is not None
 
@@ -336,7 +338,7 @@ async def test_mariadb_killed_raises_unavailable_then_same_store_recovers_after_
 async def test_mariadb_restart_unnoticed_next_call_succeeds(
     running_mariadb: PrivateMariaDB,
 ) -> None:
-    store = await seeded_store(running_mariadb, "restart_b", 3, pool_min=3, pool_max=4)
+    store = await seeded_store(running_mariadb, "restart_b", 3, PoolLimits(min=3, max=4))
     # several idle pooled connections, all of which the restart breaks
     assert len(await asyncio.gather(*(store.get_account(n) for n in (1, 2, 3)))) == 3
 

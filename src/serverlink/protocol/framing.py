@@ -26,9 +26,6 @@ from serverlink.protocol.codec import (
 Splitter = Callable[[bytes, int], tuple[list[bytes], int]]
 Encoder = Callable[[bytes], bytes]
 
-#: LAN payloads are small (the largest catalog packet is 82 bytes).
-DEFAULT_LAN_MAX_PAYLOAD = 8192
-
 
 @dataclass(frozen=True, slots=True)
 class Framing:
@@ -50,6 +47,10 @@ def net_framing(codec: NetCodec) -> Framing:
         return encode_net_frame(payload, code, getrandbits(8))
 
     return Framing("net", split, encode, NET_HEADER_SIZE, max_payload)
+
+
+#: LAN payloads are small (the largest catalog packet is 82 bytes).
+DEFAULT_LAN_MAX_PAYLOAD = 8192
 
 
 def lan_framing(max_payload: int = DEFAULT_LAN_MAX_PAYLOAD) -> Framing:

@@ -23,7 +23,7 @@ from serverlink.store.base import (
     StoreError,
     StoreUnavailable,
 )
-from serverlink.store.driver import SqlDriver
+from serverlink.store.driver import DEFAULT_POOL, PoolLimits, SqlDriver
 from serverlink.store.passwords import hash_password, verify_password
 from serverlink.store.url import (
     DEFAULT_DB_URL,
@@ -39,6 +39,7 @@ __all__ = [
     "AccountStore",
     "AdminStore",
     "DatabaseUrlError",
+    "PoolLimits",
     "SeedAccount",
     "StoreError",
     "StoreUnavailable",
@@ -55,9 +56,7 @@ def open_admin_store(
     url: str,
     *,
     timeout: float = DEFAULT_TIMEOUT,
-    pool_min: int = 1,
-    pool_max: int = 10,
-    pool_recycle: float = 600.0,
+    pool: PoolLimits = DEFAULT_POOL,
     retry: Retry | None = None,
 ) -> AdminStore:
     """The store for ``url`` (see ``store.url``), not yet connected: use it with
@@ -65,16 +64,14 @@ def open_admin_store(
     the admin operations (schema, seeding, whiteip) included.
 
     ``timeout`` bounds every call, retry included (then ``StoreUnavailable``).
-    ``pool_*`` apply to MySQL only (SQLite uses one connection). ``retry`` defaults
+    ``pool`` applies to MySQL only (SQLite uses one connection). ``retry`` defaults
     to ``serverlink.retry.STORE_RETRY``: one retry after a connection-level error.
     A bad URL raises ``DatabaseUrlError`` (a ``ValueError``) whose message says
     what to fix.
     """
     from serverlink.store.sql import SqlAccountStore
 
-    driver = open_driver(
-        url, timeout=timeout, pool_min=pool_min, pool_max=pool_max, pool_recycle=pool_recycle
-    )
+    driver = open_driver(url, timeout=timeout, pool=pool)
     return SqlAccountStore(driver, timeout=timeout, retry=retry)
 
 
@@ -82,9 +79,7 @@ def open_driver(
     url: str,
     *,
     timeout: float = DEFAULT_TIMEOUT,
-    pool_min: int = 1,
-    pool_max: int = 10,
-    pool_recycle: float = 600.0,
+    pool: PoolLimits = DEFAULT_POOL,
 ) -> SqlDriver:
     """The engine's driver for ``url`` (see ``store.url``), not yet connected;
     the stores over it (accounts, the monitoring history) hold the queries."""
@@ -95,13 +90,7 @@ def open_driver(
         return SqliteDriver(target, timeout=timeout)
     from serverlink.store.mysql import MySqlDriver
 
-    return MySqlDriver(
-        target,
-        timeout=timeout,
-        pool_min=pool_min,
-        pool_max=pool_max,
-        pool_recycle=pool_recycle,
-    )
+    return MySqlDriver(target, timeout=timeout, pool=pool)
 
 
 #: What the servers open: the same store, seen through the interface they use

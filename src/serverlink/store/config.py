@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from serverlink.store.base import DEFAULT_TIMEOUT, AccountStore
+from serverlink.store.driver import PoolLimits
 from serverlink.store.url import DEFAULT_DB_URL
 
 
@@ -20,4 +21,4 @@ class StoreConfig:
     def open(self) -> AccountStore:
         from serverlink.store import open_store
 
-        return open_store(self.url, timeout=self.timeout, pool_max=self.pool_max)
+        return open_store(self.url, timeout=self.timeout, pool=PoolLimits(max=self.pool_max))

@@ -19,11 +19,29 @@ from __future__ import annotations
 import abc
 from collections.abc import Sequence
 from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass
 from typing import Any, ClassVar, Protocol
 
 from serverlink.store.base import StoreError
 
 Row = Sequence[Any]
+
+
+@dataclass(frozen=True, slots=True)
+class PoolLimits:
+    """The connection pool of a networked engine (MySQL; SQLite uses one connection)."""
+
+    min: int = 1
+    max: int = 10
+    #: Seconds a pooled connection serves before it is replaced.
+    recycle: float = 600.0
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.min <= self.max or self.max < 1:
+            raise ValueError("need 0 <= pool min <= pool max and pool max >= 1")
+
+
+DEFAULT_POOL = PoolLimits()
 
 
 class SqlConnection(Protocol):

@@ -18,7 +18,7 @@ from datetime import UTC, datetime
 
 from serverlink.monitor.figures import KINDS, Kind
 from serverlink.store.calls import SqlCalls
-from serverlink.store.driver import SqlConnection
+from serverlink.store.driver import PoolLimits, SqlConnection
 
 DATE_FORMAT = "%Y-%m-%d %H:%M:%S"
 DEFAULT_HISTORY_URL = "sqlite:///serverlink-monitor.db"
@@ -89,7 +89,9 @@ class HistoryStore(SqlCalls):
     def __init__(self, url: str, *, timeout: float = 5.0) -> None:
         from serverlink.store import open_driver
 
-        super().__init__(open_driver(url, timeout=timeout, pool_min=0, pool_max=2), timeout=timeout)
+        super().__init__(
+            open_driver(url, timeout=timeout, pool=PoolLimits(min=0, max=2)), timeout=timeout
+        )
         sql = self.driver.dialect
         self._insert = {
             kind.name: sql(

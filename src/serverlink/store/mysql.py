@@ -32,7 +32,7 @@ from asyncmy.constants import CLIENT
 from asyncmy.pool import Pool
 
 from serverlink.store.base import DEFAULT_TIMEOUT, StoreError
-from serverlink.store.driver import Row, SqlConnection, SqlDriver
+from serverlink.store.driver import DEFAULT_POOL, PoolLimits, Row, SqlConnection, SqlDriver
 from serverlink.store.schema import MYSQL_SCHEMA, mysql_create_database
 from serverlink.store.url import MysqlTarget
 
@@ -104,18 +104,13 @@ class MySqlDriver(SqlDriver):
         target: MysqlTarget,
         *,
         timeout: float = DEFAULT_TIMEOUT,
-        pool_min: int = 1,
-        pool_max: int = 10,
-        pool_recycle: float = 600.0,
+        pool: PoolLimits = DEFAULT_POOL,
     ) -> None:
-        if not 0 <= pool_min <= pool_max or pool_max < 1:
-            raise ValueError("need 0 <= pool_min <= pool_max and pool_max >= 1")
         super().__init__(
             display_url=target.display, label=f"MySQL at {target.display}", timeout=timeout
         )
         self.target = target
-        self.pool_sizes = (pool_min, pool_max)
-        self.pool_recycle = pool_recycle
+        self.pool_limits = pool
         self._pool: Pool | None = None
         self._pool_lock = asyncio.Lock()
 
@@ -144,9 +139,9 @@ class MySqlDriver(SqlDriver):
             if self._pool is None:
                 # With minsize > 0 this connects now, so a down server fails here.
                 self._pool = await asyncmy.create_pool(
-                    minsize=self.pool_sizes[0],
-                    maxsize=self.pool_sizes[1],
-                    pool_recycle=int(self.pool_recycle),
+                    minsize=self.pool_limits.min,
+                    maxsize=self.pool_limits.max,
+                    pool_recycle=int(self.pool_limits.recycle),
                     db=self.target.database,
                     **self._connect_kwargs(),
                 )
