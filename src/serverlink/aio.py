@@ -7,18 +7,20 @@ importable, asyncio's otherwise.
 ``StopSignal``: the first SIGINT/SIGTERM sets an event (a graceful stop), a
 second one ends the process at once; SIGHUP reopens the log file (logrotate)
 and never stops anything. ``ticks``: call something every N seconds, without
-drift, until an event is set. ``notify``: tell systemd (``Type=notify`` units,
+drift, until an event is set. ``cancel_and_wait``: end tasks before a
+stop returns. ``notify``: tell systemd (``Type=notify`` units,
 ``NOTIFY_SOCKET`` set) that the service is ready or stopping.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import signal
 import socket
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Iterable
 from typing import Any, TypeVar
 
 from serverlink import logs
@@ -109,3 +111,14 @@ async def ticks(stop: asyncio.Event, every: float, tick: Callable[[], None]) -> 
             if next_at < loop.time():  # the loop was stalled: do not catch up in a burst
                 next_at = loop.time() + every
             tick()
+
+
+async def cancel_and_wait(tasks: Iterable[asyncio.Task[Any] | None]) -> None:
+    """Cancel ``tasks`` and wait until each has ended: a stop that returned
+    while one still ran would let it use what the stop closes next."""
+    live = [task for task in tasks if task is not None]
+    for task in live:
+        task.cancel()
+    for task in live:
+        with contextlib.suppress(asyncio.CancelledError):
+            await task

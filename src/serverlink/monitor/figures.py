@@ -46,9 +46,6 @@ class Reading:
         return float(found) if isinstance(found, int | float) else 0.0
 
 
-Read = Callable[[Reading], float]
-
-
 @dataclass(frozen=True, slots=True)
 class Figure:
     data_type: int
@@ -63,6 +60,10 @@ class Figure:
     def value(self, reading: Reading) -> int:
         """The DataValue: an int, clamped to the wire's i32."""
         return max(-I32_MAX - 1, min(I32_MAX, round(self.read(reading))))
+
+
+#: How a figure is read from one second of its server.
+Read = Callable[[Reading], float]
 
 
 def snap(key: str) -> Read:

@@ -5,7 +5,6 @@ server-to-server LAN link). Knows nothing of logins or games."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
 import socket
@@ -14,6 +13,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
+from serverlink.aio import cancel_and_wait
 from serverlink.net.server import enable_keepalive
 from serverlink.net.session import Session, SessionDeps
 from serverlink.net.stats import NetStats
@@ -137,10 +137,7 @@ class ReconnectingLink:
         self._task = asyncio.create_task(self._run(), name=f"link-{self.name}")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await cancel_and_wait([self._task])
         if self.session is not None:
             self.session.close("link_stopped")
 

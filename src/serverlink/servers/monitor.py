@@ -12,7 +12,6 @@ monitoring server is a second process on its own ports.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
 import time
@@ -20,6 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
+from serverlink.aio import cancel_and_wait
 from serverlink.errors import StartupError
 from serverlink.logs import RateLimitedLog
 from serverlink.monitor.figures import GAME, LOGIN, MACHINE
@@ -184,11 +184,7 @@ class MonitorServer:
             log.warning("--lan-allow-any: servers may report from any address")
 
     async def stop(self) -> None:
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel_and_wait(self._tasks)
         if self.web is not None:
             await self.web.stop()
         await self.tools.stop()

@@ -21,7 +21,6 @@ processes) and hands the ``Reading`` to:
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Callable, Iterable, Mapping
@@ -30,6 +29,7 @@ from typing import Any
 
 import psutil
 
+from serverlink.aio import cancel_and_wait
 from serverlink.monitor.figures import KIND_BY_NAME, SERVER_KINDS, Kind, Reading, kind_named
 from serverlink.monitor.stats import ProcessSampler, RateTracker
 from serverlink.net.client import ReconnectingLink
@@ -181,14 +181,12 @@ class Observers:
     async def start(self) -> None:
         """Bind the metrics port (OSError when it cannot), start reporting."""
         if self.config.metrics_port is not None:
+            from serverlink.web.metrics import SnapshotCollector
             from serverlink.web.probe import MetricsEndpoint
 
+            collector = SnapshotCollector(self.name, self._snapshot, self._figures)
             self.endpoint = MetricsEndpoint(
-                self.name,
-                self.config.metrics_host,
-                self.config.metrics_port,
-                self._snapshot,
-                self._figures,
+                self.config.metrics_host, self.config.metrics_port, collector
             )
             await self.endpoint.start()
         if self.reporter is not None:
@@ -229,10 +227,7 @@ class Observers:
                 log.exception("%s: monitoring report failed", self.name)
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await cancel_and_wait([self._task])
         if self.reporter is not None:
             await self.reporter.stop()
         if self.endpoint is not None:

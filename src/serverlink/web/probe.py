@@ -4,12 +4,11 @@ figures for Prometheus), ``/healthz`` (the process answers) and ``/readyz``
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 from aiohttp import web
 
-from serverlink.monitor.figures import Kind, Reading
 from serverlink.web.http import HttpServer, make_app
 from serverlink.web.metrics import SnapshotCollector, metrics_response, registry_of
 
@@ -28,17 +27,12 @@ def readiness(snapshot: Mapping[str, Any]) -> tuple[bool, str]:
 
 
 class MetricsEndpoint(HttpServer):
-    def __init__(
-        self,
-        name: str,
-        host: str,
-        port: int,
-        snapshot: Callable[[], Mapping[str, Any]],
-        reading: Callable[[], tuple[Kind, int, Reading] | None],
-    ) -> None:
-        self.name = name
-        self.snapshot = snapshot
-        self.registry = registry_of(SnapshotCollector(name, snapshot, reading))
+    """The HTTP port of the server whose figures ``collector`` reads."""
+
+    def __init__(self, host: str, port: int, collector: SnapshotCollector) -> None:
+        self.name = collector.name
+        self.snapshot = collector.snapshot
+        self.registry = registry_of(collector)
         app = make_app()
         app.router.add_get("/metrics", self.metrics)
         app.router.add_get("/healthz", self.healthz)
