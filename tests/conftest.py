@@ -37,6 +37,7 @@ import pytest
 
 from linked_system import System, start_login, start_system
 from private_mariadb import PrivateMariaDB
+from serverlink.servers.chat import ChatServer
 from serverlink.servers.login import LoginServer
 from serverlink.store import AccountStore, AdminStore, SeedAccount, open_admin_store
 from serverlink.store.admin import init_db
@@ -251,6 +252,16 @@ async def systems(tmp_path: Path) -> AsyncIterator[Systems]:
 
 
 Logins = Callable[..., Awaitable[LoginServer]]
+
+
+@pytest.fixture
+async def chat() -> AsyncIterator[ChatServer]:
+    """A standalone chat server of the default configuration on a free port."""
+    from chat_clients import start_chat
+
+    server = await start_chat()
+    yield server
+    await server.stop()
 
 
 @pytest.fixture

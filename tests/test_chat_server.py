@@ -5,7 +5,7 @@ connection, flood control, a slow reader dropped at the send-buffer limit."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 
 import pytest
 
@@ -16,13 +16,6 @@ from serverlink.protocol import packets as pk
 from serverlink.protocol.status import ChatLoginStatus
 from serverlink.servers.chat import ChatConfig, ChatServer
 from serverlink.servers.sectors import GRID_SIZE
-
-
-@pytest.fixture
-async def chat() -> AsyncIterator[ChatServer]:
-    server = await start_chat()
-    yield server
-    await server.stop()
 
 
 # --- login ----------------------------------------------------------------------------------

@@ -6,13 +6,12 @@ servers each kind of violation is counted. Plus the segment cache's units."""
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from chat_clients import CODEC, ChatSystem, start_chat, start_chat_system
+from chat_clients import CODEC, ChatSystem, start_chat_system
 from serverlink.dummy import DummyResult, run_dummy_async
 from serverlink.dummy.chat_attack import KINDS, attackers
 from serverlink.dummy.chat_check import SegmentCache, message_text
@@ -64,13 +63,6 @@ def assert_attacks_answered(result: DummyResult) -> None:
     cut = sum(n for k, n in by_kind.items() if k.endswith(":cut_by_end_of_run"))
     assert c["attack_sent"] == c["attack_dropped"] + c["attack_muted"] + cut
     assert {k.split(":")[0] for k in by_kind} == set(KINDS)
-
-
-@pytest.fixture
-async def chat() -> AsyncIterator[ChatServer]:
-    server = await start_chat()
-    yield server
-    await server.stop()
 
 
 # --- against a real chat server --------------------------------------------------------------
