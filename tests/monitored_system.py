@@ -87,15 +87,18 @@ class MonitoredSystem:
     are killed on the way out."""
 
     tmp: Path
-    procs: list[Proc] = field(default_factory=list)
+    # the accounts
     db: str = ""
     keys: Path = field(default_factory=Path)
-    tool_port: int = 0
-    lan_port: int = 0
-    http_port: int = 0
+    # the login server, its game server
     login_port: int = 0
     login_lan_port: int = 0
     game: Proc | None = None
+    # the monitoring server
+    tool_port: int = 0
+    lan_port: int = 0
+    http_port: int = 0
+    procs: list[Proc] = field(default_factory=list)
 
     def __enter__(self) -> MonitoredSystem:
         return self

@@ -259,13 +259,8 @@ async def _start_linked(
     )
     if not options.chat_clients:
         return login_mode, None
-    chat_mode = DummyConfig(
-        mode="chat",
-        login_host=HOST,
-        login_port=login_port,
-        keys_file=str(chat_keys),
-        clients=options.chat_clients,
-        processes=1,
+    chat_mode = dataclasses.replace(
+        login_mode, mode="chat", keys_file=str(chat_keys), clients=options.chat_clients, processes=1
     )
     return login_mode, chat_mode
 
