@@ -97,8 +97,10 @@ async def game_server() -> AsyncIterator[GameServer]:
 
 
 async def echo_run(port: int, **options: Any) -> DummyResult:
-    """A dummy run against the game server on ``port`` (one process unless told)."""
-    return await run_dummy_async(DummyConfig(game_port=port, **{"processes": 1, **options}))
+    """A dummy run against the game server on ``port``: 4 clients for 2.6 s in
+    one process unless told."""
+    defaults = {"clients": 4, "seconds": 2.6, "processes": 1}
+    return await run_dummy_async(DummyConfig(game_port=port, **{**defaults, **options}))
 
 
 def _check_report(result: DummyResult) -> dict[str, Any]:
@@ -142,13 +144,7 @@ async def test_echo_interval_paces_each_client(game_server: GameServer) -> None:
 
 async def test_disconnect_rate_ramp_and_login_delay(game_server: GameServer) -> None:
     result = await echo_run(
-        game_server.port,
-        clients=4,
-        echo_depth=2,
-        seconds=2.6,
-        disconnect_rate=1.0,
-        ramp_up=0.3,
-        login_delay=0.05,
+        game_server.port, echo_depth=2, disconnect_rate=1.0, ramp_up=0.3, login_delay=0.05
     )
     assert result.errors_total == 0, result.error_details
     # Every logged-in client leaves each second, then comes back.

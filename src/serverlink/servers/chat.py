@@ -224,6 +224,11 @@ class ChatServer:
         #: Accounts muted until a monotonic time (expired ones pruned now and then).
         self.mutes: dict[int, float] = {}
         self._prune_mutes_at = MUTES_KEPT
+        # The flood rule is fixed: its part of the mute line is written once.
+        self._mute_line = (
+            f"%s: account %d muted for {config.mute_seconds:g} s: "
+            f"over {config.flood_messages} messages in {config.flood_window:g} s"
+        )
         # Linked logins whose key is being taken.
         self.keyed_logins = KeyedLogins(self.name, self.stats)
 
@@ -351,15 +356,7 @@ class ChatServer:
             self._prune_mutes_at = max(MUTES_KEPT, 2 * len(self.mutes))
         self.mutes[session.account_no] = until
         self.chat_stats.mutes += 1
-        self.stats.problems.info(
-            "muted",
-            "%s: account %d muted for %g s: over %d messages in %g s",
-            session.peer,
-            session.account_no,
-            self.config.mute_seconds,
-            self.config.flood_messages,
-            self.config.flood_window,
-        )
+        self.stats.problems.info("muted", self._mute_line, session.peer, session.account_no)
 
     # --- monitor ----------------------------------------------------------------------------
     def snapshot(self) -> dict[str, Any]:
