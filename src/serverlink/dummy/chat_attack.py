@@ -178,7 +178,16 @@ class AttackClient(ChatClient):
             super().check(now_ns)
 
     def finish(self, now_ns: int) -> None:
-        pass
+        # Called at the end of the run, before the final snapshot: an attack
+        # still waiting for its answer is cut by the end, neither way counted.
+        if self.attack_state == SENT:
+            self._cut()
+
+    def _cut(self) -> None:
+        self.attack_state = ANSWERED
+        if self._answer_timer is not None:
+            self._answer_timer.cancel()
+        self.meter.details[f"{ATTACK}{self.kind}:cut_by_end_of_run"] += 1
 
     def on_close(self) -> None:
         if self._answer_timer is not None:
@@ -187,8 +196,6 @@ class AttackClient(ChatClient):
         if self.attack_state != SENT:
             return
         if self.worker.stopping:
-            # The run ended before the server could answer: neither way counted.
-            self.attack_state = ANSWERED
-            self.meter.details[f"{ATTACK}{self.kind}:cut_by_end_of_run"] += 1
+            self._cut()
         else:
             self._answered("unanswered")  # closed here on a broken answer
