@@ -52,6 +52,14 @@ async def wait_listening(port: int, timeout: float = 20.0) -> None:
             return
 
 
+async def players_in_game(url: str, raw_sql: RawSql, status_id: int) -> None:
+    """Until some account is in game on server ``status_id`` (database state: polled)."""
+    async with asyncio.timeout(10):
+        while not (await raw_sql(url, "SELECT count(*) FROM status WHERE status = %s",
+                                 [status_id]))[0][0]:  # fmt: skip
+            await asyncio.sleep(0.02)
+
+
 async def test_killing_and_restarting_a_game_server_under_load_locks_no_account(
     mariadb_url: str, tmp_path: Path, raw_sql: RawSql
 ) -> None:
@@ -88,6 +96,9 @@ async def test_killing_and_restarting_a_game_server_under_load_locks_no_account(
         async def kill_and_restart() -> None:
             for _ in range(2):  # killed at about 15 s and 35 s, down for 5 s each time
                 await asyncio.sleep(15)  # the run's schedule, not synchronisation
+                # The dummy's clients can fall into step, leaving a server empty for a
+                # moment: the kill waits for players in game there, so it cuts flows.
+                await players_in_game(mariadb_url, raw_sql, status_id=20)
                 games[1].send_signal(signal.SIGKILL)
                 await asyncio.to_thread(games[1].wait)
                 await asyncio.sleep(5)

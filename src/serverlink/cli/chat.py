@@ -9,23 +9,10 @@ import click
 
 from serverlink.cli import observe, options
 from serverlink.cli.app import serve_command
-from serverlink.cli.defaults import Seconds, build, opt, options_of
-from serverlink.cli.errors import ConfigError
+from serverlink.cli.defaults import build
 from serverlink.runner import ServerSpec
 from serverlink.servers.chat import CHAT_SCREEN, ChatConfig, build_chat_server
 from serverlink.servers.link import LinkConfig
-
-chat_options = options_of(
-    ChatConfig,
-    opt(
-        "--flood-messages",
-        click.IntRange(0, 1000),
-        "Messages a player may send in any --flood-window; past it the player is muted "
-        "(its messages dropped and counted, not disconnected). 0: no limit.",
-    ),
-    opt("--flood-window", Seconds(min=0.01), "The window of --flood-messages."),
-    opt("--mute-seconds", Seconds(min=0), "How long a player past the flood limit is muted."),
-)
 
 
 @click.command("chat")
@@ -35,7 +22,7 @@ chat_options = options_of(
 @options.link_options
 @options.tls_options
 @options.login_timeout_option(LinkConfig, "key_ttl")
-@chat_options
+@options.chat_options
 @options.listen_options(ChatConfig, workers=False)
 @options.codec_options
 @observe.observe_options
@@ -48,18 +35,5 @@ def chat_command(ctx: click.Context, /, standalone: bool, **_settings: Any) -> i
     server places clients on like another game server. It claims no accounts,
     so it needs no database."""
     config = build(ctx, ChatConfig, **options.server_parts(ctx))
-    if standalone:
-        if ctx.params["login_server"] is not None:
-            raise ConfigError(
-                "chat: --standalone and --login-server contradict each other: "
-                "give --login-server for a linked chat server, --standalone for one without"
-            )
-        return serve_command(ctx, ServerSpec("chat", build_chat_server, config), CHAT_SCREEN)
-    if ctx.params["login_server"] is None:
-        raise ConfigError(
-            "chat: linked mode (the default) needs --login-server HOST:PORT; "
-            "use --standalone to run without a login server"
-        )
-    link = build(ctx, LinkConfig, tls=options.tls_from(ctx))
-    linked = dataclasses.replace(config, link=link)
+    linked = dataclasses.replace(config, link=options.linked_mode(ctx, "chat", standalone))
     return serve_command(ctx, ServerSpec("chat", build_chat_server, linked), CHAT_SCREEN)

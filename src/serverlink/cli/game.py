@@ -10,7 +10,6 @@ import click
 from serverlink.cli import observe, options
 from serverlink.cli.app import serve_command
 from serverlink.cli.defaults import build
-from serverlink.cli.errors import ConfigError
 from serverlink.runner import ServerSpec
 from serverlink.servers.game import GameConfig, build_game_server, game_screen
 from serverlink.servers.link import LinkConfig
@@ -38,19 +37,9 @@ def game_command(ctx: click.Context, /, standalone: bool, **_settings: Any) -> i
     """The game (echo) server: login, echo and heartbeat packets of the
     original game dummy client, with a live console screen."""
     config = build(ctx, GameConfig, **options.server_parts(ctx))
-    if standalone:
-        if ctx.params["login_server"] is not None:
-            raise ConfigError(
-                "game: --standalone and --login-server contradict each other: "
-                "give --login-server for a linked game server, --standalone for one without"
-            )
+    link = options.linked_mode(ctx, "game", standalone)
+    if link is None:
         return serve_command(ctx, ServerSpec("game", build_game_server, config))
-    if ctx.params["login_server"] is None:
-        raise ConfigError(
-            "game: linked mode (the default) needs --login-server HOST:PORT; "
-            "use --standalone to run without a login server"
-        )
-    link = build(ctx, LinkConfig, tls=options.tls_from(ctx))
     store = options.store_from(ctx, "game: linked mode")
     linked = dataclasses.replace(config, link=link, store=store)
     return serve_command(ctx, ServerSpec("game", build_game_server, linked), game_screen(linked))

@@ -35,6 +35,7 @@ from serverlink.net.server import ServerLimits
 from serverlink.net.tls import TlsConfig, TlsConfigError
 from serverlink.protocol.codec import NetCodec
 from serverlink.runner import RunOptions
+from serverlink.servers.chat import ChatConfig
 from serverlink.servers.game import GameConfig
 from serverlink.servers.link import LinkConfig
 from serverlink.servers.login import LoginConfig
@@ -303,7 +304,26 @@ def server_parts(ctx: click.Context) -> Mapping[str, Any]:
     return {"codec": build(ctx, NetCodec), "limits": build(ctx, ServerLimits)}
 
 
-# --- game and login ----------------------------------------------------------------------------
+def linked_mode(ctx: click.Context, kind: str, standalone: bool) -> LinkConfig | None:
+    """The link of a game or chat server: None with --standalone; otherwise
+    --login-server is required (and contradicts --standalone)."""
+    given = ctx.params["login_server"] is not None
+    if standalone and given:
+        raise ConfigError(
+            f"{kind}: --standalone and --login-server contradict each other: give "
+            f"--login-server for a linked {kind} server, --standalone for one without"
+        )
+    if standalone:
+        return None
+    if not given:
+        raise ConfigError(
+            f"{kind}: linked mode (the default) needs --login-server HOST:PORT; "
+            "use --standalone to run without a login server"
+        )
+    return build(ctx, LinkConfig, tls=tls_from(ctx))
+
+
+# --- game, chat and login -----------------------------------------------------------------------
 
 game_options = options_of(
     GameConfig,
@@ -318,6 +338,18 @@ game_options = options_of(
         click.IntRange(0, 2**31 - 1),
         "CS_GAME_REQ_LOGIN Version a client must send (Status 3 otherwise).",
     ),
+)
+
+chat_options = options_of(
+    ChatConfig,
+    opt(
+        "--flood-messages",
+        click.IntRange(0, 1000),
+        "Messages a player may send in any --flood-window; past it the player is muted "
+        "(its messages dropped and counted, not disconnected). 0: no limit.",
+    ),
+    opt("--flood-window", Seconds(min=0.01), "The window of --flood-messages."),
+    opt("--mute-seconds", Seconds(min=0), "How long a player past the flood limit is muted."),
 )
 
 link_options = options_of(
