@@ -18,7 +18,7 @@ from conftest import RawSql
 from serverlink.dummy import DummyConfig, run_dummy_async
 from serverlink.store.admin import seed_db
 
-pytestmark = [pytest.mark.slow, pytest.mark.mariadb]
+pytestmark = [pytest.mark.slow, pytest.mark.mariadb, pytest.mark.timeout(180)]
 
 SERVERLINK = [sys.executable, "-m", "serverlink", "--log-level", "warning"]
 
