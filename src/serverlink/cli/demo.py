@@ -10,12 +10,13 @@ from serverlink import logs
 from serverlink.cli import observe, options
 from serverlink.cli.app import state
 from serverlink.cli.defaults import build, opt, options_of
+from serverlink.cli.dummy import load_options
 from serverlink.cli.errors import Interrupted, OneLineError
 from serverlink.demo import DemoError, DemoInterrupted, DemoOptions, run_demo
 
 
 @click.command("demo")
-@options.load_options(DemoOptions)
+@load_options(DemoOptions)
 @options.db_option(
     "Account database of the demo (seeded on first run).",
     config=DemoOptions,

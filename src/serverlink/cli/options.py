@@ -427,33 +427,3 @@ login_options = options_of(
         "warning at start.",
     ),
 )
-
-
-# --- the dummy and the demo --------------------------------------------------------------------
-
-
-def load_options(config: type[Any]) -> Callable[[F], F]:
-    """The load the dummy puts on the servers (its own, and in the demo)."""
-    return options_of(
-        config,
-        opt(
-            "--clients",
-            click.IntRange(min=1),
-            "Virtual clients (echo mode: AccountNo 1..N; login mode: one account each from "
-            "the key file).",
-        ),
-        opt(
-            "--echo-depth",
-            click.IntRange(0, 4096),
-            "Echo requests kept in flight per client (the original's ECHO_OVERLAP); "
-            "0 = log in and send only heartbeats.",
-        ),
-        opt("--seconds", Seconds(min=0), "Run length; 0 = until Ctrl-C."),
-        opt(
-            "--disconnect-rate",
-            click.FloatRange(0.0, 1.0),
-            "Each second, each logged-in client leaves with probability P, "
-            "then reconnects and logs in again.",
-            metavar="PROBABILITY",
-        ),
-    )
