@@ -61,6 +61,10 @@ class LoginConfig:
     #: A login not completed within this time is dropped; handed-over keys
     #: expire after it on the linked servers.
     login_timeout: float = LOGIN_TIMEOUT
+    #: Where keys wait for their client ("memory", or a redis:// URL shared with
+    #: the game and chat servers: the login server puts the keys of the servers
+    #: that proved they use it there itself, without the LAN hand-off).
+    key_store: str = "memory"
     #: Addresses given to clients; when None, the address a linked server
     #: announced in its ServerName ("name@ip:port"), else its peer IP.
     game_addr: tuple[str, int] | None = None
