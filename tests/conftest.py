@@ -23,7 +23,8 @@ Key store
 ``redis_url`` is a ``--key-store`` URL on the Redis server at ``SERVERLINK_TEST_REDIS``
 (default ``redis://127.0.0.1:6379/0``) with a namespace of its own per test (its keys
 are deleted afterwards); skipped with the reason when Redis does not answer, unless
-``SERVERLINK_TEST_REQUIRE_REDIS=1`` (then it fails).
+``SERVERLINK_TEST_REQUIRE_REDIS=1`` (then it fails). ``private_redis`` is a throwaway
+``redis-server`` of the test's own that it may stop and start.
 
 ``run_sync`` runs a coroutine from sync code (e.g. a click ``CliRunner`` test).
 """
@@ -44,6 +45,7 @@ import pytest
 
 from linked_system import System, start_login, start_system
 from private_mariadb import PrivateMariaDB
+from private_redis import PrivateRedis
 from serverlink.servers.chat import ChatServer
 from serverlink.servers.login import LoginServer
 from serverlink.store import AccountStore, AdminStore, SeedAccount, open_admin_store
@@ -270,6 +272,19 @@ def running_mariadb(private_mariadb: PrivateMariaDB) -> PrivateMariaDB:
         private_mariadb.start()
     assert private_mariadb.wait_ready(), private_mariadb.log_tail()
     return private_mariadb
+
+
+@pytest.fixture
+def private_redis(tmp_path: Path) -> Iterator[PrivateRedis]:
+    """A throwaway redis-server a test stops and starts (tests/private_redis.py)."""
+    server = PrivateRedis(tmp_path)
+    server.start()
+    try:
+        if not server.wait_ready():
+            pytest.skip("redis-server did not start")
+        yield server
+    finally:
+        server.stop()
 
 
 Systems = Callable[..., Awaitable[System]]
