@@ -4,14 +4,19 @@ MariaDB, real Redis (the shared one, and a private one the outage test stops).""
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import signal
+import subprocess
+import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 
-from conftest import status_of, until
+from conftest import http_request, status_of, until
 from linked_system import System, game_login, login_request, play, start_login
+from private_mariadb import free_port
 from private_redis import PrivateRedis
 from serverlink.protocol.status import GameLoginStatus, LoginStatus, ServerType
 from serverlink.servers.lan import LinkedServer
@@ -166,3 +171,60 @@ async def test_a_draining_game_server_gets_no_new_players_and_keeps_its_own(
     await until(lambda: not any(s.draining for s in linked(system.login)))
     placed = [(await play(system, n))[0] for n in range(8, 12)]
     assert draining in placed
+
+
+async def answers(port: int) -> bool:
+    try:
+        _, writer = await asyncio.open_connection("127.0.0.1", port)
+    except OSError:
+        return False
+    writer.close()
+    return True
+
+
+async def test_sigusr1_and_post_drain_drain_a_game_server_process_and_its_workers(
+    system: System, tmp_path: Path
+) -> None:
+    """A real ``serverlink game --workers 2``: SIGUSR1 to the parent drains both
+    workers (no new players: Status 6, it is the only game server), again serves;
+    POST /drain and /resume on its metrics port do the same."""
+    lan_port, metrics_port = system.login.lan_port, free_port()
+    game = subprocess.Popen(
+        [sys.executable, "-m", "serverlink", "--log-level", "warning", "game",
+         "--login-server", f"127.0.0.1:{lan_port}", "--db", system.db_url, "--port", "0",
+         "--workers", "2", "--server-id", "100", "--link-heartbeat", "0.5",
+         "--metrics-port", str(metrics_port), "--quiet"],
+        stdout=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        await system.login.wait_links(game=2, timeout=30)
+
+        def draining() -> list[bool]:
+            return [s.draining for s in linked(system.login)]
+
+        async def login_status(account_no: int) -> int:
+            reply, _ = await login_request(system.login.port, account_no, system.keys[account_no])
+            return reply.Status
+
+        assert await login_status(1) == LoginStatus.OK
+        game.send_signal(signal.SIGUSR1)
+        await until(lambda: draining() == [True, True])
+        assert await login_status(2) == LoginStatus.NOSERVER
+        game.send_signal(signal.SIGUSR1)
+        await until(lambda: draining() == [False, False])
+        assert await login_status(3) == LoginStatus.OK
+        async with asyncio.timeout(20):
+            while not await answers(metrics_port):
+                await asyncio.sleep(0.05)  # a process starting: nothing to await but its port
+        assert await http_request(metrics_port, "/drain", "POST") == (
+            200,
+            '{"draining": true, "server": "game"}',
+        )
+        await until(lambda: draining() == [True, True])
+        assert await login_status(4) == LoginStatus.NOSERVER
+        assert (await http_request(metrics_port, "/resume", "POST"))[0] == 200
+        await until(lambda: draining() == [False, False])
+        assert await login_status(5) == LoginStatus.OK
+    finally:
+        game.send_signal(signal.SIGTERM)
+        await asyncio.to_thread(game.wait, 30)
