@@ -18,6 +18,8 @@ from conftest import http_request, status_of, until
 from linked_system import System, game_login, login_request, play, start_login
 from private_mariadb import free_port
 from private_redis import PrivateRedis
+from serverlink.dummy import run_dummy_async
+from serverlink.dummy.config import DummyConfig
 from serverlink.protocol.status import GameLoginStatus, LoginStatus, ServerType
 from serverlink.servers.lan import LinkedServer
 from serverlink.servers.link import LinkConfig
@@ -228,3 +230,39 @@ async def test_sigusr1_and_post_drain_drain_a_game_server_process_and_its_worker
     finally:
         game.send_signal(signal.SIGTERM)
         await asyncio.to_thread(game.wait, 30)
+
+
+async def test_the_dummy_spreads_over_two_login_servers_and_counts_flows_by_game_server(
+    mariadb_url: str, tmp_path: Path, redis_url: str
+) -> None:
+    system = await started(mariadb_url, tmp_path, key_store=redis_url, accounts=40)
+    second = await start_login(mariadb_url, key_store=redis_url)
+    try:
+        link = link_to(system.login, second, key_store=redis_url)
+        games = [await system.start_game(link=link) for _ in range(2)]
+        await second.wait_links(game=2)
+        for login in (system.login, second):
+            await until(lambda login=login: all(s.keys is not None for s in linked(login)))
+        config = DummyConfig(
+            mode="login",
+            login_port=system.login.port,
+            more_login_servers=(("127.0.0.1", second.port),),
+            keys_file=str(system.keys_file),
+            clients=4,
+            relogin=True,
+            seconds=2.0,
+            processes=1,
+        )
+        result = await run_dummy_async(config)
+        assert result.errors_total == 0, result.error_details
+        flows = result.counters["login_flows"]
+        by_game = result.login_flows_by_game_server
+        assert set(by_game) == {f"127.0.0.1:{g.port}" for g in games}
+        assert sum(by_game.values()) == flows > 0
+        served = [login.login_stats.success for login in (system.login, second)]
+        assert min(served) >= flows // 2 - 4  # round-robin: half each, give or take a flow
+        assert all(g.link is not None and g.link.handoffs == 0 for g in games)
+        assert result.report()["login_flows_by_game_server"] == by_game
+    finally:
+        await system.stop()
+        await second.stop()
