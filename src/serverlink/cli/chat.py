@@ -7,7 +7,7 @@ from typing import Any
 
 import click
 
-from serverlink.cli import observe, options
+from serverlink.cli import configs, observe, options
 from serverlink.cli.app import serve_command
 from serverlink.cli.defaults import build
 from serverlink.runner import ServerSpec
@@ -22,6 +22,7 @@ from serverlink.servers.link import LinkConfig
 @options.link_options
 @options.tls_options
 @options.login_timeout_option(LinkConfig, "key_ttl")
+@options.key_store_option(LinkConfig)
 @options.chat_options
 @options.listen_options(ChatConfig, workers=False)
 @options.codec_options
@@ -34,6 +35,6 @@ def chat_command(ctx: click.Context, /, standalone: bool, **_settings: Any) -> i
     a second chat server is a second process on its own port, which the login
     server places clients on like another game server. It claims no accounts,
     so it needs no database."""
-    config = build(ctx, ChatConfig, **options.server_parts(ctx))
-    linked = dataclasses.replace(config, link=options.linked_mode(ctx, "chat", standalone))
+    config = build(ctx, ChatConfig, **configs.server_parts(ctx))
+    linked = dataclasses.replace(config, link=configs.linked_mode(ctx, "chat", standalone))
     return serve_command(ctx, ServerSpec("chat", build_chat_server, linked), CHAT_SCREEN)

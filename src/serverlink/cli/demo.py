@@ -7,16 +7,15 @@ from typing import Any
 import click
 
 from serverlink import logs
-from serverlink.cli import observe, options
+from serverlink.cli import configs, observe, options
 from serverlink.cli.app import state
 from serverlink.cli.defaults import build, opt, options_of
-from serverlink.cli.dummy import load_options
 from serverlink.cli.errors import Interrupted, OneLineError
 from serverlink.demo import DemoError, DemoInterrupted, DemoOptions, run_demo
 
 
 @click.command("demo")
-@load_options(DemoOptions)
+@options.load_options(DemoOptions)
 @options.db_option(
     "Account database of the demo (seeded on first run).",
     config=DemoOptions,
@@ -51,7 +50,7 @@ def demo_command(ctx: click.Context, /, standalone: bool, quiet: bool, **_settin
     level = logs.level_number(app.log_level)
     demo = build(ctx, DemoOptions, standalone=standalone, quiet=quiet, log_level=level)
     if not standalone:
-        options.checked_db_url(demo.db)
+        configs.checked_db_url(demo.db)
     try:
         return run_demo(demo, app.console)
     except DemoInterrupted as exc:

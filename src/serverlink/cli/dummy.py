@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import click
 
@@ -19,35 +19,6 @@ from serverlink.cli.defaults import IntPairType, Seconds, apply, build, opt, opt
 from serverlink.cli.errors import Interrupted, OneLineError
 from serverlink.dummy.config import MODES, DummyConfig
 from serverlink.protocol.codec import NetCodec
-
-F = TypeVar("F", bound=Callable[..., Any])
-
-
-def load_options(config: type[Any]) -> Callable[[F], F]:
-    """The load the dummy puts on the servers (its own, and in the demo)."""
-    return options_of(
-        config,
-        opt(
-            "--clients",
-            click.IntRange(min=1),
-            "Virtual clients (echo mode: AccountNo 1..N; login mode: one account each from "
-            "the key file).",
-        ),
-        opt(
-            "--echo-depth",
-            click.IntRange(0, 4096),
-            "Echo requests kept in flight per client (the original's ECHO_OVERLAP); "
-            "0 = log in and send only heartbeats.",
-        ),
-        opt("--seconds", Seconds(min=0), "Run length; 0 = until Ctrl-C."),
-        opt(
-            "--disconnect-rate",
-            click.FloatRange(0.0, 1.0),
-            "Each second, each logged-in client leaves with probability P, "
-            "then reconnects and logs in again.",
-            metavar="PROBABILITY",
-        ),
-    )
 
 
 class Sector(IntPairType):
@@ -70,7 +41,7 @@ SECTOR = Sector()
 
 dummy_options = apply(
     [
-        load_options(DummyConfig),
+        options.load_options(DummyConfig),
         options_of(
             DummyConfig,
             opt(
@@ -91,9 +62,10 @@ dummy_options = apply(
             ),
             opt(
                 ("--login-server", "--login", "login_server"),
-                options.ADDRESS,
-                "Login mode: the login server's client address.",
-                field=("login_host", "login_port"),
+                options.ADDRESSES,
+                "Login mode: the login server's client address; several separated by "
+                "commas (A:8091,B:8091): clients take them in turn.",
+                field=("login_host", "login_port", "more_login_servers"),
             ),
             opt(
                 ("--keys", "keys_file"),

@@ -7,7 +7,7 @@ from typing import Any
 
 import click
 
-from serverlink.cli import observe, options
+from serverlink.cli import configs, observe, options
 from serverlink.cli.app import serve_command
 from serverlink.cli.defaults import build
 from serverlink.runner import ServerSpec
@@ -27,6 +27,7 @@ from serverlink.servers.link import LinkConfig
 )
 @options.tls_options
 @options.login_timeout_option(LinkConfig, "key_ttl")
+@options.key_store_option(LinkConfig)
 @options.game_options
 @options.listen_options(GameConfig)
 @options.codec_options
@@ -36,10 +37,10 @@ from serverlink.servers.link import LinkConfig
 def game_command(ctx: click.Context, /, standalone: bool, **_settings: Any) -> int:
     """The game (echo) server: login, echo and heartbeat packets of the
     original game dummy client, with a live console screen."""
-    config = build(ctx, GameConfig, **options.server_parts(ctx))
-    link = options.linked_mode(ctx, "game", standalone)
+    config = build(ctx, GameConfig, **configs.server_parts(ctx))
+    link = configs.linked_mode(ctx, "game", standalone)
     if link is None:
         return serve_command(ctx, ServerSpec("game", build_game_server, config))
-    store = options.store_from(ctx, "game: linked mode")
+    store = configs.store_from(ctx, "game: linked mode")
     linked = dataclasses.replace(config, link=link, store=store)
     return serve_command(ctx, ServerSpec("game", build_game_server, linked), game_screen(linked))

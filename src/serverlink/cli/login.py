@@ -6,7 +6,7 @@ from typing import Any
 
 import click
 
-from serverlink.cli import observe, options
+from serverlink.cli import configs, observe, options
 from serverlink.cli.app import serve_command
 from serverlink.cli.defaults import build
 from serverlink.runner import ServerSpec
@@ -18,6 +18,7 @@ from serverlink.servers.login import LOGIN_SCREEN, LoginConfig, build_login_serv
 @options.login_options
 @options.store_options("Account database (sqlite:///path.db or mysql://user@host:3306/accountdb).")
 @options.login_timeout_option(LoginConfig, "login_timeout")
+@options.key_store_option(LoginConfig)
 @options.tls_options
 @options.listen_options(LoginConfig, workers=False)  # one process: max_workers 1
 @options.codec_options
@@ -28,8 +29,8 @@ def login_command(ctx: click.Context, /, **_settings: Any) -> int:
     """The login (auth) server: checks each client's session key in the account
     database, hands it to every linked game/chat server, then answers with
     their addresses."""
-    parts = options.server_parts(ctx)
+    parts = configs.server_parts(ctx)
     config = build(
-        ctx, LoginConfig, store=options.store_from(ctx), lan_tls=options.tls_from(ctx), **parts
+        ctx, LoginConfig, store=configs.store_from(ctx), lan_tls=configs.tls_from(ctx), **parts
     )
     return serve_command(ctx, ServerSpec("login", build_login_server, config), LOGIN_SCREEN)

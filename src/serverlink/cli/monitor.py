@@ -14,7 +14,7 @@ from rich.console import Console
 from rich.table import Table
 
 from serverlink.aio import run_loop
-from serverlink.cli import observe, options
+from serverlink.cli import configs, observe, options
 from serverlink.cli.app import serve_command
 from serverlink.cli.defaults import Seconds, build, opt, options_of
 from serverlink.cli.errors import ConfigError, OneLineError
@@ -89,7 +89,7 @@ def monitor_group(ctx: click.Context, /, **_settings: Any) -> int:
         config = build(ctx, MonitorConfig, lan_allow=tuple(ctx.params["lan_allow"]))
     except ValueError as exc:
         raise ConfigError(f"monitor: {exc}") from None
-    options.checked_db_url(config.history_db)
+    configs.checked_db_url(config.history_db)
     return serve_command(ctx, ServerSpec("monitor", build_monitor_server, config), MONITOR_SCREEN)
 
 
@@ -115,7 +115,7 @@ def history_command(
     history_db: str, kind: str | None, server_no: int | None, since: float, as_json: bool
 ) -> None:
     """What the monitoring server saved: one row per server per --save-interval."""
-    options.checked_db_url(history_db)
+    configs.checked_db_url(history_db)
     target = parse_db_url(history_db)
     if isinstance(target, SqliteTarget) and not Path(target.path).exists():
         raise OneLineError(f"monitor history: no history at {history_db} (the monitor writes it)")

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
-from serverlink.cli.defaults import opt, options_of
+from serverlink.cli.defaults import opt, options_of, shared_option
 from serverlink.cli.options import ADDRESS, PORT
 from serverlink.servers.reporter import ObserveConfig
 from serverlink.store.history import parse_duration
@@ -65,16 +65,14 @@ def lan_side_options(config: type[Any]) -> Callable[[F], F]:
     )
 
 
-def http_port_option(config: type[Any]) -> Callable[[F], F]:
-    """--http-port of the monitoring server (its own, and the demo's)."""
-    return options_of(
-        config,
-        opt(
-            "--http-port",
-            PORT,
-            "Port of the monitoring dashboard, its JSON API and /metrics (0: a free port).",
-        ),
+http_port_option = shared_option(
+    opt(
+        "--http-port",
+        PORT,
+        "Port of the monitoring dashboard, its JSON API and /metrics (0: a free port).",
     )
+)
+"""--http-port of the monitoring server (its own, and the demo's)."""
 
 
 observe_options = options_of(
@@ -95,7 +93,8 @@ observe_options = options_of(
         "--metrics-port",
         PORT,
         "Serve /metrics (Prometheus), /healthz and /readyz of this server on this port "
-        "(0: a free one; default: none).",
+        "(0: a free one; default: none); a linked game or chat server's also takes "
+        "POST /drain and POST /resume (no new players; SIGUSR1 toggles the same).",
         default=None,
     ),
     opt("--metrics-host", None, "Address of the --metrics-port."),

@@ -11,7 +11,7 @@ beside it, in ``cli.dummy``.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from typing import Any, TypeVar
 
 import click
@@ -19,32 +19,39 @@ import click
 from serverlink import logs
 from serverlink.cli.defaults import (
     ADDRESS,
+    ADDRESSES,
     BYTE,
     LOG_LEVEL,
     PORT,
     HostPort,
     Seconds,
     apply,
-    build,
     opt,
     options_of,
     setting,
+    shared_option,
 )
-from serverlink.cli.errors import ConfigError
 from serverlink.net.server import ServerLimits
-from serverlink.net.tls import TlsConfig, TlsConfigError
+from serverlink.net.tls import TlsConfig
 from serverlink.protocol.codec import NetCodec
 from serverlink.runner import RunOptions
 from serverlink.servers.chat import ChatConfig
 from serverlink.servers.game import GameConfig
 from serverlink.servers.link import LinkConfig
 from serverlink.servers.login import LoginConfig
-from serverlink.store import parse_db_url
 from serverlink.store.config import StoreConfig
+from serverlink.store.keys import KEY_STORE_FORMS, KeyStoreUrlError, check_key_store_url
 
 F = TypeVar("F", bound=Callable[..., Any])
 
-__all__ = ["ADDRESS", "BYTE", "LOG_LEVEL", "PORT", "HostPort"]  # the value types, re-exported
+__all__ = [
+    "ADDRESS",
+    "ADDRESSES",
+    "BYTE",
+    "LOG_LEVEL",
+    "PORT",
+    "HostPort",
+]  # the value types, re-exported
 
 # --- every server ------------------------------------------------------------------------------
 
@@ -198,7 +205,7 @@ def db_option(
 def store_options(db_help: str, required: bool = False) -> Callable[[F], F]:
     """--db, --db-timeout, --db-pool-max: a server's StoreConfig. ``required``:
     no default database (a linked game or chat server must name the login
-    server's: ``store_from`` says so when it is missing)."""
+    server's: ``configs.store_from`` says so when it is missing)."""
     db_attrs: dict[str, Any] = {"default": None} if required else {}
     return apply(
         [
@@ -222,26 +229,34 @@ def store_options(db_help: str, required: bool = False) -> Callable[[F], F]:
     )
 
 
-def checked_db_url(url: str) -> str:
-    try:
-        parse_db_url(url)
-    except ValueError as exc:
-        raise ConfigError(f"--db: {exc}") from None
-    return url
+class KeyStoreUrl(click.types.StringParamType):
+    """``memory`` or a ``redis://`` URL, checked now (a config error, not a
+    failure at the first login)."""
+
+    name = "URL"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> str:
+        try:
+            check_key_store_url(str(value))
+        except KeyStoreUrlError as exc:
+            self.fail(str(exc).removeprefix("--key-store "), param, ctx)
+        return str(value)
 
 
-def store_from(ctx: click.Context, needed_by: str = "") -> StoreConfig:
-    """The command's StoreConfig. Without a --db (``store_options(required=True)``)
-    a ConfigError says what ``needed_by`` (e.g. "game: linked mode") needs."""
-    if ctx.params.get("db") is None:
-        raise ConfigError(
-            f"{needed_by} needs --db URL, the account database of the login server "
-            "(the URL of its --db; or [database] url in the config file, or "
-            "SERVERLINK_DATABASE_URL)"
-        )
-    config = build(ctx, StoreConfig)
-    checked_db_url(config.url)
-    return config
+KEY_STORE_URL = KeyStoreUrl()
+
+
+key_store_option = shared_option(
+    opt(
+        "--key-store",
+        KEY_STORE_URL,
+        "Where handed-over session keys wait for their client: memory (this process; "
+        "the login server hands each key over the LAN) or a Redis URL shared by the "
+        f"login, game and chat servers ({KEY_STORE_FORMS.partition(', or ')[2]}).",
+        metavar="memory|URL",
+    )
+)
+"""--key-store of the login server and of the servers taking its keys."""
 
 
 def login_timeout_option(config: type[Any], field: str) -> Callable[[F], F]:
@@ -281,48 +296,6 @@ tls_options = options_of(
 )
 
 
-def tls_from(ctx: click.Context) -> TlsConfig | None:
-    """The TlsConfig of --lan-tls-*: all three or none, the files checked now
-    (a bad file is a config error, not a failure at the first link)."""
-    given = [ctx.params["lan_tls_cert"], ctx.params["lan_tls_key"], ctx.params["lan_tls_ca"]]
-    if not any(given):
-        return None
-    if not all(given):
-        raise ConfigError(
-            "--lan-tls-cert, --lan-tls-key and --lan-tls-ca go together: give all three"
-        )
-    tls = build(ctx, TlsConfig)
-    try:
-        tls.client_context()
-    except TlsConfigError as exc:
-        raise ConfigError(str(exc)) from None
-    return tls
-
-
-def server_parts(ctx: click.Context) -> Mapping[str, Any]:
-    """The codec and the limits of a server command."""
-    return {"codec": build(ctx, NetCodec), "limits": build(ctx, ServerLimits)}
-
-
-def linked_mode(ctx: click.Context, kind: str, standalone: bool) -> LinkConfig | None:
-    """The link of a game or chat server: None with --standalone; otherwise
-    --login-server is required (and contradicts --standalone)."""
-    given = ctx.params["login_server"] is not None
-    if standalone and given:
-        raise ConfigError(
-            f"{kind}: --standalone and --login-server contradict each other: give "
-            f"--login-server for a linked {kind} server, --standalone for one without"
-        )
-    if standalone:
-        return None
-    if not given:
-        raise ConfigError(
-            f"{kind}: linked mode (the default) needs --login-server HOST:PORT; "
-            "use --standalone to run without a login server"
-        )
-    return build(ctx, LinkConfig, tls=tls_from(ctx))
-
-
 # --- game, chat and login -----------------------------------------------------------------------
 
 game_options = options_of(
@@ -356,9 +329,11 @@ link_options = options_of(
     LinkConfig,
     opt(
         "--login-server",
-        ADDRESS,
-        "Linked mode: the login server's LAN address to register with.",
+        ADDRESSES,
+        "Linked mode: the LAN address of the login server to register with; several "
+        "separated by commas (A:8090,B:8090): it links to every one.",
         default=None,
+        field="login_servers",
     ),
     opt(
         "--server-name",
@@ -427,3 +402,33 @@ login_options = options_of(
         "warning at start.",
     ),
 )
+
+
+# --- the dummy and the demo --------------------------------------------------------------------
+
+
+def load_options(config: type[Any]) -> Callable[[F], F]:
+    """The load the dummy puts on the servers (its own, and in the demo)."""
+    return options_of(
+        config,
+        opt(
+            "--clients",
+            click.IntRange(min=1),
+            "Virtual clients (echo mode: AccountNo 1..N; login mode: one account each from "
+            "the key file).",
+        ),
+        opt(
+            "--echo-depth",
+            click.IntRange(0, 4096),
+            "Echo requests kept in flight per client (the original's ECHO_OVERLAP); "
+            "0 = log in and send only heartbeats.",
+        ),
+        opt("--seconds", Seconds(min=0), "Run length; 0 = until Ctrl-C."),
+        opt(
+            "--disconnect-rate",
+            click.FloatRange(0.0, 1.0),
+            "Each second, each logged-in client leaves with probability P, "
+            "then reconnects and logs in again.",
+            metavar="PROBABILITY",
+        ),
+    )
