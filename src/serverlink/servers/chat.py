@@ -30,10 +30,9 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-from serverlink.net.server import ServerLimits, SessionServer
+from serverlink.net.server import ServerLimits
 from serverlink.net.session import ProtocolViolation, Session, SessionDeps, handles, handles_raw
 from serverlink.protocol.codec import NetCodec
-from serverlink.protocol.framing import net_framing
 from serverlink.protocol.packets import (
     CS_CHAT_REQ_HEARTBEAT,
     CS_CHAT_REQ_LOGIN,
@@ -47,8 +46,9 @@ from serverlink.protocol.packets import (
 )
 from serverlink.protocol.status import ChatLoginStatus, ServerType
 from serverlink.servers.chat_stats import CHAT_SCREEN, ChatStats
-from serverlink.servers.link import KeyedLogins, LinkConfig, Load
-from serverlink.servers.links import LoginLinks, linked_to
+from serverlink.servers.link import LinkConfig
+from serverlink.servers.linkable import LinkableServer
+from serverlink.servers.links import linked_to
 from serverlink.servers.sectors import GRID_SIZE, Sector, SectorGrid
 from serverlink.store.keys import KeyStoreUnavailable
 
@@ -198,29 +198,20 @@ class ChatSession(Session):
         self.server.logout(self)
 
 
-class ChatServer:
+class ChatServer(LinkableServer):
     """The chat server: a SessionServer of ChatSessions, the grid, the login policy."""
 
     name = "chat"
+    server_type = ServerType.CHAT
     #: The grid lives in one process: a second chat server is a second world.
     max_workers: ClassVar[int | None] = 1
 
     def __init__(self, config: ChatConfig) -> None:
+        super().__init__(config, lambda deps: ChatSession(deps, self))
         self.config = config
         self.chat_stats = ChatStats()
-        self.listener = SessionServer(
-            self.name,
-            lambda deps: ChatSession(deps, self),
-            net_framing(config.codec),
-            config.host,
-            config.port,
-            config.limits,
-            reuse_port=config.reuse_port,
-        )
-        self.stats = self.listener.stats
         self.grid = SectorGrid(GRID_SIZE)
         self.max_message_bytes = config.max_message_bytes
-        self.link: LoginLinks | None = None
         #: Logged-in players by account (the newest session of an account).
         self.players: dict[int, ChatSession] = {}
         #: Accounts muted until a monotonic time (expired ones pruned now and then).
@@ -231,29 +222,14 @@ class ChatServer:
             f"%s: account %d muted for {config.mute_seconds:g} s: "
             f"over {config.flood_messages} messages in {config.flood_window:g} s"
         )
-        # Linked logins whose key is being taken.
-        self.keyed_logins = KeyedLogins(self.name, self.stats)
-
-    @property
-    def port(self) -> int:
-        return self.listener.port
 
     async def start(self) -> None:
         self.grid.bind(asyncio.get_running_loop())
         await self.listener.start()
-        if self.config.link is not None:
-            self.link = LoginLinks(
-                self.config.link,
-                ServerType.CHAT,
-                (self.config.host, self.port),
-                status_id=0,
-                load=self._load,
-            )
-            self.link.start()
+        self.start_links(status_id=0)
 
     async def stop(self) -> None:
-        if self.link is not None:
-            await self.link.stop()
+        await self.stop_links()
         self.keyed_logins.cancel()
         await self.listener.stop()
 
@@ -263,12 +239,8 @@ class ChatServer:
             return "chat server, standalone (any key logs in), no account database"
         return f"chat server {linked_to(self.config.link)}, no account database"
 
-    def set_draining(self, draining: bool | None = None) -> bool:
-        """``LoginLinks.set_draining`` (SIGUSR1, POST /drain); standalone: never."""
-        return self.link.set_draining(draining) if self.link is not None else False
-
-    def _load(self) -> Load:
-        return Load(len(self.players), self.config.limits.max_sessions)
+    def player_count(self) -> int:
+        return len(self.players)
 
     # --- login policy ---------------------------------------------------------------------
     def login(self, session: ChatSession, request: CsChatReqLogin) -> None:
@@ -372,18 +344,15 @@ class ChatServer:
 
     # --- monitor ----------------------------------------------------------------------------
     def snapshot(self) -> dict[str, Any]:
-        snap: dict[str, Any] = self.stats.snapshot()
-        snap.update(self.listener.load())
+        snap = self.base_snapshot()
         s = self.chat_stats
         fanout = self.grid.stats
         occupied, most, mean = self.grid.occupancy()
         now = time.monotonic()
         snap["packets_out"] += fanout.deliveries
         snap.update(
-            max_sessions=self.config.limits.max_sessions,
             players=len(self.players),
             logins=s.logins,
-            login_fail=self.keyed_logins.refused,
             moves=s.moves,
             sectors_occupied=occupied,
             sector_players_max=most,
@@ -397,8 +366,6 @@ class ChatServer:
             fanout_writes=fanout.writes,
             fanout_turns=fanout.flushes,
         )
-        if self.link is not None:
-            snap.update(self.link.snapshot())
         return snap
 
 

@@ -23,11 +23,10 @@ from typing import Any, ClassVar
 
 from serverlink.errors import StartupError
 from serverlink.monitor.screen import Row, ScreenSpec, breakdown, fmt, standard_rows, value
-from serverlink.net.server import ServerLimits, SessionServer
+from serverlink.net.server import ServerLimits
 from serverlink.net.session import ProtocolViolation, Session, SessionDeps, handles, handles_raw
 from serverlink.protocol.codec import NetCodec
 from serverlink.protocol.echo import ECHO_FRAME_SIZE, answer_echo_batch
-from serverlink.protocol.framing import net_framing
 from serverlink.protocol.packets import (
     CS_GAME_REQ_ECHO,
     CS_GAME_REQ_HEARTBEAT,
@@ -38,8 +37,9 @@ from serverlink.protocol.packets import (
 )
 from serverlink.protocol.status import GameLoginStatus, ServerType
 from serverlink.servers.claims import AccountClaims, Claim
-from serverlink.servers.link import KeyedLogins, LinkConfig, Load
-from serverlink.servers.links import LoginLinks, linked_to
+from serverlink.servers.link import LinkConfig
+from serverlink.servers.linkable import LinkableServer
+from serverlink.servers.links import linked_to
 from serverlink.store import AccountStore, StoreError
 from serverlink.store.config import StoreConfig
 from serverlink.store.keys import KeyStoreUnavailable
@@ -151,27 +151,18 @@ class EchoSession(Session):
             self.server.logout(self, self.account_no)
 
 
-class GameServer:
+class GameServer(LinkableServer):
     """The game server: a SessionServer of EchoSessions and the login policy."""
 
     name = "game"
+    server_type = ServerType.GAME
     #: Game servers scale with worker processes (each links and claims apart).
     max_workers: ClassVar[int | None] = None
 
     def __init__(self, config: GameConfig, store: AccountStore | None = None) -> None:
+        super().__init__(config, lambda deps: EchoSession(deps, self))
         self.config = config
         self.game_stats = GameStats()
-        self.listener = SessionServer(
-            self.name,
-            lambda deps: EchoSession(deps, self),
-            net_framing(config.codec),
-            config.host,
-            config.port,
-            config.limits,
-            reuse_port=config.reuse_port,
-        )
-        self.stats = self.listener.stats
-        self.link: LoginLinks | None = None
         self.claims: AccountClaims | None = None
         self.store: AccountStore | None = None
         if config.link is not None:
@@ -181,16 +172,10 @@ class GameServer:
             )
         self.in_game: dict[int, EchoSession] = {}
         self._settled_once = False
-        # Linked logins whose key and status are being checked.
-        self.keyed_logins = KeyedLogins(self.name, self.stats)
 
     @property
     def logins_in_progress(self) -> set[asyncio.Task[None]]:
         return self.keyed_logins.in_progress
-
-    @property
-    def port(self) -> int:
-        return self.listener.port
 
     async def start(self) -> None:
         """Bind first (a server started by mistake on a busy port fails before it
@@ -208,20 +193,10 @@ class GameServer:
                 await self.listener.stop()
                 await self.store.close()
                 raise StartupError(f"account database {self.store.display_url}: {exc}") from None
-        if self.config.link is not None:
-            self.link = LoginLinks(
-                self.config.link,
-                ServerType.GAME,
-                (self.config.host, self.port),
-                status_id=self.config.status_id,
-                load=self._load,
-                on_accepted=self._settle_claims,
-            )
-            self.link.start()
+        self.start_links(self.config.status_id, on_accepted=self._settle_claims)
 
     async def stop(self) -> None:
-        if self.link is not None:
-            await self.link.stop()
+        await self.stop_links()
         await self.listener.stop()  # sessions end -> releases queued
         if self.claims is not None:
             try:
@@ -242,12 +217,8 @@ class GameServer:
             f"{self.config.status_id}, accounts in {self.store.display_url}"
         )
 
-    def set_draining(self, draining: bool | None = None) -> bool:
-        """``LoginLinks.set_draining`` (SIGUSR1, POST /drain); standalone: never."""
-        return self.link.set_draining(draining) if self.link is not None else False
-
-    def _load(self) -> Load:
-        return Load(len(self.in_game), self.config.limits.max_sessions)
+    def player_count(self) -> int:
+        return len(self.in_game)
 
     async def _settle_claims(self) -> None:
         """Run when the login server accepts the link; logins wait for it."""
@@ -336,13 +307,9 @@ class GameServer:
             self.claims.release(account_no)
 
     def snapshot(self) -> dict[str, Any]:
-        snap: dict[str, Any] = self.stats.snapshot()
-        snap.update(self.listener.load())
+        snap = self.base_snapshot()
         snap["logins"] = self.game_stats.logins
-        snap["login_fail"] = self.keyed_logins.refused
-        snap["max_sessions"] = self.config.limits.max_sessions
-        if self.link is not None and self.claims is not None:
-            snap.update(self.link.snapshot())
+        if self.claims is not None:
             snap.update(
                 in_game=len(self.in_game),
                 status_write_failures=self.claims.failures,
