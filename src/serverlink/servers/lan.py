@@ -23,11 +23,11 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING
 
 from serverlink.logs import RateLimitedLog
 from serverlink.net.server import ServerLimits, SessionServer
 from serverlink.net.session import ProtocolViolation, Session, SessionDeps, handles
-from serverlink.net.tls import TlsConfig
 from serverlink.protocol.framing import lan_framing
 from serverlink.protocol.packets import (
     SS_KEY_STORE_PROOF,
@@ -44,7 +44,10 @@ from serverlink.protocol.status import ServerType
 from serverlink.servers.handoffs import Handoffs
 from serverlink.servers.trust import is_loopback, peer_trusted
 from serverlink.store import AccountStore, StoreError
-from serverlink.store.keys import KeyStore, MemoryKeyStore
+from serverlink.store.keys import KeyStore
+
+if TYPE_CHECKING:
+    from serverlink.servers.login import LoginConfig
 
 log = logging.getLogger("serverlink.login")
 
@@ -53,7 +56,6 @@ DEFAULT_CHAT_PORT = 50000
 #: LAN connections at most (linked servers and their workers).
 MAX_LINKS = 256
 #: Seconds a LAN connection has to register (LoginConfig.lan_register_deadline).
-REGISTER_DEADLINE = 5.0
 #: A serverlink link silent for this many of its heartbeats is dropped.
 SILENT_HEARTBEATS = 3
 #: SS_LINK_STATUS.Draining of a server that stops gracefully (servers.link.LEAVING).
@@ -179,35 +181,22 @@ class LinkSession(Session):
 class LanSide:
     """The LAN listener, the registry of linked servers, the hand-offs in flight."""
 
-    def __init__(
-        self,
-        store: AccountStore,
-        host: str,
-        port: int,
-        *,
-        allow_any: bool = False,
-        handoff_timeout: float = 2.0,
-        register_deadline: float = REGISTER_DEADLINE,
-        tls: TlsConfig | None = None,
-        keys: KeyStore | None = None,
-        key_ttl: float = 60.0,
-    ) -> None:
+    def __init__(self, store: AccountStore, config: LoginConfig, keys: KeyStore) -> None:
         self.store = store
-        self.allow_any = allow_any
+        self.allow_any = config.lan_allow_any
         #: The hand-offs in flight, and the keys put in the shared store.
-        self.handoffs = Handoffs(
-            keys if keys is not None else MemoryKeyStore(), handoff_timeout, key_ttl
-        )
+        self.handoffs = Handoffs(keys, config.handoff_timeout, config.login_timeout)
+        tls = config.lan_tls
         self.listener = SessionServer(
             "login-lan",
             lambda deps: LinkSession(deps, self),
             lan_framing(),
-            host,
-            port,
+            config.lan_host or config.host,
+            config.lan_port,
             ServerLimits(
                 max_sessions=MAX_LINKS,
                 idle_timeout=0,  # original servers send nothing: heartbeats are ours
-                login_deadline=register_deadline,
+                login_deadline=config.lan_register_deadline,
                 tcp_keepalive=True,
             ),
             ssl_context=tls.server_context() if tls is not None else None,

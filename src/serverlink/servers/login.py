@@ -168,17 +168,7 @@ class LoginServer:
             client_limits,
             reuse_port=config.reuse_port,
         )
-        self.lan = LanSide(
-            self.store,
-            config.lan_host or config.host,
-            config.lan_port,
-            allow_any=config.lan_allow_any,
-            handoff_timeout=config.handoff_timeout,
-            register_deadline=config.lan_register_deadline,
-            tls=config.lan_tls,
-            keys=open_key_store(config.key_store),
-            key_ttl=config.login_timeout,
-        )
+        self.lan = LanSide(self.store, config, open_key_store(config.key_store))
         self.key_store_log = OutageLog(log, "key store")
         self.placement = Placement()
         self.releases = Releases(self.store, config.release_after)
