@@ -17,6 +17,7 @@ from typing import Any, TypeVar
 import click
 
 from serverlink.cli import options
+from serverlink.cli.defaults import Seconds
 from serverlink.cli.errors import ConfigError, OneLineError
 from serverlink.cli.settings import command_path
 from serverlink.store import admin
@@ -98,13 +99,28 @@ def init_cmd(db_url: str) -> None:
     show_default=True,
     help="First account number.",
 )
+@click.option(
+    "--key-ttl",
+    type=Seconds(min=0.001),
+    default=None,
+    help="The keys expire after this many seconds and work once at the login server, "
+    "as the web API's do (default: they do not expire and work again).",
+)
 @db_option
 def seed_cmd(
-    count: int, keys_out: Path | None, password: str | None, first: int, db_url: str
+    count: int,
+    keys_out: Path | None,
+    password: str | None,
+    first: int,
+    key_ttl: float | None,
+    db_url: str,
 ) -> None:
     """Create or refresh test accounts, each with a status row of 0 and a new random
     64-character session key (re-seeding an account replaces its key)."""
-    result = _run(admin.seed_db(db_url, count, keys_out=keys_out, password=password, first=first))
+    seeding = admin.seed_db(
+        db_url, count, keys_out=keys_out, password=password, first=first, key_ttl=key_ttl
+    )
+    result = _run(seeding)
     where = f"; keys written to {result.keys_out}" if result.keys_out is not None else ""
     click.echo(
         f"seeded {result.count} accounts ({result.first}..{result.last}) "

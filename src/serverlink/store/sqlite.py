@@ -28,7 +28,7 @@ import aiosqlite
 
 from serverlink.store.base import DEFAULT_TIMEOUT, StoreError, StoreUnavailable
 from serverlink.store.driver import Row, SqlConnection, SqlDriver
-from serverlink.store.schema import SQLITE_SCHEMA
+from serverlink.store.schema import SQLITE_ADD_EXPIRES, SQLITE_SCHEMA
 from serverlink.store.url import SqliteTarget
 
 log = logging.getLogger("serverlink.store")
@@ -56,6 +56,10 @@ class SqliteConnection:
     async def executemany(self, sql: str, rows: Sequence[Sequence[object]]) -> None:
         await self.raw.executemany(sql, rows)
 
+    async def insert(self, sql: str, params: Sequence[object] = ()) -> int:
+        cursor = await self.raw.execute(sql, params)
+        return int(cursor.lastrowid or 0)
+
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[None]:
         """On an error the transaction is rolled back; if that is impossible
@@ -82,6 +86,9 @@ class SqliteDriver(SqlDriver):
 
     engine = "sqlite"
     placeholder = "?"
+    # julianday has milliseconds on every SQLite (unixepoch('subsec') needs 3.42).
+    unix_now = "((julianday('now') - 2440587.5) * 86400.0)"
+    nocase = " COLLATE NOCASE"
 
     def __init__(self, target: SqliteTarget, *, timeout: float = DEFAULT_TIMEOUT) -> None:
         super().__init__(
@@ -161,6 +168,10 @@ class SqliteDriver(SqlDriver):
         async with self.connection() as conn, conn.transaction():
             for statement in SQLITE_SCHEMA if statements is None else statements:
                 await conn.execute(statement)
+            if statements is None:
+                columns = await conn.fetch("PRAGMA table_info(sessionkey)")
+                if not any(column[1] == "expires" for column in columns):
+                    await conn.execute(SQLITE_ADD_EXPIRES)
 
     async def close(self) -> None:
         self.closed = True
@@ -191,6 +202,12 @@ class SqliteDriver(SqlDriver):
         return isinstance(exc, sqlite3.Error) and (
             "no such table" in text or "no such view" in text
         )
+
+    def lacks_column(self, exc: BaseException) -> bool:
+        return isinstance(exc, sqlite3.OperationalError) and "no such column" in str(exc).lower()
+
+    def is_duplicate(self, exc: BaseException) -> bool:
+        return isinstance(exc, sqlite3.IntegrityError) and "unique" in str(exc).lower()
 
     def explain(self, exc: BaseException) -> tuple[type[StoreError], str] | None:
         text = self.one_line(exc)
