@@ -28,6 +28,7 @@ from serverlink.servers.login import LoginConfig
 from serverlink.servers.monitor import MonitorConfig
 from serverlink.servers.reporter import ObserveConfig
 from serverlink.store.config import StoreConfig
+from serverlink.web.accounts import WebConfig
 
 
 @pytest.fixture(autouse=True)
@@ -163,6 +164,7 @@ def _set_fields(command: click.Command, config: type[Any]) -> set[str]:
         ("monitor", [MonitorConfig]),
         ("dummy", [DummyConfig, NetCodec]),
         ("demo", [DemoOptions]),
+        ("web", [WebConfig]),
     ],
 )
 def test_every_setting_has_a_flag(command: str, configs: list[type[Any]]) -> None:

@@ -17,7 +17,6 @@ from typing import Any, TypeVar
 import click
 
 from serverlink.cli import options
-from serverlink.cli.defaults import Seconds
 from serverlink.cli.errors import ConfigError, OneLineError
 from serverlink.cli.settings import command_path
 from serverlink.store import admin
@@ -100,11 +99,7 @@ def init_cmd(db_url: str) -> None:
     help="First account number.",
 )
 @click.option(
-    "--key-ttl",
-    type=Seconds(min=0.001),
-    default=None,
-    help="The keys expire after this many seconds and work once at the login server, "
-    "as the web API's do (default: they do not expire and work again).",
+    *options.KEY_TTL.decls, type=options.KEY_TTL.type, default=None, help=options.KEY_TTL.help
 )
 @db_option
 def seed_cmd(

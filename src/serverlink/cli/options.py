@@ -243,6 +243,15 @@ def store_from(ctx: click.Context, needed_by: str = "") -> StoreConfig:
     return config
 
 
+KEY_TTL = opt(
+    "--key-ttl",
+    Seconds(min=1),
+    "Seconds a session key works at the login server, and only once (a seeded key "
+    "without it: for ever, and again).",
+)
+"""The web API's keys (``WebConfig.key_ttl``) and, when asked, the seeded ones."""
+
+
 def login_timeout_option(config: type[Any], field: str) -> Callable[[F], F]:
     """--login-timeout of the login server and of the servers holding its
     handed-over keys (both defaults are servers.link.LOGIN_TIMEOUT)."""
