@@ -310,6 +310,8 @@ def test_demo_runs_linked_system_on_sqlite(procs: list[Proc], tmp_path: Path) ->
     # 20 game clients and 10 chat clients log in through the login server
     assert "demo: login server: 30 logins" in out and "results: OK 30;" in out
     assert "demo: game server: 20 logins" in out
+    # the game players signed up and in over the web API for their keys
+    assert re.search(r"demo: web API: 20 sign-ups, 20 sign-ins .*, 0 refused", out)
     assert re.search(r"demo: chat server: 10 logins, .* [1-9][\d,]* deliveries", out)
     assert re.search(r"demo: [\d,]+ echoes/s verified .* dummy errors 0", out)
     assert re.search(r"demo: [\d,]+ chat messages/s, .* chat dummy errors 0", out)

@@ -5,6 +5,8 @@ On SQLite and MariaDB."""
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
 from conftest import RawSql, add_accounts
@@ -85,3 +87,26 @@ async def test_opening_a_database_made_before_key_expiry_upgrades_it(
         assert record is not None and record.key_seconds_left is None
         with pytest.raises(UserIdTaken):
             await upgraded.create_account("ID_1", hash_password("pw"), "again")
+
+
+async def test_sign_ups_at_once_with_taken_userids_lose_no_other_write(store: AdminStore) -> None:
+    """SQLite shares one connection: a transaction rolled back (a taken userid)
+    must not take another task's statement with it, nor two overlap."""
+    first = await store.create_account("zed", hash_password("pw"), "Zed")
+    key = new_session_key()
+    userpass = hash_password("pw")
+    async with asyncio.timeout(10):  # overlapping transactions on one connection hang
+        outcomes = await asyncio.gather(
+            *(store.create_account(f"user{i}", userpass, "N") for i in range(10)),
+            *(store.create_account("zed", userpass, "again") for _ in range(5)),
+            store.issue_key(first, key, 600),
+            return_exceptions=True,
+        )
+    made = [o for o in outcomes[:10] if isinstance(o, int)]
+    assert len(set(made)) == 10
+    assert all(isinstance(o, UserIdTaken) for o in outcomes[10:15])
+    record = await store.get_account(first)
+    assert record is not None and record.session_key == key.encode()
+    for account_no in made:
+        account = await store.get_account(account_no)
+        assert account is not None and account.status == 0

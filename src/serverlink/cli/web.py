@@ -29,6 +29,7 @@ WEB_SCREEN = ScreenSpec(
         Row("Requests", (value("requests"), rate("requests"), value("rate_limited", "limited"))),
         Row("Hashing", (value("pending_hashes", "waiting"),)),
         process_row(),
+        breakdown("Refused", "refused"),
         breakdown("Errors", "errors"),
     ),
 )

@@ -122,8 +122,6 @@ class Statements:
             "WHERE accountno = ? AND sessionkey = ?"
         )
         self.new_account = sql("INSERT INTO account (userid, userpass, usernick) VALUES (?, ?, ?)")
-        self.new_account_key = sql("INSERT INTO sessionkey (accountno) VALUES (?)")
-        self.new_account_status = sql("INSERT INTO status (accountno, status) VALUES (?, 0)")
         self.find_userpass = sql(
             "SELECT accountno, userpass FROM account WHERE userid = ?" + driver.nocase
         )
@@ -283,17 +281,18 @@ class SqlAccountStore(SqlCalls, AdminStore, SignInStore):
     # --- SignInStore --------------------------------------------------------------
     async def create_account(self, user_id: str, userpass: str, nickname: str) -> int:
         async def op(conn: SqlConnection, maybe_applied: bool) -> int:
-            try:
-                async with conn.transaction():
+            async with conn.transaction():
+                try:
                     account_no = await conn.insert(
                         self.sql.new_account, (user_id, userpass, nickname)
                     )
-                    await conn.execute(self.sql.new_account_key, (account_no,))
-                    await conn.execute(self.sql.new_account_status, (account_no,))
-            except Exception as exc:
-                if self.driver.is_duplicate(exc):
-                    raise UserIdTaken(f"userid {user_id!r} is taken") from None
-                raise
+                except Exception as exc:
+                    if self.driver.is_duplicate(exc):  # the one unique key: userid
+                        raise UserIdTaken(f"userid {user_id!r} is taken") from None
+                    raise
+                # Upserts: a row an operator left behind for this number is reset.
+                await conn.execute(self.sql.upsert_key, (account_no, None, None))
+                await conn.execute(self.sql.upsert_status, (account_no, 0))
             return account_no
 
         return await self._run("create_account", op)

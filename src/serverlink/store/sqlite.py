@@ -38,25 +38,47 @@ _REOPEN_MESSAGES = ("unable to open database file", "disk i/o error")
 
 
 class SqliteConnection:
-    """The driver's aiosqlite connection as the store uses it (``driver.SqlConnection``)."""
+    """The driver's aiosqlite connection as the store uses it (``driver.SqlConnection``).
 
-    __slots__ = ("_driver", "raw")
+    Every task's statements share the one connection, so a transaction has it to
+    itself: another task's transaction waits for it, and so does another task's
+    statement (else it would run inside, and go with its rollback)."""
+
+    __slots__ = ("_driver", "_tx_lock", "_tx_task", "raw")
 
     def __init__(self, raw: aiosqlite.Connection, driver: SqliteDriver) -> None:
         self.raw = raw
         self._driver = driver
+        self._tx_lock = asyncio.Lock()
+        self._tx_task: asyncio.Task[object] | None = None
+
+    async def _turn(self) -> None:
+        """Wait while another task's transaction holds the connection. Once this
+        returns, the statement is queued before a waiting transaction's BEGIN
+        (aiosqlite runs them in order; the woken transaction runs a turn later)."""
+        while self._tx_task is not None and self._tx_task is not asyncio.current_task():
+            async with self._tx_lock:
+                pass
 
     async def execute(self, sql: str, params: Sequence[object] = ()) -> int:
+        if self._tx_task is not None:
+            await self._turn()
         cursor = await self.raw.execute(sql, params)
         return max(cursor.rowcount, 0)  # -1 for statements that count no rows
 
     async def fetch(self, sql: str, params: Sequence[object] = ()) -> Sequence[Row]:
+        if self._tx_task is not None:
+            await self._turn()
         return list(await self.raw.execute_fetchall(sql, params))
 
     async def executemany(self, sql: str, rows: Sequence[Sequence[object]]) -> None:
+        if self._tx_task is not None:
+            await self._turn()
         await self.raw.executemany(sql, rows)
 
     async def insert(self, sql: str, params: Sequence[object] = ()) -> int:
+        if self._tx_task is not None:
+            await self._turn()
         cursor = await self.raw.execute(sql, params)
         return int(cursor.lastrowid or 0)
 
@@ -65,6 +87,16 @@ class SqliteConnection:
         """On an error the transaction is rolled back; if that is impossible
         (cancelled, connection broken) the connection is dropped, which rolls back
         too."""
+        async with self._tx_lock:
+            self._tx_task = asyncio.current_task()
+            try:
+                async with self._begun():
+                    yield
+            finally:
+                self._tx_task = None
+
+    @asynccontextmanager
+    async def _begun(self) -> AsyncIterator[None]:
         try:
             await self.raw.execute("BEGIN IMMEDIATE")
             yield

@@ -86,6 +86,8 @@ class WebConfig:
     rate_window: float = 60.0
     #: Password hashes waiting for the thread pool at most (503 busy beyond).
     max_pending_hashes: int = 256
+    #: Set by the worker pool that runs it (the demo): the port it reserved.
+    reuse_port: bool = False
 
 
 class ApiError(Exception):
@@ -148,6 +150,8 @@ class AccountApi(HttpServer):
         self.hashes = 0
         self.dummy_hash = ""
         self.counts: Counter[str] = Counter()
+        self.refused: Counter[str] = Counter()
+        #: The server's own failures: a database that does not answer, a bug.
         self.errors: Counter[str] = Counter()
         self.signin_times = LatencyHistogram()
         app = web.Application(middlewares=[self.api_errors], client_max_size=config.max_body)
@@ -157,7 +161,7 @@ class AccountApi(HttpServer):
         app.router.add_get("/openapi.json", self.openapi)
         app.router.add_get("/docs", self.docs)
         app.router.add_get("/healthz", self.healthz)
-        super().__init__(app, config.host, config.port)
+        super().__init__(app, config.host, config.port, config.reuse_port)
 
     # --- lifecycle ------------------------------------------------------------------------
     async def start(self) -> None:
@@ -196,7 +200,7 @@ class AccountApi(HttpServer):
         try:
             return await handler(request)
         except ApiError as exc:
-            self.errors[exc.code] += 1
+            self.refused[exc.code] += 1
             if exc.status == 400:  # a malformed request: one line
                 log.info("%s %s from %s: %s", request.method, request.path, _peer(request), exc)
             return error_response(exc.status, exc.code, str(exc), exc.headers)
@@ -204,7 +208,7 @@ class AccountApi(HttpServer):
             if exc.status < 400:
                 raise
             code = HTTP_CODES.get(exc.status, "bad_request")
-            self.errors[code] += 1
+            self.refused[code] += 1
             headers = {"Allow": exc.headers["Allow"]} if "Allow" in exc.headers else None
             return error_response(exc.status, code, exc.reason, headers)
         except StoreError as exc:
@@ -326,6 +330,9 @@ class AccountApi(HttpServer):
             "signouts": self.counts["signouts"],
             "rate_limited": rate_limited,
             "pending_hashes": self.pending_hashes,
+            # Answers other than success by code: what clients got wrong, mostly
+            # (not the server's errors: a demo's second run meets its accounts, 409).
+            "refused": dict(self.refused),
             "errors": dict(self.errors),
             **self.signin_times.snapshot("signin_time"),
         }
