@@ -17,7 +17,7 @@
 # redis://127.0.0.1:6379/0?namespace=slbench), STORES (default "memory redis":
 # the key stores to measure, in that order).
 # Prints, for each run, the dummy's figures as JSON, the CPU seconds each part
-# used during the run (login server, game server, mariadbd, dummy), a CPU speed
+# used during the run (login server, game server, mariadbd, redis-server, dummy), a CPU speed
 # calibration (seconds for a fixed Python loop, before and after; lower is
 # faster) and the status check; then one line with the login flows/s of each
 # key store. Exit status 0 only when every acceptance condition holds.
@@ -57,6 +57,21 @@ cpu_ticks() {
         total=$((total + $(awk '{print $14 + $15}' "/proc/$p/stat")))
     done
     echo "$total"
+}
+
+# The pid listening on TCP port $1 (empty if none is found).
+listener_pid() {
+    ss -Hltnp "sport = :$1" 2>/dev/null | grep -o 'pid=[0-9]*' | head -1 | cut -d= -f2
+}
+db_port() {  # the port of $db (3306 when it names none)
+    local port
+    port=$(sed -E 's#^[a-z]+://([^@/]*@)?(\[[^]]*\]|[^:/]*)(:([0-9]+))?.*#\4#' <<<"$db")
+    echo "${port:-3306}"
+}
+redis_port() {  # the port of $redis_url (6379 when it names none)
+    local port
+    port=$(sed -E 's#^[a-z]+://([^@/]*@)?(\[[^]]*\]|[^:/?]*)(:([0-9]+))?.*#\4#' <<<"$redis_url")
+    echo "${port:-6379}"
 }
 
 # Whole machine, from /proc/stat: user+nice+system, irq+softirq, steal, idle+iowait.
@@ -123,7 +138,11 @@ if [ "$store" = redis ]; then
     wait_log "$logs/login.log" "shares the key store" "the game server's key store proof"
 fi
 
-mariadb_pid=$(pgrep -x mariadbd || pgrep -x mysqld || true)
+# The servers this run uses, by the port they listen on (other mariadbd or
+# redis-server processes may run on the machine).
+mariadb_pid=$(listener_pid "$(db_port)")
+redis_pid=$([ "$store" = redis ] && listener_pid "$(redis_port)" || true)
+before_redis=$([ -n "$redis_pid" ] && cpu_ticks "$redis_pid" || echo 0)
 before_login=$(cpu_ticks "$login_pid") before_game=$(cpu_ticks "$game_pid")
 before_db=$([ -n "$mariadb_pid" ] && cpu_ticks "$mariadb_pid" || echo 0)
 machine_before=$(machine_ticks)
@@ -143,6 +162,7 @@ sys.exit(rc)
 PY
 after_login=$(cpu_ticks "$login_pid") after_game=$(cpu_ticks "$game_pid")
 after_db=$([ -n "$mariadb_pid" ] && cpu_ticks "$mariadb_pid" || echo 0)
+after_redis=$([ -n "$redis_pid" ] && cpu_ticks "$redis_pid" || echo 0)
 machine_after=$(machine_ticks)
 calibration_after=$(calibrate)
 
@@ -151,7 +171,8 @@ calibration_after=$(calibrate)
 "$py" - "$db" "$report" "$status" "$hz" "$logs/$store.figures" "$store" \
     "$((after_login - before_login))" "$((after_game - before_game))" \
     "$((after_db - before_db))" "$(cat "$dummy_cpu")" "$calibration_before" \
-    "$calibration_after" "$machine_before" "$machine_after" <<'PY' || status=1
+    "$calibration_after" "$machine_before" "$machine_after" \
+    "$((after_redis - before_redis))" <<'PY' || status=1
 import asyncio, json, sys, time
 
 import asyncmy
@@ -167,6 +188,7 @@ calibration = [float(args[5]), float(args[6])]
 machine = [
     (b - a) / hz for a, b in zip(map(int, args[7].split()), map(int, args[8].split()), strict=True)
 ]
+redis_t = int(args[9]) / hz
 t = parse_db_url(url)
 
 
@@ -210,10 +232,12 @@ figures = {
         "login_server": round(login_t, 2),
         "game_server": round(game_t, 2),
         "mariadbd": round(db_t, 2),
+        "redis_server": round(redis_t, 2),
         "dummy": round(dummy_t, 2),
     },
     "cpu_ms_per_flow": round(
-        1000 * (login_t + game_t + db_t + dummy_t) / max(1, d["counters"]["login_flows"]), 3
+        1000 * (login_t + game_t + db_t + redis_t + dummy_t) / max(1, d["counters"]["login_flows"]),
+        3,
     ),
     "calibration_s_before_after": calibration,
     # CPU seconds of the whole machine while the dummy ran (dummy start-up
