@@ -7,6 +7,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import click
@@ -106,7 +107,7 @@ def test_login_runs_with_the_dataclass_defaults(monkeypatch: pytest.MonkeyPatch)
 def test_game_runs_with_the_dataclass_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
     spec, _, _ = _captured(monkeypatch, "serverlink.cli.app.serve", "game", "--standalone")
     assert spec.config == GameConfig()
-    address = "{}:{}".format(*LinkConfig().login_server)
+    address = "{}:{}".format(*LinkConfig().login_servers[0])
     db = "sqlite:///accounts.db"  # linked mode names its database: it has no default
     spec, _, _ = _captured(
         monkeypatch, "serverlink.cli.app.serve", "game", "--login-server", address, "--db", db
@@ -132,6 +133,24 @@ def test_dummy_and_demo_run_with_the_dataclass_defaults(monkeypatch: pytest.Monk
     assert seen == [DummyConfig()]
     (options, _console) = _captured(monkeypatch, "serverlink.cli.demo.run_demo", "demo")
     assert options == DemoOptions()
+    # Several login servers: the first as before, the others beside it.
+    keys = str(Path(__file__))  # any readable file: preflight is replaced
+    for argv, more in ((["--login", "a:1"], ()), (["--login-server", "a:1,b:2"], (("b", 2),))):
+        assert main(["dummy", "--mode", "login", "--keys", keys, *argv]) == 0
+        assert (seen[-1].login_host, seen[-1].login_port) == ("a", 1)
+        assert seen[-1].more_login_servers == more
+        assert seen[-1].login_servers == (("a", 1), *more)
+
+
+def test_game_and_chat_link_to_every_login_server_given(monkeypatch: pytest.MonkeyPatch) -> None:
+    db = "sqlite:///accounts.db"
+    for command in ("game", "chat"):
+        argv = [command, "--login-server", "a:8090,[::1]:8090", "--key-store", "redis://r/0"]
+        if command == "game":
+            argv += ["--db", db]
+        spec, _, _ = _captured(monkeypatch, "serverlink.cli.app.serve", *argv)
+        assert spec.config.link.login_servers == (("a", 8090), ("::1", 8090))
+        assert spec.config.link.key_store == "redis://r/0"
 
 
 # --- every setting has a flag -------------------------------------------------------------
@@ -192,8 +211,10 @@ def test_an_option_of_several_commands_is_one_declaration() -> None:
     # The same setting named the same on both sides, each side saying its part:
     # the game server's --client-version is the version it expects, the dummy's
     # the one it sends; --login-server is the LAN port for a game server, the
-    # client port for the dummy.
+    # client port for the dummy; --key-store is where a server takes its keys
+    # from, and where the web API also puts the keys it issues.
     per_command = {"--db", "--quiet", "--standalone", "--client-version", "--login-server"}
+    per_command.add("--key-store")
     differing = {flag for flag, shapes in found.items() if len(shapes) > 1}
     assert differing == per_command
 

@@ -12,6 +12,7 @@ import pytest
 
 from linked_system import game_login, login_request
 from serverlink.protocol.status import GameLoginStatus, LoginStatus
+from serverlink.store.keys import open_key_store
 from serverlink.web.openapi import ERROR_CODES
 from web_api import WebSystem, web_system
 
@@ -211,3 +212,21 @@ async def test_openapi_describes_every_endpoint_and_docs_show_them(web: WebSyste
     async with web.http.get(web.base + "/docs") as r:
         page = await r.text()
     assert r.status == 200 and "DELETE /v1/sessions" in page and "/openapi.json" in page
+
+
+async def test_a_key_store_gets_each_key_with_its_time_to_live(
+    sqlite_url: str, redis_url: str, tmp_path: Path
+) -> None:
+    keys = open_key_store(redis_url).scoped("login")
+    try:
+        async with web_system(sqlite_url, tmp_path, key_store=redis_url, key_ttl=0.3) as web:
+            account_no = await web.sign_up("kate")
+            _, first = await web.sign_in("kate")
+            _, second = await web.sign_in("kate")
+            assert not await keys.take(account_no, first)  # replaced by the second sign-in
+            assert await keys.take(account_no, second)
+            _, third = await web.sign_in("kate")
+            await asyncio.sleep(0.4)  # past the time-to-live: nothing to await but time
+            assert not await keys.take(account_no, third)
+    finally:
+        await keys.close()

@@ -19,6 +19,7 @@ import click
 from serverlink.cli import options
 from serverlink.cli.errors import ConfigError, OneLineError
 from serverlink.cli.settings import command_path
+from serverlink.cli.web import KEY_TTL
 from serverlink.store import admin
 from serverlink.store.base import StoreError
 from serverlink.store.url import DatabaseUrlError, mask_url
@@ -98,9 +99,7 @@ def init_cmd(db_url: str) -> None:
     show_default=True,
     help="First account number.",
 )
-@click.option(
-    *options.KEY_TTL.decls, type=options.KEY_TTL.type, default=None, help=options.KEY_TTL.help
-)
+@click.option(*KEY_TTL.decls, type=KEY_TTL.type, default=None, help=KEY_TTL.help)
 @db_option
 def seed_cmd(
     count: int,

@@ -34,6 +34,14 @@ WEB_SCREEN = ScreenSpec(
     ),
 )
 
+KEY_TTL = opt(
+    "--key-ttl",
+    Seconds(min=1),
+    "Seconds a session key works at the login server, and only once (a seeded key "
+    "without it: for ever, and again).",
+)
+"""The web API's keys (``WebConfig.key_ttl``) and, when asked, ``db seed``'s."""
+
 web_options = options_of(
     WebConfig,
     opt(
@@ -42,10 +50,10 @@ web_options = options_of(
         "The login server's client address, given with each session key.",
         field=("login_host", "login_port"),
     ),
-    options.KEY_TTL,
+    KEY_TTL,
     opt(
         "--key-store",
-        None,
+        options.KEY_STORE_URL,
         "Also put each issued session key in this key store (redis://host:6379/0), "
         "with its time-to-live.",
         metavar="URL",

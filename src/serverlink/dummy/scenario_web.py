@@ -161,5 +161,5 @@ class WebScenario(LoginScenario):
         if login_server == self._login_server:
             return
         host, _, port = login_server.rpartition(":")
-        self.worker.login_address = (host.strip("[]"), int(port))
+        self.worker.login_addresses = [(host.strip("[]"), int(port))]
         self._login_server = login_server

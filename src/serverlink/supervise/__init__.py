@@ -36,6 +36,7 @@ process's side), ``parent`` (``Supervisor``).
 
 from serverlink.supervise.messages import (
     Command,
+    Drain,
     Event,
     Exited,
     Fatal,
@@ -54,6 +55,7 @@ from serverlink.supervise.worker import WorkerLink, WorkerTarget
 
 __all__ = [
     "Command",
+    "Drain",
     "Event",
     "Exited",
     "Fatal",

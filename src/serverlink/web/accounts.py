@@ -44,7 +44,7 @@ from serverlink.store import StoreError
 from serverlink.store.admin import new_session_key
 from serverlink.store.base import SignInStore, UserIdTaken
 from serverlink.store.config import StoreConfig
-from serverlink.store.keys import KeyStore
+from serverlink.store.keys import KeyStore, KeyStoreUnavailable, open_key_store
 from serverlink.store.passwords import HASH_LENGTH, hash_password, verify_password
 from serverlink.web.http import Handler, HttpServer
 from serverlink.web.openapi import OPENAPI, docs_page
@@ -211,10 +211,10 @@ class AccountApi(HttpServer):
             self.refused[code] += 1
             headers = {"Allow": exc.headers["Allow"]} if "Allow" in exc.headers else None
             return error_response(exc.status, code, exc.reason, headers)
-        except StoreError as exc:
+        except (StoreError, KeyStoreUnavailable) as exc:
             self.errors["unavailable"] += 1
-            log.warning("%s %s: account database: %s", request.method, request.path, exc)
-            return error_response(503, "unavailable", "the account database does not answer")
+            log.warning("%s %s: %s", request.method, request.path, exc)
+            return error_response(503, "unavailable", "a database of the service does not answer")
         except Exception as exc:
             self.errors["internal_error"] += 1
             log.exception("%s %s: internal error (%s)", request.method, request.path, exc)
@@ -349,12 +349,9 @@ def _sign_in_store(config: StoreConfig) -> SignInStore:
 
 
 def _open_key_store(url: str | None) -> KeyStore | None:
-    """The key store at ``url`` (Redis), where the login server may look keys up."""
-    if url is None:
-        return None
-    from serverlink.store.keys import RedisKeyStore
-
-    return RedisKeyStore(url, namespace="login")
+    """The key store at ``url``, its scope ``login`` (the keys for the login
+    server, beside those it puts for the game and chat servers)."""
+    return open_key_store(url).scoped("login") if url is not None else None
 
 
 def build_web_server(config: WebConfig) -> AccountApi:
