@@ -13,6 +13,7 @@ import pytest
 
 from serverlink.dummy import run_dummy_async
 from serverlink.dummy.config import DummyConfig
+from serverlink.store.admin import seed_db
 from web_api import WebSystem, web_system
 
 
@@ -72,3 +73,12 @@ async def test_refused_sign_ins_are_counted_by_code(db_url: str, tmp_path: Path)
     assert result.counters["web_fail"] > 0
     assert set(result.web_failures) == {"signin:rate_limited"}
     assert result.exit_code == 1
+
+
+async def test_seeded_accounts_are_signed_in_to_without_sign_ups(web: WebSystem) -> None:
+    await seed_db(web.system.db_url, 4, password="seeded-pass")
+    config = web_config(web, clients=2, relogin=True, web_seeded_password="seeded-pass")
+    result = await run_dummy_async(config)
+    assert result.errors_total == 0, result.error_details
+    assert result.counters["web_signups"] == 0 and result.counters["web_signins"] > 2
+    assert web.api.snapshot()["signups"] == 0

@@ -67,6 +67,14 @@ dummy_options = apply(
                 "with the same prefix signs in to the same accounts).",
             ),
             opt(
+                "--web-seeded-password",
+                None,
+                "Web mode: sign in to the seeded accounts ID_1, ID_2, ... (serverlink db seed "
+                "--password P) with this password instead of signing up accounts of its own "
+                "(a load test of sign-ins alone; 2 × clients accounts with --relogin).",
+                metavar="NAME",
+            ),
+            opt(
                 "--web-timeout",
                 Seconds(min=0.1),
                 "Web mode: seconds an HTTP request may take (sign-ins queue for scrypt).",

@@ -98,6 +98,10 @@ class DummyConfig:
     web_user_prefix: str = "dummy"
     #: Seconds an HTTP request may take (sign-ins queue for scrypt under load).
     web_timeout: float = 30.0
+    #: Sign in to the seeded accounts ID_1, ID_2, ... (``db seed --password``,
+    #: every one with this password) instead of signing up accounts of its own:
+    #: a load test of sign-ins alone.
+    web_seeded_password: str | None = None
     # --- chat mode --------------------------------------------------------------
     #: The chat server (standalone). With ``keys_file`` the clients go through the
     #: login server instead, and its reply names the chat server.

@@ -73,12 +73,17 @@ class WebScenario(LoginScenario):
         # As login mode: one account per client, two with relogin so that an
         # account's last session has closed before it is used again.
         count = len(worker.clients) * (2 if cfg.relogin else 1)
-        prefix = f"{cfg.web_user_prefix}{worker.index}x"
-        self.accounts = AccountPool(
-            [WebAccount(f"{prefix}{i}", cfg.version) for i in range(count)],
-            cfg.account_reuse_delay,
-            worker.meter,
-        )
+        if cfg.web_seeded_password is None:
+            prefix = f"{cfg.web_user_prefix}{worker.index}x"
+            user_ids = [f"{prefix}{i}" for i in range(count)]
+        else:  # worker i of P: ID_(i+1), ID_(i+1+P), ... (disjoint, as login mode's keys)
+            numbers = range(worker.index + 1, count * worker.processes + 1, worker.processes)
+            user_ids = [f"ID_{n}" for n in numbers][:count]
+        self.password = cfg.web_seeded_password or PASSWORD
+        accounts = [WebAccount(user_id, cfg.version) for user_id in user_ids]
+        for account in accounts:
+            account.signed_up = cfg.web_seeded_password is not None
+        self.accounts = AccountPool(accounts, cfg.account_reuse_delay, worker.meter)
         self.game_client = ReloginClient if cfg.relogin else GameClient
         self.addresses = ServerAddresses()
         self.url = cfg.web_url.rstrip("/")
@@ -108,7 +113,7 @@ class WebScenario(LoginScenario):
     # --- the web API --------------------------------------------------------------------------
     async def _sign_in(self, account: WebAccount) -> bool:
         meter = self.worker.meter
-        credentials = {"userid": account.user_id, "password": PASSWORD}
+        credentials = {"userid": account.user_id, "password": self.password}
         if not account.signed_up:
             status, _ = await self._post(
                 "signup", "/v1/accounts", {**credentials, "nickname": account.user_id}
