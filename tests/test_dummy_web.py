@@ -14,6 +14,7 @@ import pytest
 from serverlink.dummy import run_dummy_async
 from serverlink.dummy.config import DummyConfig
 from serverlink.store.admin import seed_db
+from serverlink.web.report import html_report
 from web_api import WebSystem, web_system
 
 
@@ -52,6 +53,8 @@ async def test_web_mode_signs_up_signs_in_then_logs_in_and_plays(web: WebSystem)
     assert 0 < report["web_latency_ms"]["p50"] <= report["web_latency_ms"]["p99"]
     assert report["login_flows_per_s"] > 0 and report["web_failures"] == {}
     assert report["target"] == "127.0.0.1:1" and report["web_url"] == web.base
+    page = html_report(report)
+    assert "web sign-ins/s" in page and 'id="login-latency"' in page
 
 
 async def test_relogin_signs_in_for_every_flow_and_a_second_run_reuses_the_accounts(

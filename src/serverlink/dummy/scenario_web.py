@@ -157,8 +157,12 @@ class WebScenario(LoginScenario):
             meter.error("web_fail", f"{WEB_FAILURE}{what}:{type(exc).__name__}")
             return 0, None
         if status not in (200, 201, 409):
-            code = answer.get("error", {}).get("code") if isinstance(answer, dict) else None
-            meter.error("web_fail", f"{WEB_FAILURE}{what}:{code or status}")
+            # Whatever the answer holds: a code when it is the API's error shape.
+            error = answer.get("error") if isinstance(answer, dict) else None
+            code = error.get("code") if isinstance(error, dict) else None
+            meter.error(
+                "web_fail", f"{WEB_FAILURE}{what}:{code if isinstance(code, str) else status}"
+            )
         return status, answer
 
     def _follow(self, login_server: str) -> None:
