@@ -341,6 +341,7 @@ def test_web_serves_sign_up_and_stops_gracefully(procs: list[Proc], tmp_path: Pa
     assert init.wait() == 0, init.stderr
     p = start(procs, "web", "--port", "0", "--db", db, "--quiet")
     port = p.ready_port()
+    assert p.wait_for(READY).string.endswith(f"accounts in {db}")  # as every server's
     body = json.dumps({"userid": "cli", "password": "password1", "nickname": "Cli"}).encode()
     request = urllib.request.Request(f"http://127.0.0.1:{port}/v1/accounts", body, method="POST")
     with urllib.request.urlopen(request, timeout=10) as answer:

@@ -46,6 +46,7 @@ from serverlink.store.base import SignInStore, UserIdTaken
 from serverlink.store.config import StoreConfig
 from serverlink.store.keys import KeyStore, KeyStoreUnavailable, open_key_store
 from serverlink.store.passwords import HASH_LENGTH, hash_password, verify_password
+from serverlink.store.url import mask_url
 from serverlink.web.http import Handler, HttpServer
 from serverlink.web.openapi import OPENAPI, docs_page
 from serverlink.web.rules import (
@@ -186,11 +187,14 @@ class AccountApi(HttpServer):
         self.hashing.shutdown(wait=False, cancel_futures=True)
 
     def describe(self) -> str:
+        """The start line's words; they end with the account database, as every
+        server's do."""
         host, port = self.config.login_host, self.config.login_port
-        extra = f"; keys also in {self.key_store.__class__.__name__}" if self.key_store else ""
+        shown = mask_url(self.config.key_store or "")
+        store = f"; keys also in the key store {shown}" if self.key_store else ""
         return (
             f"account web API (docs at /docs); keys for the login server at {host}:{port} "
-            f"live {self.config.key_ttl:g} s; accounts in {self.store.display_url}{extra}"
+            f"live {self.config.key_ttl:g} s{store}; accounts in {self.store.display_url}"
         )
 
     # --- plumbing ---------------------------------------------------------------------------
