@@ -230,3 +230,13 @@ async def test_a_key_store_gets_each_key_with_its_time_to_live(
             assert not await keys.take(account_no, third)
     finally:
         await keys.close()
+
+
+async def test_a_database_that_does_not_answer_is_503_json(web: WebSystem) -> None:
+    await web.api.store.close()  # every later store call fails at once
+    status, answer, _ = await web.call(
+        "POST", "/v1/sessions", {"userid": "lena", "password": "password1"}
+    )
+    assert status == 503 and error_code(answer) == "unavailable"
+    assert "Traceback" not in answer["error"]["message"]
+    assert web.api.snapshot()["errors"] == {"unavailable": 1}
