@@ -5,6 +5,7 @@ Every wait is on a log line, a socket or a process exit, never a fixed sleep.
 
 from __future__ import annotations
 
+import json
 import os
 import queue
 import re
@@ -14,6 +15,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -308,6 +310,8 @@ def test_demo_runs_linked_system_on_sqlite(procs: list[Proc], tmp_path: Path) ->
     # 20 game clients and 10 chat clients log in through the login server
     assert "demo: login server: 30 logins" in out and "results: OK 30;" in out
     assert "demo: game server: 20 logins" in out
+    # the game players signed up and in over the web API for their keys
+    assert re.search(r"demo: web API: 20 sign-ups, 20 sign-ins .*, 0 refused", out)
     assert re.search(r"demo: chat server: 10 logins, .* [1-9][\d,]* deliveries", out)
     assert re.search(r"demo: [\d,]+ echoes/s verified .* dummy errors 0", out)
     assert re.search(r"demo: [\d,]+ chat messages/s, .* chat dummy errors 0", out)
@@ -329,3 +333,25 @@ def test_demo_standalone_runs_echo_mode(procs: list[Proc], tmp_path: Path) -> No
     assert "demo: game server: 20 logins" in out
     assert re.search(r"demo: [\d,]+ echoes/s verified .* dummy errors 0", out)
     assert "Traceback" not in p.stderr
+
+
+def test_web_serves_sign_up_and_stops_gracefully(procs: list[Proc], tmp_path: Path) -> None:
+    db = f"sqlite:///{tmp_path / 'web.db'}"
+    init = start(procs, "db", "init", "--db", db)
+    assert init.wait() == 0, init.stderr
+    p = start(procs, "web", "--port", "0", "--db", db, "--quiet")
+    port = p.ready_port()
+    assert p.wait_for(READY).string.endswith(f"accounts in {db}")  # as every server's
+    body = json.dumps({"userid": "cli", "password": "password1", "nickname": "Cli"}).encode()
+    request = urllib.request.Request(f"http://127.0.0.1:{port}/v1/accounts", body, method="POST")
+    with urllib.request.urlopen(request, timeout=10) as answer:
+        assert answer.status == 201 and json.load(answer) == {"accountno": 1}
+    p.signal(signal.SIGTERM)
+    assert p.wait() == 0, p.stderr
+    assert_clean(p)
+
+
+def test_web_with_a_bad_database_url_is_one_line(procs: list[Proc]) -> None:
+    p = start(procs, "web", "--port", "0", "--db", "postgres://x/y", "--quiet")
+    assert p.wait() == 2, p.stderr
+    assert len(p.lines) == 1 and p.lines[0].startswith("serverlink: --db: "), p.stderr

@@ -29,6 +29,7 @@ from serverlink.servers.login import LoginConfig
 from serverlink.servers.monitor import MonitorConfig
 from serverlink.servers.reporter import ObserveConfig
 from serverlink.store.config import StoreConfig
+from serverlink.web.accounts import WebConfig
 
 
 @pytest.fixture(autouse=True)
@@ -182,6 +183,7 @@ def _set_fields(command: click.Command, config: type[Any]) -> set[str]:
         ("monitor", [MonitorConfig]),
         ("dummy", [DummyConfig, NetCodec]),
         ("demo", [DemoOptions]),
+        ("web", [WebConfig]),
     ],
 )
 def test_every_setting_has_a_flag(command: str, configs: list[type[Any]]) -> None:
@@ -209,8 +211,10 @@ def test_an_option_of_several_commands_is_one_declaration() -> None:
     # The same setting named the same on both sides, each side saying its part:
     # the game server's --client-version is the version it expects, the dummy's
     # the one it sends; --login-server is the LAN port for a game server, the
-    # client port for the dummy.
+    # client port for the dummy; --key-store is where a server takes its keys
+    # from, and where the web API also puts the keys it issues.
     per_command = {"--db", "--quiet", "--standalone", "--client-version", "--login-server"}
+    per_command.add("--key-store")
     differing = {flag for flag, shapes in found.items() if len(shapes) > 1}
     assert differing == per_command
 

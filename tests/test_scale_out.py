@@ -14,13 +14,15 @@ from pathlib import Path
 
 import pytest
 
+from chat_clients import login as chat_login
+from chat_clients import start_chat_system
 from conftest import http_request, status_of, until
 from linked_system import System, game_login, login_request, play, start_login
 from private_mariadb import free_port
 from private_redis import PrivateRedis
 from serverlink.dummy import run_dummy_async
 from serverlink.dummy.config import DummyConfig
-from serverlink.protocol.status import GameLoginStatus, LoginStatus, ServerType
+from serverlink.protocol.status import ChatLoginStatus, GameLoginStatus, LoginStatus, ServerType
 from serverlink.servers.lan import LinkedServer
 from serverlink.servers.link import LinkConfig
 from serverlink.servers.login import LoginServer
@@ -266,3 +268,21 @@ async def test_the_dummy_spreads_over_two_login_servers_and_counts_flows_by_game
     finally:
         await system.stop()
         await second.stop()
+
+
+async def test_a_chat_server_on_the_login_servers_redis_takes_keys_without_hand_off(
+    mariadb_url: str, tmp_path: Path, redis_url: str
+) -> None:
+    system = await start_chat_system(mariadb_url, tmp_path, 3, key_store=redis_url)
+    try:
+        await until(lambda: all(s.keys is not None for s in system.login.lan.links))
+        reply, _ = await login_request(system.login.port, 1, system.keys[1])
+        assert reply.Status == LoginStatus.OK
+        status, c = await chat_login(system.chat.port, 1, system.keys[1], reply.ID, reply.Nickname)
+        assert status == ChatLoginStatus.OK
+        status, _ = await chat_login(system.chat.port, 1, system.keys[1])
+        assert status == ChatLoginStatus.FAIL  # taken: once
+        assert system.chat.link is not None and system.chat.link.handoffs == 0
+        c.close("done")
+    finally:
+        await system.stop()

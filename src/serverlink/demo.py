@@ -2,10 +2,11 @@
 
 ``run_demo(options, console)`` seeds the demo database (first run), starts a
 monitoring server (its dashboard's URL is printed), a login server, a linked
-game server and a linked chat server (one worker process each, free ports,
-through the supervisor; all report to the monitoring server), then runs two
-dummies at once through the login server: one in login mode (game traffic:
-login, game login, echoes; the live dashboard, or one line a second) and one
+game server, a linked chat server and the account web API (one worker process
+each, free ports, through the supervisor; all report to the monitoring
+server), then runs two dummies at once through the login server: one in web
+mode (game traffic: sign-up and sign-in over HTTP for a key, login, game
+login, echoes; the live dashboard, or one line a second) and one
 in chat mode (moves and messages, every delivery checked), each on accounts
 of its own; then it stops the servers and prints the summaries (stdout), a
 line per server. ``standalone``: only a standalone game server and the dummy
@@ -38,6 +39,7 @@ from serverlink import logs
 from serverlink.aio import StopSignal, run_loop
 from serverlink.dummy import DummyConfig, DummyResult, run_dummy_async
 from serverlink.dummy.dashboard import LiveDashboard, QuietPrinter, summary_table
+from serverlink.monitor.figures import KIND_BY_NAME
 from serverlink.runner import ServeError, ServerSpec
 from serverlink.servers.chat import ChatConfig, build_chat_server
 from serverlink.servers.game import GameConfig, build_game_server
@@ -49,6 +51,7 @@ from serverlink.store import parse_db_url
 from serverlink.store.admin import seed_db
 from serverlink.store.config import StoreConfig
 from serverlink.supervise import Event, SuperviseError
+from serverlink.web.accounts import WebConfig, build_web_server
 from serverlink.workers import WorkerPool
 
 log = logging.getLogger("serverlink.demo")
@@ -168,9 +171,10 @@ class Monitored:
         log.info("dashboard: %s", self.url)
 
     async def report(self, pools: list[tuple[str, WorkerPool]]) -> None:
-        """Every server but the monitor reports to it from now on."""
+        """Every server but the monitor reports to it from now on (the web API
+        has no kind of the monitoring protocol's: its figures are on its screen)."""
         for name, pool in pools:
-            if name != "monitor":
+            if name in KIND_BY_NAME:
                 observers = Observers(
                     name, ObserveConfig(monitor=(HOST, self.lan_port)), pool.snapshot, pool.pids
                 )
@@ -201,19 +205,18 @@ async def _start(
 async def _start_linked(
     pools: list[tuple[str, WorkerPool]], options: DemoOptions
 ) -> tuple[DummyConfig, DummyConfig | None]:
-    """Seed the demo database if needed, start a login server and the game and
-    chat servers linked to it, wait until they are linked; the configs of the
-    login-mode dummy and of the chat-mode dummy (None without chat clients),
-    each with accounts of its own (one key file each)."""
+    """Seed the demo database if needed, start a login server, the web API and
+    the game and chat servers linked to the login server, wait until they are
+    linked; the configs of the web-mode dummy (its players sign up and sign in
+    over the web API for their keys) and of the chat-mode dummy (None without
+    chat clients; seeded accounts, their keys in a file)."""
     db = options.db
     keys = demo_keys_path(db)
-    game_accounts = max(2 * options.clients, 100)
-    await _seed(db, keys, game_accounts + options.chat_clients)
+    # The web API's accounts are numbered after the seeded ones.
+    await _seed(db, keys, max(options.chat_clients, 1))
     chat_keys = keys.with_suffix(".chat.txt")
     lines = keys.read_text().splitlines(keepends=True)
-    keys_game = keys.with_suffix(".game.txt")
-    keys_game.write_text("".join(lines[:game_accounts]))
-    chat_keys.write_text("".join(lines[game_accounts : game_accounts + options.chat_clients]))
+    chat_keys.write_text("".join(lines[: options.chat_clients]))
     lan_port = 0
     linked = asyncio.Event()
     wanted_chat = 1 if options.chat_clients else 0
@@ -235,6 +238,17 @@ async def _start_linked(
     login_port = await _start(pools, login_spec, options.log_level, on_login_event)
     if not lan_port:
         raise DemoError("demo: the login server did not tell its LAN port")
+    # The game players sign in there for their keys; every one from this
+    # address: no per-address limit.
+    web = WebConfig(
+        host=HOST,
+        port=0,
+        store=StoreConfig(db),
+        login_port=login_port,
+        rate_limit_address=0,
+        rate_limit_userid=0,
+    )
+    web_port = await _start(pools, ServerSpec("web", build_web_server, web), options.log_level)
     game = GameConfig(
         host=HOST, port=0, link=LinkConfig(login_servers=((HOST, lan_port),)), store=StoreConfig(db)
     )
@@ -250,19 +264,20 @@ async def _start_linked(
             f"demo: the game and chat servers did not link to the login server in "
             f"{LINK_TIMEOUT:.0f} s"
         ) from None
-    login_mode = DummyConfig(
-        mode="login",
+    web_mode = DummyConfig(
+        mode="web",
+        web_url=f"http://{HOST}:{web_port}",
+        web_user_prefix="demo",
         login_host=HOST,
         login_port=login_port,
-        keys_file=str(keys_game),
         clients=options.clients,
     )
     if not options.chat_clients:
-        return login_mode, None
+        return web_mode, None
     chat_mode = dataclasses.replace(
-        login_mode, mode="chat", keys_file=str(chat_keys), clients=options.chat_clients, processes=1
+        web_mode, mode="chat", keys_file=str(chat_keys), clients=options.chat_clients, processes=1
     )
-    return login_mode, chat_mode
+    return web_mode, chat_mode
 
 
 async def _seed(db: str, keys: Path, wanted: int) -> None:
@@ -336,6 +351,16 @@ def _summary(
                 f"demo: monitoring server: {snap.get('updates', 0):,} figures from "
                 f"{snap.get('servers_known', 0)} servers, "
                 f"{snap.get('history_rows', 0)} history rows",
+                flush=True,
+            )
+            continue
+        if name == "web":
+            print(
+                f"demo: web API: {snap.get('signups', 0):,} sign-ups, "
+                f"{snap.get('signins', 0):,} sign-ins (p50 "
+                f"{snap.get('signin_time_p50_ms') or 0:.0f} ms, p99 "
+                f"{snap.get('signin_time_p99_ms') or 0:.0f} ms), "
+                f"{sum(snap.get('refused', {}).values())} refused",
                 flush=True,
             )
             continue

@@ -56,6 +56,7 @@ from serverlink.cli.settings import (
     explain_bad_parameter,
     load_config,
 )
+from serverlink.cli.web import web_command
 
 __all__ = ["main", "main_group"]
 
@@ -114,6 +115,7 @@ for _command in (
     game_command,
     login_command,
     monitor_group,
+    web_command,
 ):
     main_group.add_command(_command)
 # Every setting's environment variable: SERVERLINK_<COMMAND>_<SETTING>.

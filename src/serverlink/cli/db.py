@@ -19,6 +19,7 @@ import click
 from serverlink.cli import options
 from serverlink.cli.errors import ConfigError, OneLineError
 from serverlink.cli.settings import command_path
+from serverlink.cli.web import KEY_TTL
 from serverlink.store import admin
 from serverlink.store.base import StoreError
 from serverlink.store.url import DatabaseUrlError, mask_url
@@ -98,13 +99,22 @@ def init_cmd(db_url: str) -> None:
     show_default=True,
     help="First account number.",
 )
+@click.option(*KEY_TTL.decls, type=KEY_TTL.type, default=None, help=KEY_TTL.help)
 @db_option
 def seed_cmd(
-    count: int, keys_out: Path | None, password: str | None, first: int, db_url: str
+    count: int,
+    keys_out: Path | None,
+    password: str | None,
+    first: int,
+    key_ttl: float | None,
+    db_url: str,
 ) -> None:
     """Create or refresh test accounts, each with a status row of 0 and a new random
     64-character session key (re-seeding an account replaces its key)."""
-    result = _run(admin.seed_db(db_url, count, keys_out=keys_out, password=password, first=first))
+    seeding = admin.seed_db(
+        db_url, count, keys_out=keys_out, password=password, first=first, key_ttl=key_ttl
+    )
+    result = _run(seeding)
     where = f"; keys written to {result.keys_out}" if result.keys_out is not None else ""
     click.echo(
         f"seeded {result.count} accounts ({result.first}..{result.last}) "

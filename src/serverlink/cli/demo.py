@@ -41,11 +41,12 @@ from serverlink.demo import DemoError, DemoInterrupted, DemoOptions, run_demo
 def demo_command(ctx: click.Context, /, standalone: bool, quiet: bool, **_settings: Any) -> int:
     """The linked system on the embedded database: a monitoring server (its
     dashboard's URL is printed), a login server and the game and chat servers
-    linked to it, all reporting to the monitor (worker processes, free ports),
-    and the dummy client driving game traffic (login server, hand-off, game
-    login, echo, random re-logins; the live dashboard) and chat traffic (moves
-    and messages, every delivery checked) through them at once, then the
-    summaries. Exit status 0 when no side counted an error."""
+    linked to it, all reporting to the monitor, and the account web API (worker
+    processes, free ports), and the dummy client driving game traffic (sign-up
+    and sign-in over the web API for a key, login server, hand-off, game login,
+    echo, random re-logins; the live dashboard) and chat traffic (moves and
+    messages, every delivery checked) through them at once, then the summaries.
+    Exit status 0 when no side counted an error."""
     app = state(ctx)
     level = logs.level_number(app.log_level)
     demo = build(ctx, DemoOptions, standalone=standalone, quiet=quiet, log_level=level)

@@ -51,7 +51,33 @@ dummy_options = apply(
                 "login: log in to the login server, follow its reply to the game server, log in "
                 "there with the same key, then echo. chat: log in to the chat server (standalone, "
                 "or through the login server with --keys), move between sectors, send messages, "
-                "check every delivery.",
+                "check every delivery. web: sign up once and sign in over the account web API "
+                "(--web-url), then login mode's flow with the key it got.",
+            ),
+            opt(
+                "--web-url",
+                None,
+                "Web mode: the account web API (serverlink web).",
+                metavar="URL",
+            ),
+            opt(
+                "--web-user-prefix",
+                None,
+                "Web mode: userids are this, the worker's number, 'x' and a number (a later run "
+                "with the same prefix signs in to the same accounts).",
+            ),
+            opt(
+                "--web-seeded-password",
+                None,
+                "Web mode: sign in to the seeded accounts ID_1, ID_2, ... (serverlink db seed "
+                "--password P) with this password instead of signing up accounts of its own "
+                "(a load test of sign-ins alone; 2 × clients accounts with --relogin).",
+                metavar="NAME",
+            ),
+            opt(
+                "--web-timeout",
+                Seconds(min=0.1),
+                "Web mode: seconds an HTTP request may take (sign-ins queue for scrypt).",
             ),
             opt(
                 ("--game-server", "--game", "game"),
@@ -112,9 +138,9 @@ dummy_options = apply(
             opt(
                 "--relogin",
                 None,
-                "Login mode: every client repeats the flow back to back (login server, game "
-                "login, one echo, disconnect), taking accounts in rotation; needs 2 × clients "
-                "accounts. Measures login throughput.",
+                "Login and web mode: every client repeats the flow back to back (web: sign-in; "
+                "login server, game login, one echo, disconnect), taking accounts in rotation; "
+                "needs 2 × clients accounts. Measures login throughput.",
                 is_flag=True,
             ),
             opt(

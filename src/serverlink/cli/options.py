@@ -253,7 +253,7 @@ key_store_option = shared_option(
         "Where handed-over session keys wait for their client: memory (this process; "
         "the login server hands each key over the LAN) or a Redis URL shared by the "
         f"login, game and chat servers ({KEY_STORE_FORMS.partition(', or ')[2]}).",
-        metavar="memory|URL",
+        metavar="URL",
     )
 )
 """--key-store of the login server and of the servers taking its keys."""

@@ -18,6 +18,9 @@ HEADLINE: tuple[tuple[str, tuple[str, ...], bool], ...] = (
     ("login flows/s", ("login_flows_per_s",), True),
     ("login flow p50 ms", ("login_latency_ms", "p50"), False),
     ("login flow p99 ms", ("login_latency_ms", "p99"), False),
+    ("web sign-ins/s", ("web_signins_per_s",), True),
+    ("web sign-in p50 ms", ("web_latency_ms", "p50"), False),
+    ("web sign-in p99 ms", ("web_latency_ms", "p99"), False),
     ("errors", ("errors_total",), False),
 )
 

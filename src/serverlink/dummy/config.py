@@ -7,6 +7,7 @@ worker process.
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass, field
 
 from serverlink.protocol.codec import NetCodec
@@ -20,6 +21,7 @@ SCENARIOS = {
     "echo": "serverlink.dummy.scenario_echo:EchoScenario",
     "login": "serverlink.dummy.scenario_login:LoginScenario",
     "chat": "serverlink.dummy.scenario_chat:ChatScenario",
+    "web": "serverlink.dummy.scenario_web:WebScenario",
 }
 MODES = tuple(SCENARIOS)
 
@@ -87,6 +89,19 @@ class DummyConfig:
     #: Status GAME for that account is waited out for this long (``account_locked``,
     #: not an error): the login server releases it after its --release-after (30 s).
     release_wait: float = 40.0
+    # --- web mode ---------------------------------------------------------------
+    #: The account web API (``serverlink web``): each client signs up once, then
+    #: signs in there for the key of each login flow.
+    web_url: str = "http://127.0.0.1:8000"
+    #: Userids are this, the worker's number, 'x' and the account's (the password
+    #: is fixed): a later run with the same prefix signs in to the same accounts.
+    web_user_prefix: str = "dummy"
+    #: Seconds an HTTP request may take (sign-ins queue for scrypt under load).
+    web_timeout: float = 30.0
+    #: Sign in to the seeded accounts ID_1, ID_2, ... (``db seed --password``,
+    #: every one with this password) instead of signing up accounts of its own:
+    #: a load test of sign-ins alone.
+    web_seeded_password: str | None = None
     # --- chat mode --------------------------------------------------------------
     #: The chat server (standalone). With ``keys_file`` the clients go through the
     #: login server instead, and its reply names the chat server.
@@ -127,8 +142,17 @@ class DummyConfig:
             raise ValueError("account_reuse_delay must not be negative")
         if self.mode == "login" and not self.keys_file:
             raise ValueError("login mode needs a key file (--keys FILE, from db seed --keys-out)")
-        if self.relogin and self.mode != "login":
-            raise ValueError("relogin is a login mode option (--mode login)")
+        if self.relogin and not self.login_flows:
+            raise ValueError("relogin is a login and web mode option (--mode login or web)")
+        if self.mode == "web" and not self.web_url.startswith(("http://", "https://")):
+            raise ValueError(f"web_url must be an http:// or https:// URL, got {self.web_url!r}")
+        if self.mode == "web" and not re.fullmatch(
+            r"[A-Za-z0-9][A-Za-z0-9_.-]{0,7}", self.web_user_prefix
+        ):
+            raise ValueError(
+                "web_user_prefix: 1 to 8 ASCII letters, digits, '_', '.' or '-' (a userid "
+                "holds 19 characters)"
+            )
         self._check_chat()
 
     def _check_chat(self) -> None:
@@ -171,9 +195,15 @@ class DummyConfig:
         return f"{self.chat_host}:{self.chat_port}"
 
     @property
+    def login_flows(self) -> bool:
+        """Login and web mode: login server, then game server (web mode signs in
+        over HTTP first, for the key)."""
+        return self.mode in ("login", "web")
+
+    @property
     def through_login_server(self) -> bool:
-        """Login mode, and chat mode with a key file."""
-        return self.mode == "login" or (self.mode == "chat" and self.keys_file is not None)
+        """Login and web mode, and chat mode with a key file."""
+        return self.login_flows or (self.mode == "chat" and self.keys_file is not None)
 
     @property
     def target(self) -> str:

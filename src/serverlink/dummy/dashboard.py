@@ -170,7 +170,7 @@ class LiveDashboard:
             (f"{what} latency p50 / p99, whole run", run_ms(run, agg.hist, "p50", "p99")),
             (f"{what} latency max, whole run", run_ms(run, agg.hist, "max")),
         ]
-        if cfg.mode == "login":
+        if cfg.login_flows:
             l50, l99, lmax = now_ms(agg, login=True)
             login_run = agg.login_latency_ms()
             left += [
@@ -184,6 +184,15 @@ class LiveDashboard:
                     run_ms(login_run, agg.login_hist, "p50", "p99"),
                 ),
             ]
+            if cfg.mode == "web":
+                web_run = agg.web_latency_ms()
+                left += [
+                    ("web sign-ins per second", f"{agg.rate_now('web_signins'):,.0f}"),
+                    (
+                        "web sign-in time p50 / p99, whole run",
+                        run_ms(web_run, agg.web_hist, "p50", "p99"),
+                    ),
+                ]
             refused = _refusals(agg)
             if refused:
                 left.append(("logins refused, by Status", refused))
@@ -225,14 +234,21 @@ def summary_table(result: DummyResult) -> Group:
         ("latency p50 / p99", f"{_ms(lat['p50'])} / {_ms(lat['p99'])}"),
         ("latency p99.9 / max", f"{_ms(lat['p99.9'])} / {_ms(lat['max'])}"),
     ]
-    if result.config.mode == "login":
+    if result.config.login_flows:
         login = result.login_latency_ms
         rows += [
             ("login flows/s", f"{result.login_flows_per_s:,.1f}"),
             ("login time p50 / p99", f"{_ms(login['p50'])} / {_ms(login['p99'])}"),
             ("login time max", _ms(login["max"])),
         ]
+        if result.config.mode == "web":
+            web = result.web_latency_ms
+            rows += [
+                ("web sign-ins/s", f"{result.web_signins_per_s:,.1f}"),
+                ("web sign-in time p50 / p99", f"{_ms(web['p50'])} / {_ms(web['p99'])}"),
+            ]
         for where, counts in (
+            ("web API", result.web_failures),
             ("login server", result.login_failures),
             ("game login", result.game_login_failures),
         ):
@@ -273,9 +289,7 @@ def run_with_display(
     then the summary table. For the CLI and the demo command."""
     console = console or Console()
     if quiet:
-        printer = QuietPrinter(
-            console.file, login=config.mode == "login", chat=config.mode == "chat"
-        )
+        printer = QuietPrinter(console.file, login=config.login_flows, chat=config.mode == "chat")
         result = run_dummy(config, printer)
     else:
         with LiveDashboard(config, console) as dash:

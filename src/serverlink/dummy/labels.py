@@ -33,6 +33,9 @@ COUNTER_LABELS = {
     "server_lost": "flows cut: game server lost",
     "account_locked": "account locked (its server was lost)",
     "worker_failed": "worker processes failed",
+    "web_signups": "web API: accounts made",
+    "web_signins": "web API: sign-ins",
+    "web_fail": "web API: requests failed",
 }
 
 #: The counters of login mode only (the login server and the account rotation).
@@ -47,11 +50,15 @@ LOGIN_ONLY = (
 )
 
 
+#: The counters of web mode only (the account web API).
+WEB_ONLY = ("web_signups", "web_signins", "web_fail")
+
+
 def counters_of(mode: str) -> tuple[str, ...]:
-    """The counters a run of ``mode`` shows (echo mode: none of login mode's)."""
-    if mode == "echo":
-        return tuple(name for name in COUNTERS if name not in LOGIN_ONLY)
-    return COUNTERS
+    """The counters a run of ``mode`` shows (echo mode: none of login mode's;
+    none but web mode the web API's)."""
+    hidden = (LOGIN_ONLY if mode == "echo" else ()) + (WEB_ONLY if mode != "web" else ())
+    return tuple(name for name in COUNTERS if name not in hidden)
 
 
 def label(name: str) -> str:

@@ -75,6 +75,10 @@ COUNTERS = (
     "attack_dropped",
     "attack_muted",
     "attack_unanswered",
+    # web mode: the account web API's answers
+    "web_signups",  # accounts made (201; 409 is an account of an earlier run)
+    "web_signins",  # session keys issued (200)
+    "web_fail",  # any other answer, or none (details web:<endpoint>:<code>)
 )
 
 #: Counters that make a run fail (exit status 1).
@@ -90,10 +94,11 @@ ERROR_COUNTERS = (
     "server_lost",
     "chat_violation",
     "attack_unanswered",
+    "web_fail",
 )
 
 #: Counters shown as a rate "now" and kept as a per-second series.
-RATES = ("echo_recv", "login_flows", "messages_sent", "deliveries")
+RATES = ("echo_recv", "login_flows", "messages_sent", "deliveries", "web_signins")
 
 #: Values "now" (not deltas). in_login / in_game: clients in each phase of the
 #: login flow (connecting to or waiting on the login server; connected to the
@@ -105,6 +110,8 @@ NO_GAUGES: Gauges = (0, 0, 0, 0, 0)
 #: Error detail prefixes of refused logins, followed by the Status name.
 LOGIN_SERVER_STATUS = "login_server:"
 GAME_LOGIN_STATUS = "game_login:"
+#: Detail prefix of the web API's refusals in web mode (``web:<endpoint>:<code>``).
+WEB_FAILURE = "web:"
 #: Detail prefix of chat mode's attacks and their answers (``attack:<kind>:<answer>``):
 #: kept with the error details on the way, reported apart (they are not errors).
 ATTACK = "attack:"
@@ -150,6 +157,9 @@ class Meter:
     attack_dropped: int = 0
     attack_muted: int = 0
     attack_unanswered: int = 0
+    web_signups: int = 0
+    web_signins: int = 0
+    web_fail: int = 0
     #: Open connections (a gauge, kept by the worker as session owner).
     connected: int = 0
     #: Clients in each phase of a login flow (gauges, kept by the scenario).
@@ -162,6 +172,9 @@ class Meter:
     #: Login flow completion times of the current interval, same buckets.
     login_hist: dict[int, int] = field(default_factory=dict)
     login_lat_max_ns: int = 0
+    #: Web mode: sign-in request times (HTTP, scrypt included), same buckets.
+    web_hist: dict[int, int] = field(default_factory=dict)
+    web_lat_max_ns: int = 0
 
     def values(self) -> tuple[int, ...]:
         return tuple(getattr(self, name) for name in COUNTERS)
@@ -187,6 +200,8 @@ class Snapshot:
     login_hist: dict[int, int]  # the interval's login flow times
     login_lat_max_ns: int
     final: bool = False
+    web_hist: dict[int, int] = field(default_factory=dict)
+    web_lat_max_ns: int = 0
 
 
 class SnapshotMaker:
@@ -213,6 +228,8 @@ class SnapshotMaker:
         lat_max, m.lat_max_ns = m.lat_max_ns, 0
         login_hist, m.login_hist = m.login_hist, {}
         login_max, m.login_lat_max_ns = m.login_lat_max_ns, 0
+        web_hist, m.web_hist = m.web_hist, {}
+        web_max, m.web_lat_max_ns = m.web_lat_max_ns, 0
         self.seq += 1
         return Snapshot(
             self.worker,
@@ -226,6 +243,8 @@ class SnapshotMaker:
             login_hist,
             login_max,
             final,
+            web_hist,
+            web_max,
         )
 
 
@@ -265,6 +284,8 @@ class Aggregate:
         self.workers = [WorkerView() for _ in range(workers)]
         self.login_hist: dict[int, int] = {}
         self.login_lat_max_ns = 0
+        self.web_hist: dict[int, int] = {}
+        self.web_lat_max_ns = 0
         #: Each RATES counter per interval number, summed over workers.
         self.series_of: dict[str, list[int]] = {name: [] for name in RATES}
         self._rate_indices = tuple(COUNTERS.index(name) for name in RATES)
@@ -282,6 +303,8 @@ class Aggregate:
         merge_hist(self.login_hist, snap.login_hist)
         if snap.login_lat_max_ns > self.login_lat_max_ns:
             self.login_lat_max_ns = snap.login_lat_max_ns
+        merge_hist(self.web_hist, snap.web_hist)
+        self.web_lat_max_ns = max(self.web_lat_max_ns, snap.web_lat_max_ns)
         view = self.workers[snap.worker]
         view.gauges = snap.gauges
         counts = [snap.counters[i] for i in self._rate_indices]
@@ -349,6 +372,9 @@ class Aggregate:
 
     def login_latency_ms(self) -> dict[str, float]:
         return latency_summary(self.login_hist, self.login_lat_max_ns)
+
+    def web_latency_ms(self) -> dict[str, float]:
+        return latency_summary(self.web_hist, self.web_lat_max_ns)
 
     def refusals(self, prefix: str) -> dict[str, int]:
         """The details with ``prefix``, by the rest of their name: refused logins

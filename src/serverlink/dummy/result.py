@@ -14,6 +14,7 @@ from serverlink.dummy.metrics import (
     GAME_LOGIN_STATUS,
     LOGIN_SERVER_STATUS,
     NOT_ERRORS,
+    WEB_FAILURE,
     Aggregate,
 )
 from serverlink.dummy.provenance import provenance, rounded
@@ -62,6 +63,10 @@ class DummyResult:
     #: Chat mode: messages sent and verified deliveries in each second of the run.
     message_series: list[int] = field(default_factory=list)
     delivery_series: list[int] = field(default_factory=list)
+    #: Web mode: sign-in request times (HTTP round trip, scrypt included).
+    web_latency_ms: dict[str, float] = field(default_factory=dict)
+    #: Web mode: other answers of the web API, by ``<endpoint>:<code>``.
+    web_failures: dict[str, int] = field(default_factory=dict)
 
     @property
     def echo_per_s(self) -> float:
@@ -70,6 +75,10 @@ class DummyResult:
     @property
     def login_flows_per_s(self) -> float:
         return self.counters["login_flows"] / self.duration if self.duration > 0 else 0.0
+
+    @property
+    def web_signins_per_s(self) -> float:
+        return self.counters["web_signins"] / self.duration if self.duration > 0 else 0.0
 
     @property
     def messages_per_s(self) -> float:
@@ -124,7 +133,7 @@ class DummyResult:
                 errors_total=self.errors_total,
                 latency_ms=self.latency_ms,
             )
-        if self.config.mode == "login":
+        if self.config.login_flows:
             report.update(
                 login_flows_per_s=self.login_flows_per_s,
                 login_latency_ms=self.login_latency_ms,
@@ -132,6 +141,13 @@ class DummyResult:
                 game_login_failures=self.game_login_failures,
                 login_flows_by_game_server=self.login_flows_by_game_server,
                 relogin=self.config.relogin,
+            )
+        if self.config.mode == "web":
+            report.update(
+                web_signins_per_s=self.web_signins_per_s,
+                web_latency_ms=self.web_latency_ms,
+                web_failures=self.web_failures,
+                web_url=self.config.web_url,
             )
         report.update(
             seconds=self.duration,
@@ -152,7 +168,7 @@ class DummyResult:
             report["deliveries_per_s_series"] = self.delivery_series
         else:
             report["echo_per_s_series"] = self.series
-        if self.config.mode == "login":
+        if self.config.login_flows:
             report.update(
                 login_flows_per_s_series=self.login_series,
                 login_latency_p50_ms_series=self.seconds.quantile(0.5, login=True),
@@ -160,7 +176,8 @@ class DummyResult:
             )
         report["config"] = asdict(self.config)
         out: dict[str, Any] = rounded(report)
-        for rate in ("echo_per_s", "login_flows_per_s", "messages_per_s", "deliveries_per_s"):
+        rates = ("echo_per_s", "login_flows_per_s", "messages_per_s", "deliveries_per_s")
+        for rate in (*rates, "web_signins_per_s"):
             if rate in out:
                 out[rate] = round(out[rate], 1)
         return out
@@ -194,4 +211,6 @@ def result_of(
         seconds=agg.seconds,
         message_series=list(agg.series_of["messages_sent"]),
         delivery_series=list(agg.series_of["deliveries"]),
+        web_latency_ms=agg.web_latency_ms(),
+        web_failures=agg.refusals(WEB_FAILURE),
     )

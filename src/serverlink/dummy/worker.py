@@ -18,7 +18,7 @@ import importlib
 import random
 import socket
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Protocol, TypeVar
 
 from serverlink.dummy.config import SCENARIOS, DummyConfig
@@ -285,6 +285,9 @@ class Worker:
             await asyncio.gather(*tasks, return_exceptions=True)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._all_closed.wait(), 2.0)
+            close: Callable[[], Awaitable[None]] | None = getattr(self.scenario, "close", None)
+            if close is not None:  # a scenario's own resources (web mode's HTTP client)
+                await close()
             self._send(final)
 
     async def _start_clients(self, start: float) -> None:

@@ -228,8 +228,8 @@ class LoginServer:
         """The start line's words: what this server is and what it uses."""
         return (
             f"login server; servers link on {self.lan.listener.host}:{self.lan.port}"
-            f"{' (TLS)' if self.config.lan_tls else ''}; accounts in {self.store.display_url}"
-            f"; keys in {mask_url(self.config.key_store)}"
+            f"{' (TLS)' if self.config.lan_tls else ''}; keys in {mask_url(self.config.key_store)}"
+            f"; accounts in {self.store.display_url}"
         )
 
     async def stop(self) -> None:
@@ -329,6 +329,10 @@ class LoginServer:
             return Answer(LoginStatus.FAIL)
         if record.status != 0:
             return Answer(LoginStatus.GAME)
+        if record.key_seconds_left is not None:
+            refused = await self._spend_key(record, key)
+            if refused is not None:
+                return refused
         games = self.lan.linked(ServerType.GAME)
         chats = self.lan.linked(ServerType.CHAT)
         if not games and not chats:
@@ -356,6 +360,25 @@ class LoginServer:
             self.config.game_addr or (game.address if game else NO_ADDRESS),
             self.config.chat_addr or (chat.address if chat else NO_ADDRESS),
         )
+
+    async def _spend_key(self, record: AccountRecord, key: bytes) -> Answer | None:
+        """A key that expires (issued by the web API) works until then, and once:
+        it is cleared before the hand-off, so a replayed key is refused as a wrong
+        one. None: spent by this login; else the refusal."""
+        stats = self.login_stats
+        if record.key_seconds_left is not None and record.key_seconds_left <= 0:
+            stats.keys_expired += 1
+            return Answer(LoginStatus.FAIL)
+        try:
+            spent = await self.store.revoke_key(record.account_no, key)
+        except StoreError as exc:
+            stats.db_errors += 1
+            log.warning("login of account %d: spending its key: %s", record.account_no, exc)
+            return Answer(LoginStatus.DB_UNAVAILABLE)
+        if spent:
+            return None
+        stats.keys_reused += 1  # another login with this key spent it first
+        return Answer(LoginStatus.FAIL)
 
     async def _place(
         self, account_no: int, key: bytes, servers: list[LinkedServer]
@@ -388,6 +411,8 @@ class LoginServer:
             silent_links=self.lan.silent_links,
             accounts_released=self.releases.released,
             cooling_refusals=self.failed_logins.cooling_refusals,
+            keys_expired=s.keys_expired,
+            keys_reused=s.keys_reused,
             db_errors=s.db_errors,
             linked_game=len(self.lan.linked(ServerType.GAME)),
             linked_chat=len(self.lan.linked(ServerType.CHAT)),

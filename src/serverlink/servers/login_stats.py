@@ -29,6 +29,9 @@ class LoginStats:
         self.by_status: Counter[str] = Counter()
         self.timeouts = 0
         self.db_errors = 0
+        #: Web-issued keys refused: past their time-to-live, or spent already.
+        self.keys_expired = 0
+        self.keys_reused = 0
         self.time_total = 0.0
         self.time_min: float | None = None
         self.time_max = 0.0

@@ -58,6 +58,7 @@ async def seed_db(
     password: str | None = None,
     first: int = 1,
     batch_size: int = SEED_BATCH,
+    key_ttl: float | None = None,
 ) -> SeedResult:
     """Create (or refresh) accounts ``first .. first+count-1`` named ``ID_n``/``NICK_n``,
     each with a new random 64-character session key and a status row of 0, in
@@ -65,7 +66,9 @@ async def seed_db(
     their password is replaced only when ``password`` is given (new accounts get
     ``''`` without one). With ``password`` every seeded account gets the same scrypt
     hash (one salt: hashing thousands of test accounts one by one would take
-    minutes). Creates the schema first if missing.
+    minutes). Creates the schema first if missing. ``key_ttl``: the keys expire
+    after this many seconds and are single-use at the login server (as the web
+    API's are); None: they do not expire.
 
     ``keys_out`` receives one ``accountno key`` line per account, written only after
     every batch is committed (atomically: a temporary file renamed into place).
@@ -91,7 +94,7 @@ async def seed_db(
                     key = new_session_key()
                     batch.append(SeedAccount(account_no, user_id, nickname, key, userpass))
                     lines.append(f"{account_no} {key}\n")
-                await store.upsert_accounts(batch)
+                await store.upsert_accounts(batch, key_ttl)
         seconds = time.perf_counter() - started
         if tmp_keys is not None and keys_out is not None:
             with open(tmp_keys, "w", encoding="ascii", newline="\n") as f:

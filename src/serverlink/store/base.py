@@ -40,15 +40,22 @@ class AccountRecord:
     nickname: str
     session_key: bytes | None  # None = no sessionkey row (or NULL)
     status: int | None  # None = no status row
+    #: Seconds the key has left by the database's clock; None: it does not expire
+    #: (a seeded key). A key that expires is also single-use at the login server.
+    key_seconds_left: float | None = None
 
 
 def record_from_row(row: Sequence[Any]) -> AccountRecord:
     """An ``AccountRecord`` from a ``v_account`` row (accountno, userid, usernick,
-    sessionkey, status) as either driver returns it. A row that is no account
+    sessionkey, status), or the store's account read (the same and the key's
+    seconds left), as either driver returns it. A row that is no account
     raises ``TypeError`` or ``ValueError``: a status that is not an integer (or the
     text of one), a key that is not text (SQLite keeps whatever it is given; a
     MySQL column can be altered)."""
-    acc, user_id, nick, key, status = row
+    if len(row) == 6:
+        acc, user_id, nick, key, status, left = row
+    else:
+        (acc, user_id, nick, key, status), left = row, None
     # Login reads convert every row: the types both drivers return for the
     # seed's schema are checked first, the rest off the hot path.
     if type(key) is str:
@@ -57,7 +64,9 @@ def record_from_row(row: Sequence[Any]) -> AccountRecord:
         key = _key_bytes(key)
     if type(status) is not int and status is not None:
         status = _status_int(status)
-    return AccountRecord(int(acc), str(user_id), str(nick), key, status)
+    if left is not None:
+        left = float(left)
+    return AccountRecord(int(acc), str(user_id), str(nick), key, status, left)
 
 
 def _key_bytes(key: object) -> bytes:
@@ -95,6 +104,10 @@ def check_batch(account_nos: Sequence[int]) -> None:
 
 class StoreError(Exception):
     """Base of every store failure; the message is one line meant for a log or a CLI."""
+
+
+class UserIdTaken(StoreError):
+    """``create_account``: another account has this userid."""
 
 
 class StoreUnavailable(StoreError):
@@ -193,6 +206,13 @@ class AccountStore(abc.ABC):
         """The ``whiteip`` table, in insertion order."""
 
     @abc.abstractmethod
+    async def revoke_key(self, account_no: int, key: bytes) -> bool:
+        """Clear the account's session key if it is ``key``, in one statement: True
+        if it was (and now is gone). Atomic, so of two callers with one key only
+        one gets True: the login server spends a key that expires with it (one use),
+        the web API's sign-out revokes one."""
+
+    @abc.abstractmethod
     async def close(self) -> None:
         """Close the connections. Idempotent; later calls raise ``StoreError``."""
 
@@ -225,10 +245,33 @@ class AdminStore(AccountStore):
         database named in the URL). Idempotent; existing rows are kept."""
 
     @abc.abstractmethod
-    async def upsert_accounts(self, accounts: Sequence[SeedAccount]) -> None:
+    async def upsert_accounts(
+        self, accounts: Sequence[SeedAccount], key_ttl: float | None = None
+    ) -> None:
         """Insert or update the accounts, their session keys and a status row of 0 each,
-        in one transaction."""
+        in one transaction. ``key_ttl``: the keys expire after this many seconds (and
+        are single-use at the login server); None: they do not expire."""
 
     @abc.abstractmethod
     async def add_trusted_ip(self, ip: str) -> bool:
         """Add ``ip`` to ``whiteip``; False if it was already there."""
+
+
+class SignInStore(AccountStore):
+    """What the account web API needs: accounts made, passwords read, keys issued."""
+
+    @abc.abstractmethod
+    async def create_account(self, user_id: str, userpass: str, nickname: str) -> int:
+        """A new account (its password already hashed), with a sessionkey row
+        (no key yet) and a status row of 0, in one transaction: its number.
+        ``UserIdTaken`` if another account has ``user_id`` (ignoring case)."""
+
+    @abc.abstractmethod
+    async def find_userpass(self, user_id: str) -> tuple[int, str] | None:
+        """The account number and stored password hash of ``user_id``; None if
+        there is no such account."""
+
+    @abc.abstractmethod
+    async def issue_key(self, account_no: int, key: str, ttl: float) -> None:
+        """Make ``key`` the account's session key, expiring ``ttl`` seconds from
+        now by the database's clock (replacing any earlier key)."""

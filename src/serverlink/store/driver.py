@@ -54,6 +54,9 @@ class SqlConnection(Protocol):
     async def fetch(self, sql: str, params: Sequence[object] = ()) -> Sequence[Row]:
         """Run one query; all its rows."""
 
+    async def insert(self, sql: str, params: Sequence[object] = ()) -> int:
+        """Run one INSERT; the auto-numbered key of the row it wrote."""
+
     async def executemany(self, sql: str, rows: Sequence[Sequence[object]]) -> None:
         """Run one statement for each of ``rows`` (as few round trips as the engine can)."""
 
@@ -68,6 +71,10 @@ class SqlDriver(abc.ABC):
     engine: ClassVar[str]
     #: what stands for a bound parameter in this engine's SQL
     placeholder: ClassVar[str]
+    #: the database's clock, in seconds since the epoch (with a fraction)
+    unix_now: ClassVar[str]
+    #: after ``text = ?``: compare ignoring case (as MariaDB's default collation does)
+    nocase: ClassVar[str] = ""
 
     def __init__(self, *, display_url: str, label: str, timeout: float) -> None:
         #: The database URL with any password masked, for logs.
@@ -127,6 +134,14 @@ class SqlDriver(abc.ABC):
     @abc.abstractmethod
     def lacks_schema(self, exc: BaseException) -> bool:
         """True for an error that says a table or the view is missing."""
+
+    @abc.abstractmethod
+    def lacks_column(self, exc: BaseException) -> bool:
+        """True for an error that says a column is missing (a schema to upgrade)."""
+
+    @abc.abstractmethod
+    def is_duplicate(self, exc: BaseException) -> bool:
+        """True for an error that says a unique key already holds the value."""
 
     @abc.abstractmethod
     def explain(self, exc: BaseException) -> tuple[type[StoreError], str] | None:

@@ -56,6 +56,8 @@ _CONNECTION_ERRNOS = frozenset(
 _ER_ACCESS_DENIED = frozenset({1044, 1045})
 _ER_BAD_DB = 1049
 _ER_NO_SUCH_TABLE = 1146
+_ER_BAD_FIELD = 1054
+_ER_DUP_ENTRY = 1062
 
 
 def _errno(exc: BaseException) -> int | None:
@@ -84,6 +86,11 @@ class MySqlConnection:
     async def executemany(self, sql: str, rows: Sequence[Sequence[object]]) -> None:
         await self.raw.cursor().executemany(sql, rows)
 
+    async def insert(self, sql: str, params: Sequence[object] = ()) -> int:
+        cursor = self.raw.cursor()
+        await cursor.execute(sql, params)
+        return int(cursor.lastrowid)
+
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[None]:
         # No rollback on failure: the pool closes a connection given back inside a
@@ -98,6 +105,7 @@ class MySqlDriver(SqlDriver):
 
     engine = "mysql"
     placeholder = "%s"  # asyncmy formats parameters in with %, so SQL holds no other %
+    unix_now = "UNIX_TIMESTAMP(NOW(6))"
 
     def __init__(
         self,
@@ -210,6 +218,12 @@ class MySqlDriver(SqlDriver):
 
     def lacks_schema(self, exc: BaseException) -> bool:
         return _errno(exc) == _ER_NO_SUCH_TABLE
+
+    def lacks_column(self, exc: BaseException) -> bool:
+        return _errno(exc) == _ER_BAD_FIELD
+
+    def is_duplicate(self, exc: BaseException) -> bool:
+        return _errno(exc) == _ER_DUP_ENTRY
 
     def explain(self, exc: BaseException) -> tuple[type[StoreError], str] | None:
         t, errno = self.target, _errno(exc)

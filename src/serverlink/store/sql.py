@@ -23,23 +23,29 @@ Failure policy, per call:
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from functools import cached_property
 from typing import TypeVar
 
 from serverlink.store.base import (
+    MAX_BATCH,
     AccountRecord,
     AdminStore,
     SeedAccount,
+    SignInStore,
     StoreError,
+    UserIdTaken,
     check_batch,
     record_from_row,
 )
 from serverlink.store.calls import SqlCalls
 from serverlink.store.driver import Row, SqlConnection, SqlDriver
-from serverlink.store.schema import SCHEMA_PROBE, V_ACCOUNT_SELECT
+from serverlink.store.schema import KEY_EXPIRY_PROBE, SCHEMA_PROBE, account_read
 
 T = TypeVar("T")
+
+log = logging.getLogger("serverlink.store")
 
 BULK_TIMEOUT = 60.0
 """Seconds for the schema or one seed batch (admin work, not the servers' path)."""
@@ -56,13 +62,16 @@ class Statements:
         self._driver = driver
         sql = driver.dialect
         self.schema_probe = sql(SCHEMA_PROBE)
+        self.key_expiry_probe = sql(KEY_EXPIRY_PROBE)
         # v_account's own definition, inlined: MariaDB re-processes a view on every
         # statement that names it, which measured here costs the server 203 µs of
         # CPU per login read against 123 µs for its definition run directly (and
         # 5,700 vs 9,100 reads/s through a 10-connection pool). The login path is
         # hot; the view stays in the schema for tools and operators. A single
         # account is read as a batch of one (IN with one value is an equality).
-        self.read_accounts = sql(f"{V_ACCOUNT_SELECT} WHERE a.accountno IN ({ACCOUNTS})")
+        # The key's seconds left come in the same statement (no second query).
+        now = driver.unix_now
+        self.read_accounts = sql(f"{account_read(now)} WHERE a.accountno IN ({ACCOUNTS})")
         self.read_statuses = sql(
             f"SELECT accountno, status FROM status WHERE accountno IN ({ACCOUNTS})"
         )
@@ -98,8 +107,23 @@ class Statements:
             insert_account + driver.upsert("accountno", ("userid", "userpass", "usernick"))
         )
         self.upsert_key = sql(
-            "INSERT INTO sessionkey (accountno, sessionkey) VALUES (?, ?) "
-            + driver.upsert("accountno", ("sessionkey",))
+            "INSERT INTO sessionkey (accountno, sessionkey, expires) VALUES (?, ?, ?) "
+            + driver.upsert("accountno", ("sessionkey", "expires"))
+        )
+        self.set_key_expiry = sql(
+            f"UPDATE sessionkey SET expires = {now} + ? WHERE accountno IN ({ACCOUNTS})"
+        )
+        self.issue_key = sql(
+            f"INSERT INTO sessionkey (accountno, sessionkey, expires) VALUES (?, ?, {now} + ?) "
+            + driver.upsert("accountno", ("sessionkey", "expires"))
+        )
+        self.revoke_key = sql(
+            "UPDATE sessionkey SET sessionkey = NULL, expires = NULL "
+            "WHERE accountno = ? AND sessionkey = ?"
+        )
+        self.new_account = sql("INSERT INTO account (userid, userpass, usernick) VALUES (?, ?, ?)")
+        self.find_userpass = sql(
+            "SELECT accountno, userpass FROM account WHERE userid = ?" + driver.nocase
         )
         self.upsert_status = sql(
             "INSERT INTO status (accountno, status) VALUES (?, ?) "
@@ -112,7 +136,7 @@ class Statements:
         return statement.replace(ACCOUNTS, self._driver.in_list(len(account_nos)))
 
 
-class SqlAccountStore(SqlCalls, AdminStore):
+class SqlAccountStore(SqlCalls, AdminStore, SignInStore):
     """The account store on MariaDB/MySQL or SQLite, through ``driver``."""
 
     @cached_property
@@ -156,10 +180,21 @@ class SqlAccountStore(SqlCalls, AdminStore):
 
     # --- AccountStore -------------------------------------------------------------
     async def connect(self) -> None:
-        async def probe(conn: SqlConnection, maybe_applied: bool) -> None:
+        async def probe(conn: SqlConnection, maybe_applied: bool) -> bool:
             await conn.fetch(self.sql.schema_probe)
+            try:
+                await conn.fetch(self.sql.key_expiry_probe)
+            except Exception as exc:
+                if self.driver.lacks_column(exc):
+                    return False
+                raise
+            return True
 
-        await self._run("connect", probe)
+        if not await self._run("connect", probe):
+            # A database made before key expiry and unique userids: upgrade it
+            # (what `db init` does; idempotent, so two processes may race here).
+            log.warning("%s: adding key expiry and unique userids to the schema", self.display_url)
+            await self.create_schema()
 
     async def get_account(self, account_no: int) -> AccountRecord | None:
         found = (await self._read_accounts("get_account", (account_no,))).get(account_no)
@@ -235,8 +270,42 @@ class SqlAccountStore(SqlCalls, AdminStore):
 
         return await self._run("trusted_ips", op)
 
+    async def revoke_key(self, account_no: int, key: bytes) -> bool:
+        # As text (SQLite never finds TEXT equal to a BLOB); latin-1 maps every byte.
+        params = (account_no, key.decode("latin-1"))
+        return await self._execute("revoke_key", self.sql.revoke_key, params) > 0
+
     async def close(self) -> None:
         await self.driver.close()
+
+    # --- SignInStore --------------------------------------------------------------
+    async def create_account(self, user_id: str, userpass: str, nickname: str) -> int:
+        async def op(conn: SqlConnection, maybe_applied: bool) -> int:
+            async with conn.transaction():
+                try:
+                    account_no = await conn.insert(
+                        self.sql.new_account, (user_id, userpass, nickname)
+                    )
+                except Exception as exc:
+                    if self.driver.is_duplicate(exc):  # the one unique key: userid
+                        raise UserIdTaken(f"userid {user_id!r} is taken") from None
+                    raise
+                # Upserts: a row an operator left behind for this number is reset.
+                await conn.execute(self.sql.upsert_key, (account_no, None, None))
+                await conn.execute(self.sql.upsert_status, (account_no, 0))
+            return account_no
+
+        return await self._run("create_account", op)
+
+    async def find_userpass(self, user_id: str) -> tuple[int, str] | None:
+        async def op(conn: SqlConnection, maybe_applied: bool) -> tuple[int, str] | None:
+            rows = await conn.fetch(self.sql.find_userpass, (user_id,))
+            return (int(rows[0][0]), str(rows[0][1])) if rows else None
+
+        return await self._run("find_userpass", op)
+
+    async def issue_key(self, account_no: int, key: str, ttl: float) -> None:
+        await self._execute("issue_key", self.sql.issue_key, (account_no, key, ttl))
 
     # --- AdminStore ---------------------------------------------------------------
     async def create_schema(self) -> None:
@@ -244,7 +313,9 @@ class SqlAccountStore(SqlCalls, AdminStore):
             "create schema", self.driver.create_schema, max(self.timeout, BULK_TIMEOUT)
         )
 
-    async def upsert_accounts(self, accounts: Sequence[SeedAccount]) -> None:
+    async def upsert_accounts(
+        self, accounts: Sequence[SeedAccount], key_ttl: float | None = None
+    ) -> None:
         if not accounts:
             return
         keep_pass = [
@@ -255,7 +326,9 @@ class SqlAccountStore(SqlCalls, AdminStore):
             for a in accounts
             if a.userpass is not None
         ]
-        keys = [(a.account_no, a.session_key) for a in accounts]
+        keys = [(a.account_no, a.session_key, None) for a in accounts]
+        numbers = [a.account_no for a in accounts]
+        expiring = [numbers[i : i + MAX_BATCH] for i in range(0, len(numbers), MAX_BATCH)]
         statuses = [(a.account_no, 0) for a in accounts]
 
         async def op(conn: SqlConnection, maybe_applied: bool) -> None:
@@ -267,6 +340,10 @@ class SqlAccountStore(SqlCalls, AdminStore):
                     await conn.executemany(self.sql.upsert_account_set_pass, set_pass)
                 await conn.executemany(self.sql.upsert_key, keys)
                 await conn.executemany(self.sql.upsert_status, statuses)
+                if key_ttl is not None:  # by the database's clock, as the login server reads it
+                    for part in expiring:
+                        expiry = self.sql.batch(self.sql.set_key_expiry, part)
+                        await conn.execute(expiry, (key_ttl, *part))
 
         await self._run("seed accounts", op, max(self.timeout, BULK_TIMEOUT))
 

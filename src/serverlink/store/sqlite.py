@@ -28,7 +28,7 @@ import aiosqlite
 
 from serverlink.store.base import DEFAULT_TIMEOUT, StoreError, StoreUnavailable
 from serverlink.store.driver import Row, SqlConnection, SqlDriver
-from serverlink.store.schema import SQLITE_SCHEMA
+from serverlink.store.schema import SQLITE_ADD_EXPIRES, SQLITE_SCHEMA
 from serverlink.store.url import SqliteTarget
 
 log = logging.getLogger("serverlink.store")
@@ -38,29 +38,65 @@ _REOPEN_MESSAGES = ("unable to open database file", "disk i/o error")
 
 
 class SqliteConnection:
-    """The driver's aiosqlite connection as the store uses it (``driver.SqlConnection``)."""
+    """The driver's aiosqlite connection as the store uses it (``driver.SqlConnection``).
 
-    __slots__ = ("_driver", "raw")
+    Every task's statements share the one connection, so a transaction has it to
+    itself: another task's transaction waits for it, and so does another task's
+    statement (else it would run inside, and go with its rollback)."""
+
+    __slots__ = ("_driver", "_tx_lock", "_tx_task", "raw")
 
     def __init__(self, raw: aiosqlite.Connection, driver: SqliteDriver) -> None:
         self.raw = raw
         self._driver = driver
+        self._tx_lock = asyncio.Lock()
+        self._tx_task: asyncio.Task[object] | None = None
+
+    async def _turn(self) -> None:
+        """Wait while another task's transaction holds the connection. Once this
+        returns, the statement is queued before a waiting transaction's BEGIN
+        (aiosqlite runs them in order; the woken transaction runs a turn later)."""
+        while self._tx_task is not None and self._tx_task is not asyncio.current_task():
+            async with self._tx_lock:
+                pass
 
     async def execute(self, sql: str, params: Sequence[object] = ()) -> int:
+        if self._tx_task is not None:
+            await self._turn()
         cursor = await self.raw.execute(sql, params)
         return max(cursor.rowcount, 0)  # -1 for statements that count no rows
 
     async def fetch(self, sql: str, params: Sequence[object] = ()) -> Sequence[Row]:
+        if self._tx_task is not None:
+            await self._turn()
         return list(await self.raw.execute_fetchall(sql, params))
 
     async def executemany(self, sql: str, rows: Sequence[Sequence[object]]) -> None:
+        if self._tx_task is not None:
+            await self._turn()
         await self.raw.executemany(sql, rows)
+
+    async def insert(self, sql: str, params: Sequence[object] = ()) -> int:
+        if self._tx_task is not None:
+            await self._turn()
+        cursor = await self.raw.execute(sql, params)
+        return int(cursor.lastrowid or 0)
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[None]:
         """On an error the transaction is rolled back; if that is impossible
         (cancelled, connection broken) the connection is dropped, which rolls back
         too."""
+        async with self._tx_lock:
+            self._tx_task = asyncio.current_task()
+            try:
+                async with self._begun():
+                    yield
+            finally:
+                self._tx_task = None
+
+    @asynccontextmanager
+    async def _begun(self) -> AsyncIterator[None]:
         try:
             await self.raw.execute("BEGIN IMMEDIATE")
             yield
@@ -82,6 +118,9 @@ class SqliteDriver(SqlDriver):
 
     engine = "sqlite"
     placeholder = "?"
+    # julianday has milliseconds on every SQLite (unixepoch('subsec') needs 3.42).
+    unix_now = "((julianday('now') - 2440587.5) * 86400.0)"
+    nocase = " COLLATE NOCASE"
 
     def __init__(self, target: SqliteTarget, *, timeout: float = DEFAULT_TIMEOUT) -> None:
         super().__init__(
@@ -161,6 +200,10 @@ class SqliteDriver(SqlDriver):
         async with self.connection() as conn, conn.transaction():
             for statement in SQLITE_SCHEMA if statements is None else statements:
                 await conn.execute(statement)
+            if statements is None:
+                columns = await conn.fetch("PRAGMA table_info(sessionkey)")
+                if not any(column[1] == "expires" for column in columns):
+                    await conn.execute(SQLITE_ADD_EXPIRES)
 
     async def close(self) -> None:
         self.closed = True
@@ -191,6 +234,12 @@ class SqliteDriver(SqlDriver):
         return isinstance(exc, sqlite3.Error) and (
             "no such table" in text or "no such view" in text
         )
+
+    def lacks_column(self, exc: BaseException) -> bool:
+        return isinstance(exc, sqlite3.OperationalError) and "no such column" in str(exc).lower()
+
+    def is_duplicate(self, exc: BaseException) -> bool:
+        return isinstance(exc, sqlite3.IntegrityError) and "unique" in str(exc).lower()
 
     def explain(self, exc: BaseException) -> tuple[type[StoreError], str] | None:
         text = self.one_line(exc)

@@ -33,10 +33,13 @@ def make_app() -> web.Application:
 class HttpServer:
     """``app`` listening on ``host:port`` (0: a free port, then ``port`` says which)."""
 
-    def __init__(self, app: web.Application, host: str, port: int) -> None:
+    def __init__(
+        self, app: web.Application, host: str, port: int, reuse_port: bool = False
+    ) -> None:
         self.app = app
         self.host = host
         self.port = port
+        self.reuse_port = reuse_port
         self._runner: web.AppRunner | None = None
 
     async def start(self) -> None:
@@ -45,7 +48,7 @@ class HttpServer:
         )
         await runner.setup()
         try:
-            site = web.TCPSite(runner, self.host, self.port)
+            site = web.TCPSite(runner, self.host, self.port, reuse_port=self.reuse_port or None)
             await site.start()
         except BaseException:
             await runner.cleanup()

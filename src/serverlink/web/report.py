@@ -47,6 +47,10 @@ def _table(rows: Iterable[tuple[str, Any]], bad: Iterable[str] = (), plain: bool
     return "<table>" + "".join(cells) + "</table>"
 
 
+#: Modes whose runs are login flows (login server, then game server).
+LOGIN_FLOW_MODES = ("login", "web")
+
+
 def headline(report: Mapping[str, Any]) -> list[tuple[str, Any]]:
     latency = report.get("latency_ms", {})
     rows = [
@@ -58,10 +62,14 @@ def headline(report: Mapping[str, Any]) -> list[tuple[str, Any]]:
         *((f"echo latency {k} (ms)", latency.get(k, 0.0)) for k in ("p50", "p99", "p99.9", "max")),
         ("errors", report.get("errors_total", 0)),
     ]
-    if report.get("mode") == "login":
+    if report.get("mode") in LOGIN_FLOW_MODES:
         login = report.get("login_latency_ms", {})
         rows.insert(5, ("login flows/s", report.get("login_flows_per_s", 0.0)))
         rows += [(f"login flow {k} (ms)", login.get(k, 0.0)) for k in ("p50", "p99", "max")]
+    if report.get("mode") == "web":
+        web = report.get("web_latency_ms", {})
+        rows.insert(5, ("web sign-ins/s", report.get("web_signins_per_s", 0.0)))
+        rows += [(f"web sign-in {k} (ms)", web.get(k, 0.0)) for k in ("p50", "p99", "max")]
     return rows
 
 
@@ -74,7 +82,7 @@ def html_report(report: Mapping[str, Any]) -> str:
     details = report.get("error_details", {})
     title = f"serverlink dummy: {report.get('mode', '')} run against {report.get('target', '')}"
     charts = '<div id="throughput" class="chart"></div><div id="latency" class="chart"></div>'
-    if report.get("mode") == "login":
+    if report.get("mode") in LOGIN_FLOW_MODES:
         charts += '<div id="login-latency" class="chart"></div>'
     sections = [
         f"<h1>{html.escape(title)}</h1>",
