@@ -46,6 +46,7 @@ import pytest
 from linked_system import System, start_login, start_system
 from private_mariadb import PrivateMariaDB
 from private_redis import PrivateRedis
+from serverlink.dummy import DummyConfig
 from serverlink.servers.chat import ChatServer
 from serverlink.servers.login import LoginServer
 from serverlink.store import AccountStore, AdminStore, SeedAccount, open_admin_store
@@ -336,6 +337,11 @@ async def logins() -> AsyncIterator[Logins]:
     yield start
     for login in reversed(started):
         await login.stop()
+
+
+def short_run(mode: str, **settings: Any) -> DummyConfig:
+    """The dummy's config for a test's run: one process, 2.5 s, unless told."""
+    return DummyConfig(mode=mode, **{"processes": 1, "seconds": 2.5, **settings})
 
 
 async def until(condition: Callable[[], bool], timeout: float = 10.0) -> None:

@@ -16,6 +16,7 @@ import psutil
 import pytest
 from click.testing import CliRunner
 
+from conftest import short_run
 from serverlink.cli.dummy import dummy_command
 from serverlink.dummy import DummyResult, run_dummy_async
 from serverlink.dummy.config import DummyConfig, resolve_processes
@@ -99,8 +100,8 @@ async def game_server() -> AsyncIterator[GameServer]:
 async def echo_run(port: int, **options: Any) -> DummyResult:
     """A dummy run against the game server on ``port``: 4 clients for 2.6 s in
     one process unless told."""
-    defaults = {"clients": 4, "seconds": 2.6, "processes": 1}
-    return await run_dummy_async(DummyConfig(game_port=port, **{**defaults, **options}))
+    settings = {"game_port": port, "clients": 4, "seconds": 2.6, **options}
+    return await run_dummy_async(short_run("echo", **settings))
 
 
 def _check_report(result: DummyResult) -> dict[str, Any]:

@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from chat_clients import CODEC, ChatSystem, start_chat_system
+from conftest import short_run
 from serverlink.dummy import DummyResult, run_dummy_async
 from serverlink.dummy.chat_attack import KINDS, attackers
 from serverlink.dummy.chat_check import SegmentCache, message_text
@@ -24,18 +25,11 @@ from serverlink.servers.sectors import Sector
 
 
 def chat_config(server: ChatServer, **overrides: Any) -> DummyConfig:
-    settings: dict[str, Any] = {
-        "mode": "chat",
-        "chat_port": server.port,
-        "clients": 24,
-        "seconds": 2.5,
-        "processes": 1,
-        "message_interval": 0.2,
-        "move_interval": 0.3,
-        "reply_timeout": 2.0,
-    }
-    settings.update(overrides)
-    return DummyConfig(**settings)
+    return short_run(
+        "chat",
+        **{"chat_port": server.port, "clients": 24, "message_interval": 0.2,
+           "move_interval": 0.3, "reply_timeout": 2.0, **overrides},
+    )  # fmt: skip
 
 
 def check_report(result: DummyResult) -> dict[str, Any]:

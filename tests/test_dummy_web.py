@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from conftest import short_run
 from serverlink.dummy import run_dummy_async
 from serverlink.dummy.config import DummyConfig
 from serverlink.store.admin import seed_db
@@ -26,17 +27,12 @@ async def web(db_url: str, tmp_path: Path) -> AsyncIterator[WebSystem]:
 
 
 def web_config(web: WebSystem, **overrides: Any) -> DummyConfig:
-    settings: dict[str, Any] = {
-        "mode": "web",
-        "web_url": web.base,
-        "clients": 4,
-        "echo_depth": 1,
-        "seconds": 2.0,
-        "processes": 1,
-        # The login server the web API names, not this one (no server listens here).
-        "login_port": 1,
-    }
-    return DummyConfig(**{**settings, **overrides})
+    # login_port: the login server the web API names, not this one (none listens here).
+    return short_run(
+        "web",
+        **{"web_url": web.base, "clients": 4, "echo_depth": 1, "seconds": 2.0, "login_port": 1,
+           **overrides},
+    )  # fmt: skip
 
 
 async def test_web_mode_signs_up_signs_in_then_logs_in_and_plays(web: WebSystem) -> None:
