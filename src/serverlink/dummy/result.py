@@ -32,6 +32,18 @@ class RunEnd:
     stopped_early: str | None = None
 
 
+class PerSecond:
+    """A counter of the run divided by its duration, read as an attribute."""
+
+    __slots__ = ("counter",)
+
+    def __init__(self, counter: str) -> None:
+        self.counter = counter
+
+    def __get__(self, result: DummyResult, owner: type | None = None) -> float:
+        return result.counters[self.counter] / result.duration if result.duration > 0 else 0.0
+
+
 @dataclass
 class DummyResult:
     """What a run counted. ``report()`` is the JSON document of ``--report``."""
@@ -68,25 +80,11 @@ class DummyResult:
     #: Web mode: other answers of the web API, by ``<endpoint>:<code>``.
     web_failures: dict[str, int] = field(default_factory=dict)
 
-    @property
-    def echo_per_s(self) -> float:
-        return self.counters["echo_recv"] / self.duration if self.duration > 0 else 0.0
-
-    @property
-    def login_flows_per_s(self) -> float:
-        return self.counters["login_flows"] / self.duration if self.duration > 0 else 0.0
-
-    @property
-    def web_signins_per_s(self) -> float:
-        return self.counters["web_signins"] / self.duration if self.duration > 0 else 0.0
-
-    @property
-    def messages_per_s(self) -> float:
-        return self.counters["messages_sent"] / self.duration if self.duration > 0 else 0.0
-
-    @property
-    def deliveries_per_s(self) -> float:
-        return self.counters["deliveries"] / self.duration if self.duration > 0 else 0.0
+    echo_per_s = PerSecond("echo_recv")
+    login_flows_per_s = PerSecond("login_flows")
+    web_signins_per_s = PerSecond("web_signins")
+    messages_per_s = PerSecond("messages_sent")
+    deliveries_per_s = PerSecond("deliveries")
 
     def attacks(self) -> dict[str, Any]:
         """Chat mode: hostile packets sent and how the server answered them,

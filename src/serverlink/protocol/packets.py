@@ -40,32 +40,28 @@ class PacketError(ValueError):
         self.reason = reason
 
 
-# --- field kinds (the metadata of the Annotated aliases below) --------------------------
+# --- field kinds (the metadata of the Annotated aliases below; tuples, as packets are) -----
 
 
-@dataclass(frozen=True, slots=True)
-class Int:
+class Int(NamedTuple):
     """An integer field; ``code`` is its struct code."""
 
     code: str
 
 
-@dataclass(frozen=True, slots=True)
-class WChars:
+class WChars(NamedTuple):
     """``WCHAR name[units]``: UTF-16LE, NUL padded, text ends at the first NUL."""
 
     units: int
 
 
-@dataclass(frozen=True, slots=True)
-class Raw:
+class Raw(NamedTuple):
     """``char name[size]``: raw bytes compared byte for byte (session keys)."""
 
     size: int
 
 
-@dataclass(frozen=True, slots=True)
-class Message:
+class Message(NamedTuple):
     """``WORD MessageLen, WCHAR Message[MessageLen/2]``; must be the last field."""
 
 

@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from serverlink.net.server import ServerLimits
-from serverlink.net.session import ProtocolViolation, Session, SessionDeps, handles, handles_raw
+from serverlink.net.session import ProtocolViolation, SessionDeps, handles, handles_raw
 from serverlink.protocol.codec import NetCodec
 from serverlink.protocol.packets import (
     CS_CHAT_REQ_HEARTBEAT,
@@ -47,7 +47,7 @@ from serverlink.protocol.packets import (
 from serverlink.protocol.status import ChatLoginStatus, ServerType
 from serverlink.servers.chat_stats import CHAT_SCREEN, ChatStats
 from serverlink.servers.link import LinkConfig
-from serverlink.servers.linkable import LinkableServer
+from serverlink.servers.linkable import LinkableServer, PlayerSession
 from serverlink.servers.links import linked_to
 from serverlink.servers.sectors import GRID_SIZE, Sector, SectorGrid
 from serverlink.store.keys import KeyStoreUnavailable
@@ -103,15 +103,13 @@ class ChatConfig:
         return self.codec.max_payload - REPLY_HEAD_SIZE
 
 
-class ChatSession(Session):
+class ChatSession(PlayerSession):
     """One client of the chat server."""
 
     __slots__ = (
         "account_bytes",
-        "account_no",
         "flood_index",
         "flood_times",
-        "login_pending",
         "muted_until",
         "reply_head",
         "sector",
@@ -121,14 +119,12 @@ class ChatSession(Session):
     def __init__(self, deps: SessionDeps, server: ChatServer) -> None:
         super().__init__(deps)
         self.server = server
-        self.account_no: int | None = None
         #: AccountNo as it is on the wire, to compare requests with.
         self.account_bytes = b""
         #: CS_CHAT_RES_MESSAGE up to the message (type, AccountNo, ID, Nickname),
         #: built once at login: a message's reply is this plus its MessageLen and text.
         self.reply_head = b""
         self.sector: Sector | None = None
-        self.login_pending = False
         #: Send times of the last ``flood_messages`` messages (a ring).
         self.flood_times: list[float] = []
         self.flood_index = 0
@@ -144,8 +140,7 @@ class ChatSession(Session):
 
     @handles(CS_CHAT_REQ_LOGIN)
     def on_login(self, request: CsChatReqLogin) -> None:
-        if self.account_no is not None or self.login_pending:
-            raise ProtocolViolation("double_login", "second CS_CHAT_REQ_LOGIN on one connection")
+        self.first_login("CS_CHAT_REQ_LOGIN")
         self.server.login(self, request)
 
     @handles_raw(CS_CHAT_REQ_SECTOR_MOVE)

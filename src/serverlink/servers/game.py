@@ -24,7 +24,7 @@ from typing import Any, ClassVar
 from serverlink.errors import StartupError
 from serverlink.monitor.screen import Row, ScreenSpec, breakdown, fmt, standard_rows, value
 from serverlink.net.server import ServerLimits
-from serverlink.net.session import ProtocolViolation, Session, SessionDeps, handles, handles_raw
+from serverlink.net.session import ProtocolViolation, SessionDeps, handles, handles_raw
 from serverlink.protocol.codec import NetCodec
 from serverlink.protocol.echo import ECHO_FRAME_SIZE, answer_echo_batch
 from serverlink.protocol.packets import (
@@ -38,7 +38,7 @@ from serverlink.protocol.packets import (
 from serverlink.protocol.status import GameLoginStatus, ServerType
 from serverlink.servers.claims import AccountClaims, Claim
 from serverlink.servers.link import LinkConfig
-from serverlink.servers.linkable import LinkableServer
+from serverlink.servers.linkable import LinkableServer, PlayerSession
 from serverlink.servers.links import linked_to
 from serverlink.store import AccountStore, StoreError
 from serverlink.store.config import StoreConfig
@@ -90,16 +90,14 @@ class GameStats:
         self.logins = 0
 
 
-class EchoSession(Session):
+class EchoSession(PlayerSession):
     """One client of the game server."""
 
-    __slots__ = ("_code", "account_no", "login_pending", "server")
+    __slots__ = ("_code", "server")
 
     def __init__(self, deps: SessionDeps, server: GameServer) -> None:
         super().__init__(deps)
         self.server = server
-        self.account_no: int | None = None
-        self.login_pending = False  # linked mode: key being taken, status being written
         self._code = server.config.codec.code
 
     def data_received(self, data: bytes) -> None:
@@ -124,8 +122,7 @@ class EchoSession(Session):
 
     @handles(CS_GAME_REQ_LOGIN)
     def on_login(self, request: CsGameReqLogin) -> None:
-        if self.account_no is not None or self.login_pending:
-            raise ProtocolViolation("double_login", "second CS_GAME_REQ_LOGIN on one connection")
+        self.first_login("CS_GAME_REQ_LOGIN")
         self.server.login(self, request)
 
     @handles_raw(CS_GAME_REQ_ECHO)

@@ -11,7 +11,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any, ClassVar, Protocol
 
 from serverlink.net.server import ServerLimits, SessionServer
-from serverlink.net.session import Session, SessionDeps
+from serverlink.net.session import ProtocolViolation, Session, SessionDeps
 from serverlink.protocol.codec import NetCodec
 from serverlink.protocol.framing import net_framing
 from serverlink.protocol.status import ServerType
@@ -34,6 +34,23 @@ class LinkableConfig(Protocol):
     def reuse_port(self) -> bool: ...
     @property
     def link(self) -> LinkConfig | None: ...
+
+
+class PlayerSession(Session):
+    """A client session of a linkable server: its account once logged in, and
+    whether its login is being checked (a second login meanwhile, or after,
+    is a protocol error)."""
+
+    __slots__ = ("account_no", "login_pending")
+
+    def __init__(self, deps: SessionDeps) -> None:
+        super().__init__(deps)
+        self.account_no: int | None = None
+        self.login_pending = False  # linked mode: key being taken (status being written)
+
+    def first_login(self, request: str) -> None:
+        if self.account_no is not None or self.login_pending:
+            raise ProtocolViolation("double_login", f"second {request} on one connection")
 
 
 class LinkableServer:
