@@ -21,6 +21,7 @@ from serverlink.cli.defaults import (
     ADDRESS,
     ADDRESSES,
     BYTE,
+    KEY_STORE_URL,
     LOG_LEVEL,
     PORT,
     HostPort,
@@ -40,7 +41,7 @@ from serverlink.servers.game import GameConfig
 from serverlink.servers.link import LinkConfig
 from serverlink.servers.login import LoginConfig
 from serverlink.store.config import StoreConfig
-from serverlink.store.keys import KEY_STORE_FORMS, KeyStoreUrlError, check_key_store_url
+from serverlink.store.keys import REDIS_URL_FORM
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -48,10 +49,11 @@ __all__ = [
     "ADDRESS",
     "ADDRESSES",
     "BYTE",
+    "KEY_STORE_URL",
     "LOG_LEVEL",
     "PORT",
     "HostPort",
-]  # the value types, re-exported
+]  # value types
 
 # --- every server ------------------------------------------------------------------------------
 
@@ -229,30 +231,12 @@ def store_options(db_help: str, required: bool = False) -> Callable[[F], F]:
     )
 
 
-class KeyStoreUrl(click.types.StringParamType):
-    """``memory`` or a ``redis://`` URL, checked now (a config error, not a
-    failure at the first login)."""
-
-    name = "URL"
-
-    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> str:
-        try:
-            check_key_store_url(str(value))
-        except KeyStoreUrlError as exc:
-            self.fail(str(exc).removeprefix("--key-store "), param, ctx)
-        return str(value)
-
-
-KEY_STORE_URL = KeyStoreUrl()
-
-
 key_store_option = shared_option(
     opt(
         "--key-store",
         KEY_STORE_URL,
-        "Where handed-over session keys wait for their client: memory (this process; "
-        "the login server hands each key over the LAN) or a Redis URL shared by the "
-        f"login, game and chat servers ({KEY_STORE_FORMS.partition(', or ')[2]}).",
+        "Where handed-over session keys wait for their client: memory (this process; keys "
+        f"go over the LAN) or a Redis URL shared by the servers ({REDIS_URL_FORM}).",
         metavar="URL",
     )
 )
