@@ -79,6 +79,7 @@ def test_example_has_a_table_for_every_command() -> None:
         "game",
         "login",
         "monitor",
+        "up",
     }
     for name in (
         "chat",

@@ -11,6 +11,7 @@
       db        the account database
       demo      login + game server + dummy client, live dashboard, summary
       config    example | show COMMAND [ARGS]
+      up        the servers of a deployment file, supervised together
 
 One module a command (``game``, ``login``, ``dummy``, ``db``, ``demo``,
 ``config_cmd``); ``options`` declares the options they share and the servers'
@@ -56,6 +57,7 @@ from serverlink.cli.settings import (
     explain_bad_parameter,
     load_config,
 )
+from serverlink.cli.up import up_command
 
 __all__ = ["main", "main_group"]
 
@@ -114,6 +116,7 @@ for _command in (
     game_command,
     login_command,
     monitor_group,
+    up_command,
 ):
     main_group.add_command(_command)
 # Every setting's environment variable: SERVERLINK_<COMMAND>_<SETTING>.
