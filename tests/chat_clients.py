@@ -133,7 +133,7 @@ async def start_chat_system(
         ChatConfig(
             port=0,
             link=LinkConfig(
-                login_server=("127.0.0.1", login_server.lan_port),
+                login_servers=(("127.0.0.1", login_server.lan_port),),
                 server_name="chat",
                 heartbeat=0.2,
             ),

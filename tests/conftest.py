@@ -18,6 +18,14 @@ outside any test database (information_schema, ...). ``add_accounts`` seeds
 accounts ``ID_n`` / ``NICK_n`` with key ``session_key(n)`` and status 0;
 ``status_of`` reads one back through the store.
 
+Key store
+---------
+``redis_url`` is a ``--key-store`` URL on the Redis server at ``SERVERLINK_TEST_REDIS``
+(default ``redis://127.0.0.1:6379/0``) with a namespace of its own per test (its keys
+are deleted afterwards); skipped with the reason when Redis does not answer, unless
+``SERVERLINK_TEST_REQUIRE_REDIS=1`` (then it fails). ``private_redis`` is a throwaway
+``redis-server`` of the test's own that it may stop and start.
+
 ``run_sync`` runs a coroutine from sync code (e.g. a click ``CliRunner`` test).
 """
 
@@ -37,6 +45,7 @@ import pytest
 
 from linked_system import System, start_login, start_system
 from private_mariadb import PrivateMariaDB
+from private_redis import PrivateRedis
 from serverlink.servers.chat import ChatServer
 from serverlink.servers.login import LoginServer
 from serverlink.store import AccountStore, AdminStore, SeedAccount, open_admin_store
@@ -45,6 +54,7 @@ from serverlink.store.url import MysqlTarget, SqliteTarget, parse_db_url
 
 T = TypeVar("T")
 
+REDIS_SERVER = os.environ.get("SERVERLINK_TEST_REDIS", "redis://127.0.0.1:6379/0")
 MARIADB_SERVER = os.environ.get("SERVERLINK_TEST_MARIADB", "mysql://root@127.0.0.1:3306")
 
 Rows = list[tuple[Any, ...]]
@@ -128,6 +138,40 @@ def mariadb_url(mariadb_server: MysqlTarget) -> Iterator[str]:
     auth = t.user + (f":{t.password}" if t.password else "")
     yield f"mysql://{auth}@{t.host}:{t.port}/{name}"
     run_coro_sync(mysql_query(t, f"DROP DATABASE IF EXISTS `{name}`"))
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> str:
+    """The shared Redis server, checked once per session (skips if unreachable)."""
+    import redis
+
+    client = redis.Redis.from_url(REDIS_SERVER, socket_connect_timeout=2)
+    try:
+        client.ping()
+    except Exception as exc:
+        reason = f"Redis not usable at {REDIS_SERVER} ({exc}); run .ci/services.sh"
+        if os.environ.get("SERVERLINK_TEST_REQUIRE_REDIS") == "1":
+            pytest.fail(reason)
+        pytest.skip(reason)
+    finally:
+        client.close()
+    return REDIS_SERVER
+
+
+@pytest.fixture
+def redis_url(redis_server: str) -> Iterator[str]:
+    """A key store URL with a namespace of this test's own; its keys deleted after."""
+    import redis
+
+    namespace = f"test-{os.getpid()}-{secrets.token_hex(4)}"
+    yield f"{redis_server}?namespace={namespace}"
+    client = redis.Redis.from_url(redis_server)
+    try:
+        names = list(client.scan_iter(f"{namespace}:*"))
+        if names:
+            client.delete(*names)
+    finally:
+        client.close()
 
 
 @pytest.fixture
@@ -228,6 +272,19 @@ def running_mariadb(private_mariadb: PrivateMariaDB) -> PrivateMariaDB:
         private_mariadb.start()
     assert private_mariadb.wait_ready(), private_mariadb.log_tail()
     return private_mariadb
+
+
+@pytest.fixture
+def private_redis(tmp_path: Path) -> Iterator[PrivateRedis]:
+    """A throwaway redis-server a test stops and starts (tests/private_redis.py)."""
+    server = PrivateRedis(tmp_path)
+    server.start()
+    try:
+        if not server.wait_ready():
+            pytest.skip("redis-server did not start")
+        yield server
+    finally:
+        server.stop()
 
 
 Systems = Callable[..., Awaitable[System]]

@@ -52,7 +52,7 @@ async def start_login(
 def game_config(
     db_url: str, lan_port: int, db_timeout: float = DEFAULT_TIMEOUT, **overrides: object
 ) -> GameConfig:
-    link = overrides.pop("link", None) or LinkConfig(login_server=("127.0.0.1", lan_port))
+    link = overrides.pop("link", None) or LinkConfig(login_servers=(("127.0.0.1", lan_port),))
     return GameConfig(
         host="127.0.0.1",
         port=0,

@@ -22,7 +22,34 @@ def free_port() -> int:
         return port
 
 
-class PrivateMariaDB:
+class ServerProcess:
+    """A server process of a test's own on ``port``: ``answers`` is one poll."""
+
+    port: int
+    proc: subprocess.Popen[bytes] | None
+
+    def answers(self) -> bool:
+        raise NotImplementedError
+
+    def launch(self, command: list[str]) -> None:
+        """Start ``command`` (the server, quiet) unless it runs already."""
+        assert self.proc is None or self.proc.poll() is not None
+        self.proc = subprocess.Popen(
+            command, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
+
+    def wait_ready(self, timeout: float = 60.0) -> bool:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc is None or self.proc.poll() is not None:
+                return False
+            if self.answers():
+                return True
+            time.sleep(0.05)
+        return False
+
+
+class PrivateMariaDB(ServerProcess):
     """A throwaway ``mariadbd`` on a free port with its own datadir (no grant tables:
     root without a password). Started and stopped only through its Popen object."""
 
@@ -79,8 +106,7 @@ class PrivateMariaDB:
             pytest.skip(f"mariadb-install-db failed ({done.returncode}): {tail}")
 
     def start(self) -> None:
-        assert self.proc is None or self.proc.poll() is not None
-        self.proc = subprocess.Popen(
+        self.launch(
             [
                 self.mariadbd,
                 "--no-defaults",
@@ -92,10 +118,7 @@ class PrivateMariaDB:
                 f"--log-error={self.log}",
                 "--skip-grant-tables",
                 "--skip-name-resolve",
-            ],
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
+            ]
         )
 
     def answers(self) -> bool:
@@ -106,16 +129,6 @@ class PrivateMariaDB:
                 return len(greeting) == 5 and greeting[4] == 10  # protocol version 10
         except OSError:
             return False
-
-    def wait_ready(self, timeout: float = 60.0) -> bool:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc is None or self.proc.poll() is not None:
-                return False
-            if self.answers():
-                return True
-            time.sleep(0.05)
-        return False
 
     def kill(self) -> None:
         assert self.proc is not None

@@ -105,7 +105,7 @@ def test_login_runs_with_the_dataclass_defaults(monkeypatch: pytest.MonkeyPatch)
 def test_game_runs_with_the_dataclass_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
     spec, _, _ = _captured(monkeypatch, "serverlink.cli.app.serve", "game", "--standalone")
     assert spec.config == GameConfig()
-    address = "{}:{}".format(*LinkConfig().login_server)
+    address = "{}:{}".format(*LinkConfig().login_servers[0])
     db = "sqlite:///accounts.db"  # linked mode names its database: it has no default
     spec, _, _ = _captured(
         monkeypatch, "serverlink.cli.app.serve", "game", "--login-server", address, "--db", db

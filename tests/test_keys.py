@@ -1,32 +1,24 @@
-"""Key stores: a handed-over key works once, only for its account, until it
-expires; the Redis store against the local Redis server (never a mock)."""
+"""Key stores: a handed-over key works once, only for its account and server,
+until it expires; the Redis store against the local Redis server (never a mock)."""
 
 from __future__ import annotations
 
 import asyncio
-import os
-import secrets
 from collections.abc import AsyncIterator
 
 import pytest
 
-from serverlink.store.keys import KeyStore, KeyStoreUnavailable, MemoryKeyStore, RedisKeyStore
+from serverlink.store.keys import (
+    KeyStore,
+    KeyStoreUnavailable,
+    KeyStoreUrlError,
+    MemoryKeyStore,
+    RedisKeyStore,
+    check_key_store_url,
+    open_key_store,
+)
 
-REDIS_URL = os.environ.get("SERVERLINK_TEST_REDIS", "redis://127.0.0.1:6379/0")
 KEY = b"k" * 64
-
-
-async def redis_store(namespace: str) -> RedisKeyStore:
-    store = RedisKeyStore(REDIS_URL, namespace)
-    try:
-        await store.client.ping()
-    except Exception as exc:
-        await store.close()
-        reason = f"Redis not usable at {REDIS_URL} ({exc}); run .ci/services.sh"
-        if os.environ.get("SERVERLINK_TEST_REQUIRE_REDIS") == "1":
-            pytest.fail(reason)
-        pytest.skip(reason)
-    return store
 
 
 @pytest.fixture(params=["memory", "redis"])
@@ -34,7 +26,7 @@ async def keys(request: pytest.FixtureRequest) -> AsyncIterator[KeyStore]:
     if request.param == "memory":
         yield MemoryKeyStore()
         return
-    store = await redis_store(f"test-{secrets.token_hex(4)}")
+    store = open_key_store(request.getfixturevalue("redis_url")).scoped("game@127.0.0.1:1")
     yield store
     await store.close()
 
@@ -60,24 +52,74 @@ async def test_an_unused_key_expires(keys: KeyStore) -> None:
     assert not await keys.take(1, KEY)
 
 
-async def test_a_redis_key_is_taken_once_across_processes_and_namespaces() -> None:
-    namespace = f"test-{secrets.token_hex(4)}"
-    first, second = await redis_store(namespace), await redis_store(namespace)
-    elsewhere = await redis_store(namespace + "-other")
+async def test_a_redis_key_is_taken_once_across_processes_and_only_on_its_server(
+    redis_url: str,
+) -> None:
+    login, first, second = (open_key_store(redis_url) for _ in range(3))
     try:
-        await first.put(7, KEY, 60)
-        assert not await elsewhere.take(7, KEY)  # another server's namespace
-        results = await asyncio.gather(*(s.take(7, KEY) for s in (first, second) * 5))
+        await login.scoped("game@a:1").put(7, KEY, 60)
+        assert not await first.scoped("game@b:1").take(7, KEY)  # another server
+        takers = [s.scoped("game@a:1") for s in (first, second)] * 5
+        results = await asyncio.gather(*(t.take(7, KEY) for t in takers))
         assert results.count(True) == 1
     finally:
-        for store in (first, second, elsewhere):
+        for store in (login, first, second):
+            await store.close()
+
+
+async def test_redis_commands_of_one_turn_share_one_round_trip(redis_url: str) -> None:
+    store = open_key_store(redis_url)
+    assert isinstance(store, RedisKeyStore)
+    try:
+        scoped = store.scoped("game@a:1")
+        await asyncio.gather(*(scoped.put(n, KEY, 60) for n in range(50)))
+        results = await asyncio.gather(
+            *(scoped.take(n, KEY if n % 2 else b"x" * 64) for n in range(50))
+        )
+        assert results == [n % 2 == 1 for n in range(50)]
+        # Wrong keys left the right ones in place.
+        assert all(await asyncio.gather(*(scoped.take(n, KEY) for n in range(0, 50, 2))))
+        assert (store.keys.puts.batches, store.keys.takes.batches) == (1, 2)
+    finally:
+        await store.close()
+
+
+async def test_a_proof_is_verified_only_in_the_same_store(redis_url: str) -> None:
+    game, login = open_key_store(redis_url).scoped("game@a:1"), open_key_store(redis_url)
+    elsewhere = open_key_store(redis_url + "-other")
+    try:
+        proof = await game.prove()
+        assert proof is not None
+        assert await login.verify("game@a:1", proof)
+        assert not await login.verify("game@b:1", proof)
+        assert not await login.verify("game@a:1", "0" * 32)
+        assert not await elsewhere.verify("game@a:1", proof)  # another namespace
+        assert await MemoryKeyStore().prove() is None
+    finally:
+        for store in (game, login, elsewhere):
             await store.close()
 
 
 async def test_redis_down_is_a_clear_error() -> None:
-    store = RedisKeyStore("redis://127.0.0.1:1/0", "test", timeout=0.5)
+    store = open_key_store("redis://127.0.0.1:1/0", timeout=0.5)
     try:
         with pytest.raises(KeyStoreUnavailable, match=r"Redis at redis://127\.0\.0\.1:1/0"):
             await store.take(1, KEY)
     finally:
         await store.close()
+
+
+@pytest.mark.parametrize(
+    ("url", "message"),
+    [
+        ("mysql://x", "use memory, or redis://"),
+        ("redis://h:port/0", "redis://h:port/0"),
+        ("redis://h/0?namespace=a:b", "namespace must be"),
+        ("redis://:secret@h/x", r"redis://:\*\*\*@h/x.*must be a number"),
+    ],
+)
+def test_a_bad_key_store_url_says_what_to_write(url: str, message: str) -> None:
+    with pytest.raises(KeyStoreUrlError, match=message):
+        check_key_store_url(url)
+    check_key_store_url("memory")
+    check_key_store_url("redis://127.0.0.1:6379/0?namespace=sl")

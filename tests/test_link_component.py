@@ -50,7 +50,7 @@ async def test_a_chat_type_server_built_from_the_link_component_logs_a_client_in
         )
         await listener.start()
         link = LoginLink(
-            LinkConfig(login_server=("127.0.0.1", login.lan_port), server_name="chat"),
+            LinkConfig(login_servers=(("127.0.0.1", login.lan_port),), server_name="chat"),
             ServerType.CHAT,
             ("127.0.0.1", listener.port),
         )

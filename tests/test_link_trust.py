@@ -176,7 +176,7 @@ async def test_a_path_cut_without_fin_is_noticed_and_the_link_comes_back(
         game_config(
             db_url,
             proxy.port,
-            link=LinkConfig(login_server=("127.0.0.1", proxy.port), heartbeat=0.2),
+            link=LinkConfig(login_servers=(("127.0.0.1", proxy.port),), heartbeat=0.2),
         )
     )
     await game.start()
@@ -208,7 +208,7 @@ async def test_a_refused_game_server_backs_off_and_logs_once(
             await game.start()
             await asyncio.sleep(3.0)  # the behaviour under test is a rate over time
         assert game.link is not None
-        attempts = game.link.link.attempts
+        attempts = game.link.links[0].link.attempts
         # Exponential backoff from 0.2 s: about 5 attempts in 3 s (7 a second before).
         assert 2 <= attempts <= 7, attempts
         refusals = [
@@ -218,7 +218,7 @@ async def test_a_refused_game_server_backs_off_and_logs_once(
         ]
         assert len(refusals) == 1
         assert login.lan.rejected_links == attempts - (
-            1 if game.link.link.connected.is_set() else 0
+            1 if game.link.links[0].link.connected.is_set() else 0
         )
     finally:
         await game.stop()
@@ -250,7 +250,7 @@ async def test_mutual_tls_links_serverlink_servers_and_refuses_others(
         game_config(
             sqlite_url,
             login.lan_port,
-            link=LinkConfig(login_server=("127.0.0.1", login.lan_port), tls=tls_files["game"]),
+            link=LinkConfig(login_servers=(("127.0.0.1", login.lan_port),), tls=tls_files["game"]),
         )
     )
     stranger = GameServer(
@@ -258,7 +258,7 @@ async def test_mutual_tls_links_serverlink_servers_and_refuses_others(
             sqlite_url,
             login.lan_port,
             link=LinkConfig(
-                login_server=("127.0.0.1", login.lan_port),
+                login_servers=(("127.0.0.1", login.lan_port),),
                 server_name="stranger",
                 tls=tls_files["stranger"],
             ),

@@ -187,7 +187,7 @@ async def test_stale_answers_are_ignored_and_unanswered_login_times_out(db_url: 
         fake.send(pk.SS_RES_NEW_CLIENT_LOGIN.build(2, handoff.Parameter))  # wrong account
         await c.wait_closed(timeout=5)  # never answered: dropped at the login timeout
         assert c.received.empty()
-        assert login.lan.stale_answers == 2
+        assert login.lan.handoffs.stale_answers == 2
         assert login.login_stats.timeouts == 1
     finally:
         await login.stop()

@@ -144,7 +144,7 @@ async def test_server_probe_port(tmp_path: Path) -> None:
     # linked, with no login server to link to: not ready, with the reason
     url = f"sqlite:///{tmp_path / 'accounts.db'}"
     await init_db(url)
-    link = LinkConfig(login_server=("127.0.0.1", 1))
+    link = LinkConfig(login_servers=(("127.0.0.1", 1),))
     linked = GameServer(GameConfig(port=0, link=link, store=StoreConfig(url)))
     await linked.start()
     observers = Observers("game", ObserveConfig(metrics_port=0), linked.snapshot, lambda: [1])

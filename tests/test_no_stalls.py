@@ -66,7 +66,7 @@ async def test_a_linked_server_that_never_answers_delays_logins_by_the_deadline_
             assert reply.Status == LoginStatus.OK
             assert reply.GameServerPort == system.games[0].port
         assert slowest < 0.5 + 0.4
-        assert system.login.lan.handoff_timeouts == 1  # then it is late: tried last
+        assert system.login.lan.handoffs.handoff_timeouts == 1  # then it is late: tried last
 
 
 async def test_with_only_a_stuck_server_linked_a_login_answers_noserver_in_time(

@@ -133,7 +133,7 @@ async def test_pool_worker_failing_at_start_is_its_one_line() -> None:
     config = GameConfig(
         host="127.0.0.1",
         port=0,
-        link=LinkConfig(login_server=("127.0.0.1", dead_port)),
+        link=LinkConfig(login_servers=(("127.0.0.1", dead_port),)),
         store=StoreConfig(f"mysql://root@127.0.0.1:{dead_port}/nothing", timeout=2.0),
     )
     pool = WorkerPool(ServerSpec("game", build_game_server, config), 2)
@@ -162,7 +162,7 @@ async def test_login_worker_forwards_its_lan_port_and_links(tmp_path: Path) -> N
         lan_port = events[0].data["port"]
         assert lan_port > 0
         game_config = GameConfig(
-            port=0, link=LinkConfig(login_server=("127.0.0.1", lan_port)), store=StoreConfig(db)
+            port=0, link=LinkConfig(login_servers=(("127.0.0.1", lan_port),)), store=StoreConfig(db)
         )
         game = WorkerPool(ServerSpec("game", build_game_server, game_config), 2)
         await game.start()

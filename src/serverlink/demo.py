@@ -236,11 +236,11 @@ async def _start_linked(
     if not lan_port:
         raise DemoError("demo: the login server did not tell its LAN port")
     game = GameConfig(
-        host=HOST, port=0, link=LinkConfig(login_server=(HOST, lan_port)), store=StoreConfig(db)
+        host=HOST, port=0, link=LinkConfig(login_servers=((HOST, lan_port),)), store=StoreConfig(db)
     )
     await _start(pools, ServerSpec("game", build_game_server, game), options.log_level)
     if options.chat_clients:
-        chat = ChatConfig(host=HOST, port=0, link=LinkConfig(login_server=(HOST, lan_port)))
+        chat = ChatConfig(host=HOST, port=0, link=LinkConfig(login_servers=((HOST, lan_port),)))
         await _start(pools, ServerSpec("chat", build_chat_server, chat), options.log_level)
     try:
         async with asyncio.timeout(LINK_TIMEOUT):

@@ -354,3 +354,31 @@ class RateLimitedLog:
             )
         del self._window_start[key]
         self._logged.pop(key, None)
+
+
+class OutageLog:
+    """One warning when a dependency (the key store) starts failing and one
+    info line when it answers again: a line per outage, not per request."""
+
+    __slots__ = ("down", "failures", "logger", "outages", "what")
+
+    def __init__(self, logger: logging.Logger, what: str) -> None:
+        self.logger = logger
+        self.what = what
+        self.down = False
+        self.outages = 0
+        self.failures = 0
+
+    def failed(self, exc: BaseException, consequence: str) -> None:
+        self.failures += 1
+        if not self.down:
+            self.down = True
+            self.outages += 1
+            self.logger.warning(
+                "%s unavailable (%s): %s until it answers again", self.what, exc, consequence
+            )
+
+    def answered(self) -> None:
+        if self.down:
+            self.down = False
+            self.logger.info("%s answers again (%d requests failed)", self.what, self.failures)

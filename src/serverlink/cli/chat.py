@@ -35,6 +35,7 @@ chat_options = options_of(
 @options.link_options
 @options.tls_options
 @options.login_timeout_option(LinkConfig, "key_ttl")
+@options.key_store_option(LinkConfig)
 @chat_options
 @options.listen_options(ChatConfig, workers=False)
 @options.codec_options

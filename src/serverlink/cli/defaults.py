@@ -132,9 +132,10 @@ def options_of(config: type[Any], *rows: Opt) -> Callable[[F], F]:
 
 if TYPE_CHECKING:
     _HostPortBase = click.ParamType[tuple[str, int]]
+    _HostPortsBase = click.ParamType[tuple[tuple[str, int], ...]]
     IntPairType = click.ParamType[tuple[int, int]]
 else:  # click < 8.2 has no generic ParamType at run time
-    _HostPortBase = IntPairType = click.ParamType
+    _HostPortBase = _HostPortsBase = IntPairType = click.ParamType
 
 
 PORT = click.IntRange(0, 65535)
@@ -173,6 +174,28 @@ class HostPort(_HostPortBase):
 ADDRESS = HostPort()
 
 
+class HostPorts(_HostPortsBase):
+    """``HOST:PORT[,HOST:PORT...]`` -> ((host, port), ...): several servers of one kind."""
+
+    name = "HOST:PORT[,...]"
+
+    def convert(
+        self, value: object, param: click.Parameter | None, ctx: click.Context | None
+    ) -> tuple[tuple[str, int], ...]:
+        if isinstance(value, tuple | list):
+            return tuple(ADDRESS.convert(one, param, ctx) for one in value)
+        parts = [part for part in str(value).split(",") if part.strip()]
+        if not parts:
+            self.fail(f"{value!r}: give HOST:PORT, or several separated by commas", param, ctx)
+        addresses = tuple(ADDRESS.convert(part, param, ctx) for part in parts)
+        if len(set(addresses)) != len(addresses):
+            self.fail(f"{value!r} names a server twice", param, ctx)
+        return addresses
+
+
+ADDRESSES = HostPorts()
+
+
 class Seconds(click.FloatRange):
     """A number of seconds (FloatRange, shown as SECONDS)."""
 
@@ -185,6 +208,7 @@ METAVARS = (
     "SECONDS",
     "BYTES",
     "HOST:PORT",
+    "HOST:PORT[,...]",
     "HOST",
     "PORT",
     "URL",
@@ -203,7 +227,7 @@ def metavar_of(option: click.Option) -> str | None:
     integers, HOST for --host-like strings, NAME for other strings; None for
     flags, choices and types that show their own (Seconds, HOST:PORT)."""
     kind = option.type
-    if option.is_flag or isinstance(kind, click.Choice | Seconds) or kind.name == "HOST:PORT":
+    if option.is_flag or isinstance(kind, click.Choice | Seconds) or kind.name.startswith("HOST:"):
         return None
     if isinstance(kind, click.types.IntParamType):
         return "PORT" if (option.name or "").endswith("port") else "N"

@@ -28,6 +28,7 @@ from serverlink.servers.link import LinkConfig
 )
 @options.tls_options
 @options.login_timeout_option(LinkConfig, "key_ttl")
+@options.key_store_option(LinkConfig)
 @options.game_options
 @options.listen_options(GameConfig)
 @options.codec_options

@@ -18,6 +18,7 @@ from serverlink.servers.login import LOGIN_SCREEN, LoginConfig, build_login_serv
 @options.login_options
 @options.store_options("Account database (sqlite:///path.db or mysql://user@host:3306/accountdb).")
 @options.login_timeout_option(LoginConfig, "login_timeout")
+@options.key_store_option(LoginConfig)
 @options.tls_options
 @options.listen_options(LoginConfig, workers=False)  # one process: max_workers 1
 @options.codec_options

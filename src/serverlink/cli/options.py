@@ -19,6 +19,7 @@ import click
 from serverlink import logs
 from serverlink.cli.defaults import (
     ADDRESS,
+    ADDRESSES,
     BYTE,
     LOG_LEVEL,
     PORT,
@@ -40,10 +41,18 @@ from serverlink.servers.link import LinkConfig
 from serverlink.servers.login import LoginConfig
 from serverlink.store import parse_db_url
 from serverlink.store.config import StoreConfig
+from serverlink.store.keys import KEY_STORE_FORMS, KeyStoreUrlError, check_key_store_url
 
 F = TypeVar("F", bound=Callable[..., Any])
 
-__all__ = ["ADDRESS", "BYTE", "LOG_LEVEL", "PORT", "HostPort"]  # the value types, re-exported
+__all__ = [
+    "ADDRESS",
+    "ADDRESSES",
+    "BYTE",
+    "LOG_LEVEL",
+    "PORT",
+    "HostPort",
+]  # the value types, re-exported
 
 # --- every server ------------------------------------------------------------------------------
 
@@ -243,6 +252,38 @@ def store_from(ctx: click.Context, needed_by: str = "") -> StoreConfig:
     return config
 
 
+class KeyStoreUrl(click.types.StringParamType):
+    """``memory`` or a ``redis://`` URL, checked now (a config error, not a
+    failure at the first login)."""
+
+    name = "URL"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> str:
+        try:
+            check_key_store_url(str(value))
+        except KeyStoreUrlError as exc:
+            self.fail(str(exc).removeprefix("--key-store "), param, ctx)
+        return str(value)
+
+
+KEY_STORE_URL = KeyStoreUrl()
+
+
+def key_store_option(config: type[Any]) -> Callable[[F], F]:
+    """--key-store of the login server and of the servers taking its keys."""
+    return options_of(
+        config,
+        opt(
+            "--key-store",
+            KEY_STORE_URL,
+            "Where handed-over session keys wait for their client: memory (this process; "
+            "the login server hands each key over the LAN) or a Redis URL shared by the "
+            f"login, game and chat servers ({KEY_STORE_FORMS.partition(', or ')[2]}).",
+            metavar="memory|URL",
+        ),
+    )
+
+
 def login_timeout_option(config: type[Any], field: str) -> Callable[[F], F]:
     """--login-timeout of the login server and of the servers holding its
     handed-over keys (both defaults are servers.link.LOGIN_TIMEOUT)."""
@@ -324,9 +365,11 @@ link_options = options_of(
     LinkConfig,
     opt(
         "--login-server",
-        ADDRESS,
-        "Linked mode: the login server's LAN address to register with.",
+        ADDRESSES,
+        "Linked mode: the LAN address of the login server to register with; several "
+        "separated by commas (A:8090,B:8090): it links to every one.",
         default=None,
+        field="login_servers",
     ),
     opt(
         "--server-name",

@@ -383,6 +383,15 @@ class SsLinkStatus(NamedTuple):
     HeartbeatMs: I32
 
 
+class SsKeyStoreProof(NamedTuple):
+    """Sent by a serverlink game/chat server with a shared key store (Redis)
+    once the login server accepted its link: a random token it has just written
+    in that store. A login server using the same store reads it back and from
+    then on puts that server's keys there itself (no hand-off round trip)."""
+
+    Proof: Key32
+
+
 # --- the catalog: type number and name -> layout -----------------------------------
 # One block after all the layouts, to read against PROTOCOL.md's tables.
 
@@ -423,6 +432,7 @@ CS_MONITOR_TOOL_DATA_UPDATE = _define(25003, "CS_MONITOR_TOOL_DATA_UPDATE", CsMo
 # serverlink's own LAN additions (never sent to an original C++ server)
 SS_LINK_STATUS = _define(19001, "SS_LINK_STATUS", SsLinkStatus)
 SS_LINK_PING = _define(19002, "SS_LINK_PING", Empty)
+SS_KEY_STORE_PROOF = _define(19003, "SS_KEY_STORE_PROOF", SsKeyStoreProof)
 
 
 def packet_type(payload: bytes) -> int:

@@ -16,7 +16,8 @@ class LoginStatus(IntEnum):
     STATUS_MISS = 5  # no status row
     NOSERVER = 6  # no game/chat server linked right now
     # serverlink's addition (not in the original catalog): the account database
-    # did not answer, so the login could not be checked; the client may retry.
+    # or the shared key store did not answer, so the login could not be checked
+    # or completed; the client may retry.
     # Original clients treat any status other than 1 as a failed login.
     DB_UNAVAILABLE = 7
 

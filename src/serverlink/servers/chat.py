@@ -2,7 +2,7 @@
 sector grid (``servers.sectors``: where players are, and the fan-out).
 
 Standalone (``config.link is None``) accepts any key, as the original does
-without a login server. Linked, it composes a ``LoginLink`` as a chat-type
+without a login server. Linked, it composes ``LoginLinks`` as a chat-type
 server (ServerType.CHAT) that claims no accounts (status id 0; the game server
 claims them) and reports its load: a login succeeds only with the key the login
 server handed over for that account, which it takes (once).
@@ -47,8 +47,10 @@ from serverlink.protocol.packets import (
 )
 from serverlink.protocol.status import ChatLoginStatus, ServerType
 from serverlink.servers.chat_stats import CHAT_SCREEN, ChatStats
-from serverlink.servers.link import KeyedLogins, LinkConfig, Load, LoginLink
+from serverlink.servers.link import KeyedLogins, LinkConfig, Load
+from serverlink.servers.links import LoginLinks, linked_to
 from serverlink.servers.sectors import GRID_SIZE, Sector, SectorGrid
+from serverlink.store.keys import KeyStoreUnavailable
 
 log = logging.getLogger("serverlink.chat")
 
@@ -218,7 +220,7 @@ class ChatServer:
         self.stats = self.listener.stats
         self.grid = SectorGrid(GRID_SIZE)
         self.max_message_bytes = config.max_message_bytes
-        self.link: LoginLink | None = None
+        self.link: LoginLinks | None = None
         #: Logged-in players by account (the newest session of an account).
         self.players: dict[int, ChatSession] = {}
         #: Accounts muted until a monotonic time (expired ones pruned now and then).
@@ -240,7 +242,7 @@ class ChatServer:
         self.grid.bind(asyncio.get_running_loop())
         await self.listener.start()
         if self.config.link is not None:
-            self.link = LoginLink(
+            self.link = LoginLinks(
                 self.config.link,
                 ServerType.CHAT,
                 (self.config.host, self.port),
@@ -259,8 +261,11 @@ class ChatServer:
         """The start line's words: what this server is and what it uses."""
         if self.config.link is None:
             return "chat server, standalone (any key logs in), no account database"
-        host, port = self.config.link.login_server
-        return f"chat server linked to the login server at {host}:{port}, no account database"
+        return f"chat server {linked_to(self.config.link)}, no account database"
+
+    def set_draining(self, draining: bool | None = None) -> bool:
+        """``LoginLinks.set_draining`` (SIGUSR1, POST /drain); standalone: never."""
+        return self.link.set_draining(draining) if self.link is not None else False
 
     def _load(self) -> Load:
         return Load(len(self.players), self.config.limits.max_sessions)
@@ -281,7 +286,14 @@ class ChatServer:
 
     async def _linked_login(self, session: ChatSession, request: CsChatReqLogin) -> None:
         assert self.link is not None
-        taken = await self.link.take_key(request.AccountNo, request.SessionKey)
+        try:
+            taken = await self.link.take_key(request.AccountNo, request.SessionKey)
+        except KeyStoreUnavailable:  # logged once per outage by the link
+            session.login_pending = False
+            if not session.closed:
+                reply = CS_CHAT_RES_LOGIN.build(ChatLoginStatus.FAIL, request.AccountNo)
+                self.keyed_logins.refuse(session, request.AccountNo, reply, "key_store_unavailable")
+            return
         session.login_pending = False
         if not session.closed:
             self._key_checked(session, request, taken)

@@ -1,7 +1,7 @@
 """Game (echo) server: handlers for CS_GAME_REQ_LOGIN / ECHO / HEARTBEAT.
 
 Standalone (``config.link is None``) accepts any key ("virtual login", as the
-original does without a login server). Linked, it composes a ``LoginLink``
+original does without a login server). Linked, it composes ``LoginLinks``
 (registration, heartbeats, hand-offs, the key store) and ``AccountClaims`` (the
 account's ``status`` = this server's id while it plays here): a login succeeds
 only with the key the login server handed over for that account, which it
@@ -38,9 +38,11 @@ from serverlink.protocol.packets import (
 )
 from serverlink.protocol.status import GameLoginStatus, ServerType
 from serverlink.servers.claims import AccountClaims, Claim
-from serverlink.servers.link import KeyedLogins, LinkConfig, Load, LoginLink
+from serverlink.servers.link import KeyedLogins, LinkConfig, Load
+from serverlink.servers.links import LoginLinks, linked_to
 from serverlink.store import AccountStore, StoreError
 from serverlink.store.config import StoreConfig
+from serverlink.store.keys import KeyStoreUnavailable
 
 log = logging.getLogger("serverlink.game")
 
@@ -169,7 +171,7 @@ class GameServer:
             reuse_port=config.reuse_port,
         )
         self.stats = self.listener.stats
-        self.link: LoginLink | None = None
+        self.link: LoginLinks | None = None
         self.claims: AccountClaims | None = None
         self.store: AccountStore | None = None
         if config.link is not None:
@@ -207,7 +209,7 @@ class GameServer:
                 await self.store.close()
                 raise StartupError(f"account database {self.store.display_url}: {exc}") from None
         if self.config.link is not None:
-            self.link = LoginLink(
+            self.link = LoginLinks(
                 self.config.link,
                 ServerType.GAME,
                 (self.config.host, self.port),
@@ -235,11 +237,14 @@ class GameServer:
         if self.config.link is None:
             return "game server, standalone (any key logs in), no account database"
         assert self.store is not None
-        host, port = self.config.link.login_server
         return (
-            f"game server linked to the login server at {host}:{port} as status id "
+            f"game server {linked_to(self.config.link)} as status id "
             f"{self.config.status_id}, accounts in {self.store.display_url}"
         )
+
+    def set_draining(self, draining: bool | None = None) -> bool:
+        """``LoginLinks.set_draining`` (SIGUSR1, POST /drain); standalone: never."""
+        return self.link.set_draining(draining) if self.link is not None else False
 
     def _load(self) -> Load:
         return Load(len(self.in_game), self.config.limits.max_sessions)
@@ -291,9 +296,14 @@ class GameServer:
 
     async def _linked_login(self, session: EchoSession, account_no: int, key: bytes) -> None:
         assert self.link is not None and self.claims is not None
-        if not await self.link.take_key(account_no, key):
+        try:
+            taken = await self.link.take_key(account_no, key)
+        except KeyStoreUnavailable:  # logged once per outage by the link
+            taken = None
+        if not taken:
             session.login_pending = False
-            self._refuse(session, account_no, GameLoginStatus.FAIL, "bad_key")
+            reason = "key_store_unavailable" if taken is None else "bad_key"
+            self._refuse(session, account_no, GameLoginStatus.FAIL, reason)
             return
         await self.link.accepted.wait()  # the claims are settled
         previous = self.in_game.get(account_no)

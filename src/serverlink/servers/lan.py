@@ -13,15 +13,13 @@ heartbeat) and are answered (SS_LINK_PING); one silent for three heartbeats is
 dropped. Original C++ servers report nothing and are kept while TCP (with
 keepalive) says they are there. Gone servers' claims: ``servers.releases``.
 
-Hand-offs: the key goes only to the server ``servers.placement`` picked
-(SS_REQ_NEW_CLIENT_LOGIN, a Parameter unique to the attempt) and its answer
-completes it; one that does not answer within ``handoff_timeout`` is skipped.
+How a key reaches the server ``servers.placement`` picked (LAN hand-off or
+the shared key store): ``servers.handoffs``.
 """
 
 from __future__ import annotations
 
 import asyncio
-import itertools
 import logging
 import time
 from collections.abc import Callable, Iterable
@@ -32,18 +30,21 @@ from serverlink.net.session import ProtocolViolation, Session, SessionDeps, hand
 from serverlink.net.tls import TlsConfig
 from serverlink.protocol.framing import lan_framing
 from serverlink.protocol.packets import (
+    SS_KEY_STORE_PROOF,
     SS_LINK_PING,
     SS_LINK_STATUS,
     SS_LOGINSERVER_LOGIN,
-    SS_REQ_NEW_CLIENT_LOGIN,
     SS_RES_NEW_CLIENT_LOGIN,
+    SsKeyStoreProof,
     SsLinkStatus,
     SsLoginServerLogin,
     SsResNewClientLogin,
 )
 from serverlink.protocol.status import ServerType
+from serverlink.servers.handoffs import Handoffs
 from serverlink.servers.trust import is_loopback, peer_trusted
 from serverlink.store import AccountStore, StoreError
+from serverlink.store.keys import KeyStore, MemoryKeyStore
 
 log = logging.getLogger("serverlink.login")
 
@@ -81,6 +82,7 @@ class LinkedServer:
         "capacity",
         "draining",
         "heartbeat",
+        "keys",
         "last_heard",
         "late_until",
         "leaving",
@@ -109,6 +111,9 @@ class LinkedServer:
         self.late_until = 0.0
         #: It said it is stopping gracefully (SS_LINK_STATUS.Draining == 2).
         self.leaving = False
+        #: Its scope of the shared key store, once it proved it takes keys from
+        #: the login server's (SS_KEY_STORE_PROOF); None: keys go by hand-off.
+        self.keys: KeyStore | None = None
 
     @property
     def serverlink(self) -> bool:
@@ -116,21 +121,6 @@ class LinkedServer:
 
     def describe(self) -> str:
         return f"{self.type.name.lower()} server {self.name!r} ({self.session.peer})"
-
-
-class PendingLogin:
-    """One hand-off in flight, keyed by its Parameter."""
-
-    __slots__ = ("account_no", "answered", "done", "waiting")
-
-    def __init__(
-        self, account_no: int, waiting: set[LinkedServer], done: asyncio.Future[None]
-    ) -> None:
-        self.account_no = account_no
-        self.waiting = waiting
-        #: The servers that answered, in the order they did.
-        self.answered: list[LinkedServer] = []
-        self.done = done
 
 
 class LinkSession(Session):
@@ -177,7 +167,13 @@ class LinkSession(Session):
     def on_handoff_answer(self, answer: SsResNewClientLogin) -> None:
         if self.linked is None:
             raise ProtocolViolation("not_registered", "SS_RES_NEW_CLIENT_LOGIN before registering")
-        self.lan.on_answer(self.linked, answer.AccountNo, answer.Parameter)
+        self.lan.handoffs.on_answer(self.linked, answer.AccountNo, answer.Parameter)
+
+    @handles(SS_KEY_STORE_PROOF)
+    def on_key_store_proof(self, proof: SsKeyStoreProof) -> None:
+        if self.linked is None:
+            raise ProtocolViolation("not_registered", "SS_KEY_STORE_PROOF before registering")
+        self.lan.handoffs.check_proof(self.linked, proof.Proof)
 
 
 class LanSide:
@@ -193,10 +189,15 @@ class LanSide:
         handoff_timeout: float = 2.0,
         register_deadline: float = REGISTER_DEADLINE,
         tls: TlsConfig | None = None,
+        keys: KeyStore | None = None,
+        key_ttl: float = 60.0,
     ) -> None:
         self.store = store
         self.allow_any = allow_any
-        self.handoff_timeout = handoff_timeout
+        #: The hand-offs in flight, and the keys put in the shared store.
+        self.handoffs = Handoffs(
+            keys if keys is not None else MemoryKeyStore(), handoff_timeout, key_ttl
+        )
         self.listener = SessionServer(
             "login-lan",
             lambda deps: LinkSession(deps, self),
@@ -212,18 +213,11 @@ class LanSide:
             ssl_context=tls.server_context() if tls is not None else None,
         )
         self.links: list[LinkedServer] = []
-        self.pending: dict[int, PendingLogin] = {}
-        self.stale_answers = 0
         self.rejected_links = 0
         self.silent_links = 0
-        self.handoff_timeouts = 0
         self._refusals = RateLimitedLog(log, burst=3, interval=60.0)
-        self._parameters = itertools.count(int(time.time()) << 20)
         self._links_changed = asyncio.Event()
         self._ticker: asyncio.Task[None] | None = None
-        # Kept from start(): asyncio.get_running_loop() costs a getpid() system
-        # call each time, and hand_off runs once per login.
-        self._loop: asyncio.AbstractEventLoop | None = None
         #: Told (status id, name) when a server that claims accounts goes away,
         #: and (status id) when one reports in: the releases of its claims.
         self.gone_hooks: list[Callable[[int, str], None]] = []
@@ -236,7 +230,7 @@ class LanSide:
         return self.listener.port
 
     async def start(self) -> None:
-        self._loop = loop = asyncio.get_running_loop()
+        loop = self.handoffs.loop = asyncio.get_running_loop()
         await self.listener.start()
         self._ticker = loop.create_task(self._tick())
 
@@ -244,6 +238,7 @@ class LanSide:
         if self._ticker is not None:
             self._ticker.cancel()
         await self.listener.stop()
+        await self.handoffs.stop()
 
     def linked(self, server_type: ServerType) -> list[LinkedServer]:
         return [s for s in self.links if s.type == server_type]
@@ -385,10 +380,7 @@ class LanSide:
             if linked.status_id:
                 for hook in self.gone_hooks:
                     hook(linked.status_id, linked.name)
-        for parameter, pending in list(self.pending.items()):
-            if linked in pending.waiting:
-                pending.waiting.discard(linked)
-                self._maybe_done(parameter, pending)
+        self.handoffs.forget(linked)
 
     async def _tick(self) -> None:
         """Once a second: drop serverlink links silent for three heartbeats."""
@@ -406,53 +398,3 @@ class LanSide:
                     )
                     linked.session.abort("silent")
             self._refusals.flush()
-
-    # --- hand-offs ----------------------------------------------------------------------
-    async def hand_off(self, account_no: int, key: bytes, target: LinkedServer) -> bool:
-        """Give ``target`` the key; True once it answered, False if it went away
-        or did not answer within the hand-off deadline (then it is marked late)."""
-        parameter = next(self._parameters)
-        loop = self._loop
-        if loop is None:  # hand_off before start(): tests that drive the side directly
-            loop = self._loop = asyncio.get_running_loop()
-        pending = PendingLogin(account_no, {target}, loop.create_future())
-        self.pending[parameter] = pending
-        # A timer of the loop, not asyncio.timeout: cheaper per login, and the
-        # login's own timeout still bounds the whole.
-        deadline = loop.call_later(self.handoff_timeout, self._late, pending)
-        try:
-            target.session.send(SS_REQ_NEW_CLIENT_LOGIN.build(account_no, key, parameter))
-            await pending.done
-        finally:
-            deadline.cancel()
-            self.pending.pop(parameter, None)
-        if target not in pending.answered and target in pending.waiting:  # the deadline
-            self.handoff_timeouts += 1
-            target.late_until = time.monotonic() + 10 * self.handoff_timeout
-            log.warning(
-                "%s did not answer a hand-off within %g s: skipped",
-                target.describe(),
-                self.handoff_timeout,
-            )
-            return False
-        return target in pending.answered
-
-    @staticmethod
-    def _late(pending: PendingLogin) -> None:
-        if not pending.done.done():
-            pending.done.set_result(None)  # its waiting servers stay: they are late
-
-    def on_answer(self, linked: LinkedServer, account_no: int, parameter: int) -> None:
-        pending = self.pending.get(parameter)
-        if pending is None or pending.account_no != account_no or linked not in pending.waiting:
-            self.stale_answers += 1
-            return
-        pending.waiting.discard(linked)
-        pending.answered.append(linked)
-        linked.late_until = 0.0
-        self._maybe_done(parameter, pending)
-
-    def _maybe_done(self, parameter: int, pending: PendingLogin) -> None:
-        if not pending.waiting and not pending.done.done():
-            del self.pending[parameter]
-            pending.done.set_result(None)

@@ -16,6 +16,11 @@ once per streak). No answer for three heartbeats — a login server that hangs,
 or a path cut without a FIN — drops the link, which is then re-established.
 With ``heartbeat = 0`` (an original login server, which knows no heartbeats)
 the link counts as accepted once registered and lives as long as TCP says.
+
+A shared key store (Redis): once accepted by a serverlink login server, the
+link writes a random proof in the store and sends it (SS_KEY_STORE_PROOF); a
+login server on the same store then puts this server's keys there itself,
+without a hand-off. ``servers.links`` links one server to several login servers.
 """
 
 from __future__ import annotations
@@ -27,12 +32,14 @@ from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from serverlink.logs import OutageLog
 from serverlink.net.client import ReconnectingLink
 from serverlink.net.session import Session, SessionDeps, handles
 from serverlink.net.stats import NetStats
 from serverlink.net.tls import TlsConfig
 from serverlink.protocol.framing import lan_framing
 from serverlink.protocol.packets import (
+    SS_KEY_STORE_PROOF,
     SS_LINK_PING,
     SS_LINK_STATUS,
     SS_LOGINSERVER_LOGIN,
@@ -42,7 +49,7 @@ from serverlink.protocol.packets import (
     SsReqNewClientLogin,
 )
 from serverlink.protocol.status import ServerType
-from serverlink.store.keys import KeyStore, MemoryKeyStore
+from serverlink.store.keys import KeyStore, KeyStoreUnavailable, MemoryKeyStore
 
 log = logging.getLogger("serverlink.link")
 
@@ -59,12 +66,19 @@ LEAVING = 2
 LOGIN_TIMEOUT = 60.0
 
 
+def _nothing() -> None:
+    pass
+
+
 @dataclass(frozen=True, slots=True)
 class LinkConfig:
     """Where a linked server registers, and as what."""
 
-    #: The login server's LAN address.
-    login_server: tuple[str, int] = ("127.0.0.1", 8090)
+    #: The LAN addresses of the login servers (it links to every one).
+    login_servers: tuple[tuple[str, int], ...] = (("127.0.0.1", 8090),)
+    #: Where handed-over keys wait for their client: "memory" (this process) or
+    #: a redis:// URL shared with the login servers (``store.keys.open_key_store``).
+    key_store: str = "memory"
     #: Name registered with the login server (the address is appended: name@ip:port);
     #: None: the server's kind ("game", "chat").
     server_name: str | None = None
@@ -114,7 +128,7 @@ class LoginLinkSession(Session):
         self.link.on_ping()
 
     def on_close(self) -> None:
-        self.link.accepted.clear()
+        self.link.set_accepted(False)
 
 
 class LoginLink:
@@ -128,20 +142,30 @@ class LoginLink:
         load: Callable[[], Load] = lambda: Load(0, 0),
         on_accepted: Callable[[], Awaitable[None]] | None = None,
         keys: KeyStore | None = None,
+        login_server: tuple[str, int] | None = None,
+        key_store_log: OutageLog | None = None,
     ) -> None:
         """``address``: where this server listens for clients (announced unless
         ``config.public_addr`` says otherwise). ``status_id``: the status value
         its account claims carry (0: it claims none). ``on_accepted`` runs each
-        time the login server accepts the link, before hand-offs are answered."""
+        time the login server accepts the link, before hand-offs are answered.
+        ``keys``: the server's key store (closed by its owner; None: one of
+        this link's own). ``login_server``: the one to link to (None: the first
+        of ``config.login_servers``)."""
         self.config = config
         self.server_type = server_type
         self.status_id = status_id
         self.load = load
         self.on_accepted = on_accepted
-        self.keys = keys if keys is not None else MemoryKeyStore()
         name = config.server_name or server_type.name.lower()  # "game", "chat"
         self.name = announced_name(name, *(config.public_addr or address))
-        host, port = config.login_server
+        self._owns_keys = keys is None
+        # Scoped to this server's name: the key a login server puts for it works only here.
+        self.keys = (keys if keys is not None else MemoryKeyStore()).scoped(self.name)
+        self.key_store_log = key_store_log or OutageLog(log, "key store")
+        #: Called when ``accepted`` is set or cleared (``servers.links``).
+        self.on_change: Callable[[], None] = _nothing
+        self.login_server = host, port = login_server or config.login_servers[0]
         self.handoffs = 0
         self.accepted = asyncio.Event()
         self.silent_drops = 0
@@ -149,7 +173,7 @@ class LoginLink:
         self._pending: set[asyncio.Task[None]] = set()
         self._heartbeats: asyncio.Task[None] | None = None
         self.link = ReconnectingLink(
-            f"{server_type.name.lower()}->login",
+            f"{server_type.name.lower()}->login {host}:{port}",
             lambda deps: LoginLinkSession(deps, self),
             lan_framing(),
             host,
@@ -174,7 +198,15 @@ class LoginLink:
         await self.link.stop()
         for task in list(self._pending):
             task.cancel()
-        await self.keys.close()
+        if self._owns_keys:
+            await self.keys.close()
+
+    def set_accepted(self, accepted: bool) -> None:
+        if accepted:
+            self.accepted.set()
+        else:
+            self.accepted.clear()
+        self.on_change()
 
     # --- registration and heartbeats ------------------------------------------------------
     def _report(self, leaving: bool = False) -> bytes:
@@ -188,7 +220,7 @@ class LoginLink:
         )
 
     def _on_up(self, session: Session) -> None:
-        self.accepted.clear()
+        self.set_accepted(False)
         session.send(SS_LOGINSERVER_LOGIN.build(self.server_type, self.name))
         if self._heartbeats is not None:
             self._heartbeats.cancel()
@@ -207,18 +239,36 @@ class LoginLink:
 
     def _accept(self, session: Session) -> None:
         self.link.confirm()
-        log.info("linked to the login server as %r", self.name)
+        log.info("linked to the login server at %s:%d as %r", *self.login_server, self.name)
+        if self.keys.shared and self.config.heartbeat > 0:  # a serverlink login server
+            self._track(asyncio.get_running_loop().create_task(self._prove_key_store(session)))
         if self.on_accepted is None:
-            self.accepted.set()
+            self.set_accepted(True)
             return
 
         async def accepted() -> None:
             assert self.on_accepted is not None
             await self.on_accepted()
             if not session.closed:
-                self.accepted.set()
+                self.set_accepted(True)
 
         self._track(asyncio.get_running_loop().create_task(accepted()))
+
+    async def _prove_key_store(self, session: Session) -> None:
+        """Tell the login server which key store this server takes keys from."""
+        try:
+            proof = await self.keys.prove()
+        except KeyStoreUnavailable as exc:
+            self.key_store_log.failed(exc, "keys come by hand-off")
+            return
+        if proof is not None and not session.closed:
+            session.send(SS_KEY_STORE_PROOF.build(proof.encode()))
+
+    def report_now(self) -> None:
+        """Send the load report now, not at the next heartbeat (draining toggled)."""
+        session = self.link.session
+        if session is not None and not session.closed and self.config.heartbeat > 0:
+            session.send(self._report())
 
     async def _beat(self, session: Session) -> None:
         interval = self.config.heartbeat
@@ -246,7 +296,13 @@ class LoginLink:
         )
 
     async def _store_and_answer(self, session: Session, handoff: SsReqNewClientLogin) -> None:
-        await self.keys.put(handoff.AccountNo, handoff.SessionKey, self.config.key_ttl)
+        try:
+            await self.keys.put(handoff.AccountNo, handoff.SessionKey, self.config.key_ttl)
+        except KeyStoreUnavailable as exc:
+            # Not answered: the login server skips this server for the login.
+            self.key_store_log.failed(exc, "hand-offs are not answered")
+            return
+        self.key_store_log.answered()
         session.send(SS_RES_NEW_CLIENT_LOGIN.build(handoff.AccountNo, handoff.Parameter))
 
     def _track(self, task: asyncio.Task[None]) -> None:
@@ -254,8 +310,16 @@ class LoginLink:
         task.add_done_callback(self._pending.discard)
 
     async def take_key(self, account_no: int, key: bytes) -> bool:
-        """True (once) if ``key`` was handed over for ``account_no`` and is live."""
-        return await self.keys.take(account_no, key)
+        """True (once) if ``key`` was handed over for ``account_no`` and is live;
+        raises ``KeyStoreUnavailable`` (logged once per outage) if the store
+        does not answer."""
+        try:
+            taken = await self.keys.take(account_no, key)
+        except KeyStoreUnavailable as exc:
+            self.key_store_log.failed(exc, "logins are refused")
+            raise
+        self.key_store_log.answered()
+        return taken
 
     def take_key_now(self, account_no: int, key: bytes) -> bool | None:
         """``take_key`` without waiting, when the key store can (one in this

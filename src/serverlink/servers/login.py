@@ -25,6 +25,7 @@ from typing import Any, ClassVar
 
 from serverlink.batch import TurnBatcher
 from serverlink.errors import StartupError
+from serverlink.logs import OutageLog
 from serverlink.net.server import ServerLimits, SessionServer
 from serverlink.net.session import ProtocolViolation, Session, SessionDeps, handles
 from serverlink.net.tls import TlsConfig
@@ -40,6 +41,8 @@ from serverlink.servers.placement import Placement
 from serverlink.servers.releases import Releases
 from serverlink.store import AccountRecord, AccountStore, StoreError
 from serverlink.store.config import StoreConfig
+from serverlink.store.keys import KeyStoreUnavailable, open_key_store
+from serverlink.store.url import mask_url
 
 log = logging.getLogger("serverlink.login")
 
@@ -61,6 +64,10 @@ class LoginConfig:
     #: A login not completed within this time is dropped; handed-over keys
     #: expire after it on the linked servers.
     login_timeout: float = LOGIN_TIMEOUT
+    #: Where keys wait for their client ("memory", or a redis:// URL shared with
+    #: the game and chat servers: the login server puts the keys of the servers
+    #: that proved they use it there itself, without the LAN hand-off).
+    key_store: str = "memory"
     #: Addresses given to clients; when None, the address a linked server
     #: announced in its ServerName ("name@ip:port"), else its peer IP.
     game_addr: tuple[str, int] | None = None
@@ -169,7 +176,10 @@ class LoginServer:
             handoff_timeout=config.handoff_timeout,
             register_deadline=config.lan_register_deadline,
             tls=config.lan_tls,
+            keys=open_key_store(config.key_store),
+            key_ttl=config.login_timeout,
         )
+        self.key_store_log = OutageLog(log, "key store")
         self.placement = Placement()
         self.releases = Releases(self.store, config.release_after)
         self.lan.gone_hooks.append(self.releases.gone)
@@ -229,6 +239,7 @@ class LoginServer:
         return (
             f"login server; servers link on {self.lan.listener.host}:{self.lan.port}"
             f"{' (TLS)' if self.config.lan_tls else ''}; accounts in {self.store.display_url}"
+            f"; keys in {mask_url(self.config.key_store)}"
         )
 
     async def stop(self) -> None:
@@ -334,13 +345,18 @@ class LoginServer:
             return Answer(LoginStatus.NOSERVER)
         # Each kind the deployment has must take the client; both hand-offs at
         # once when it has both (gather makes a task of each: not for one).
-        if games and chats:
-            game, chat = await asyncio.gather(
-                self._place(account_no, key, games), self._place(account_no, key, chats)
-            )
-        else:
-            game = await self._place(account_no, key, games) if games else None
-            chat = await self._place(account_no, key, chats) if chats else None
+        try:
+            if games and chats:
+                game, chat = await asyncio.gather(
+                    self._place(account_no, key, games), self._place(account_no, key, chats)
+                )
+            else:
+                game = await self._place(account_no, key, games) if games else None
+                chat = await self._place(account_no, key, chats) if chats else None
+        except KeyStoreUnavailable as exc:
+            self.key_store_log.failed(exc, "logins are answered Status 7")
+            return Answer(LoginStatus.DB_UNAVAILABLE)
+        self.key_store_log.answered()
         if (games and game is None) or (chats and chat is None):
             return Answer(LoginStatus.NOSERVER)
         return Answer(
@@ -356,7 +372,7 @@ class LoginServer:
     ) -> LinkedServer | None:
         """Hand the key to the best server that answers in time; None if none does."""
         for server in self.placement.order(servers):
-            if await self.lan.hand_off(account_no, key, server):
+            if await self.lan.handoffs.deliver(account_no, key, server):
                 self.placement.placed(server)
                 return server
         return None
@@ -375,8 +391,10 @@ class LoginServer:
             login_time_avg_ms=(s.time_total / s.success * 1000) if s.success else 0.0,
             login_time_min_ms=(s.time_min or 0.0) * 1000,
             login_time_max_ms=s.time_max * 1000,
-            stale_answers=self.lan.stale_answers,
-            handoff_timeouts=self.lan.handoff_timeouts,
+            stale_answers=self.lan.handoffs.stale_answers,
+            handoff_timeouts=self.lan.handoffs.handoff_timeouts,
+            keys_put=self.lan.handoffs.keys_put,
+            key_store_outages=self.key_store_log.outages,
             silent_links=self.lan.silent_links,
             accounts_released=self.releases.released,
             cooling_refusals=self.failed_logins.cooling_refusals,
@@ -384,7 +402,7 @@ class LoginServer:
             linked_game=len(self.lan.linked(ServerType.GAME)),
             linked_chat=len(self.lan.linked(ServerType.CHAT)),
             rejected_links=self.lan.rejected_links,
-            pending_handoffs=len(self.lan.pending),
+            pending_handoffs=len(self.lan.handoffs.pending),
             linked=linked_rows(self.lan.links),
             **s.times.snapshot("login_time"),
         )

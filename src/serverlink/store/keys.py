@@ -11,14 +11,31 @@ login server puts the key there, no LAN round trip).
 from __future__ import annotations
 
 import abc
+import hashlib
 import hmac
+import secrets
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any, ClassVar
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
+from serverlink.batch import TurnBatcher
 from serverlink.store.url import mask_url
+
+if TYPE_CHECKING:
+    from redis.asyncio import Redis
+
+#: ``--key-store`` forms (the message of a bad one says them).
+KEY_STORE_FORMS = "memory, or redis://[:password@]host[:port][/db][?namespace=name]"
+#: The namespace of every Redis key serverlink writes, unless the URL names another.
+DEFAULT_NAMESPACE = "serverlink"
 
 
 class KeyStore(abc.ABC):
+    #: Shared by every process that opens it: a login server may put keys
+    #: there itself for a server that proved it uses the same one.
+    shared: ClassVar[bool] = False
+
     @abc.abstractmethod
     async def put(self, account_no: int, key: bytes, ttl: float) -> None:
         """Keep ``key`` for ``account_no`` for ``ttl`` seconds (replacing an older one)."""
@@ -36,6 +53,21 @@ class KeyStore(abc.ABC):
         """``take`` without waiting, when the store can (one in this process);
         None: it cannot, await ``take``."""
         return None
+
+    def scoped(self, server: str) -> KeyStore:
+        """The keys of ``server`` (its announced name): a key put there works
+        only on that server. A store of one process is one server's already."""
+        return self
+
+    async def prove(self) -> str | None:
+        """Write a random proof of this scope's store where sharers can read it
+        (``verify``); None: the store is not shared."""
+        return None
+
+    async def verify(self, server: str, proof: str) -> bool:
+        """True if ``server`` wrote ``proof`` in this very store (so the login
+        server may put its keys here, without the LAN hand-off)."""
+        return False
 
     def snapshot(self) -> dict[str, int]:
         """Counters for the screens."""
@@ -97,7 +129,12 @@ class KeyStoreUnavailable(Exception):
     """The shared key store did not answer (Redis down or too slow); one line."""
 
 
-#: Compare-and-delete in one round trip: the key is taken only by its owner.
+class KeyStoreUrlError(ValueError):
+    """A ``--key-store`` value that cannot be used; the message says what to fix."""
+
+
+#: Compare-and-delete in one round trip: the key is taken only by its owner, and a
+#: wrong key leaves the right one in place.
 _TAKE = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then
   redis.call('DEL', KEYS[1])
@@ -105,62 +142,187 @@ if redis.call('GET', KEYS[1]) == ARGV[1] then
 end
 return 0
 """
+_TAKE_SHA = hashlib.sha1(_TAKE.encode()).hexdigest()
+#: Seconds a proof of a server's store stays readable (it is written again each
+#: time the server links to a login server).
+PROOF_TTL = 600
 
 
-class RedisKeyStore(KeyStore):
-    """Keys in Redis, shared by every server and worker that uses the same
-    Redis and ``namespace`` (a server's announced name: the key works only on
-    the server the client was placed on). ``put`` is one ``SET … PX``, ``take``
-    one Lua compare-and-delete: atomic, so a key works once whichever process
-    sees it first. Redis keeps the time-to-live: an unused key expires there."""
+def split_redis_url(url: str) -> tuple[str, str]:
+    """``(url for redis-py, namespace)``; raises ``KeyStoreUrlError``."""
+    shown = mask_url(url)
+    parts = urlsplit(url)
+    if parts.scheme not in ("redis", "rediss", "unix"):
+        raise KeyStoreUrlError(f"--key-store {shown!r}: use {KEY_STORE_FORMS}")
+    query = parse_qsl(parts.query, keep_blank_values=True)
+    names = [value for name, value in query if name == "namespace"]
+    namespace = names[-1] if names else DEFAULT_NAMESPACE
+    if not namespace or not namespace.replace("-", "").replace("_", "").isalnum():
+        raise KeyStoreUrlError(
+            f"--key-store {shown!r}: namespace must be letters, digits, '-' or '_'"
+        )
+    database = parts.path.lstrip("/")
+    if parts.scheme != "unix" and database and not database.isdigit():
+        raise KeyStoreUrlError(f"--key-store {shown!r}: the database must be a number (/0)")
+    rest = urlencode([(name, value) for name, value in query if name != "namespace"])
+    try:
+        from redis.connection import parse_url
 
-    def __init__(self, url: str, namespace: str, *, timeout: float = 2.0) -> None:
+        parse_url(urlunsplit(parts._replace(query=rest)))  # type: ignore[no-untyped-call]
+        _ = parts.port  # a port that is not a number
+    except ValueError as exc:
+        raise KeyStoreUrlError(f"--key-store {shown!r}: {exc}; use {KEY_STORE_FORMS}") from None
+    return urlunsplit(parts._replace(query=rest)), namespace
+
+
+def check_key_store_url(url: str | None) -> None:
+    """Raise ``KeyStoreUrlError`` if ``open_key_store(url)`` would (settings, at start)."""
+    if url is not None and url != "memory":
+        split_redis_url(url)
+
+
+def open_key_store(url: str | None, *, timeout: float = 2.0) -> KeyStore:
+    """The key store ``url`` names: None or ``memory`` (this process), or a
+    ``redis://`` URL (``?namespace=`` prefixes every key; default serverlink).
+    Opening connects nothing: the first command does."""
+    if url is None or url == "memory":
+        return MemoryKeyStore()
+    redis_url, namespace = split_redis_url(url)
+    return RedisKeyStore(redis_url, namespace, timeout=timeout, shown=mask_url(url))
+
+
+class RedisKeys:
+    """The connection pool and the batching shared by every scope of one Redis
+    key store. The commands issued in one event-loop turn go out as one
+    pipeline (one round trip): at a thousand logins a second, a round trip per
+    key costs more than the commands."""
+
+    def __init__(self, url: str, namespace: str, timeout: float, shown: str) -> None:
         import redis.asyncio as aioredis
         from redis.asyncio.retry import Retry as RedisRetry
         from redis.backoff import ExponentialBackoff as RedisBackoff
         from redis.exceptions import ConnectionError as RedisConnectionError
         from redis.exceptions import TimeoutError as RedisTimeoutError
 
-        self.url = url
-        self.prefix = f"serverlink:key:{namespace}:"
+        from serverlink.retry import STORE_RETRY
+
+        self.shown = shown
+        self.namespace = namespace
         # One retry on a fresh connection after a connection error, like the account store.
-        self.client = aioredis.Redis.from_url(
+        backoff = STORE_RETRY.backoff
+        self.client: Redis = aioredis.Redis.from_url(
             url,
             socket_timeout=timeout,
             socket_connect_timeout=timeout,
-            retry=RedisRetry(RedisBackoff(cap=0.5, base=0.05), 1),
+            retry=RedisRetry(RedisBackoff(cap=backoff.cap, base=backoff.base), STORE_RETRY.retries),
             retry_on_error=[RedisConnectionError, RedisTimeoutError],
         )
-        self._take = self.client.register_script(_TAKE)
+        # A key's requests in order: a newer put or take of an account in the
+        # same turn supersedes the older one (a put replaces; a take loses).
+        self.puts: TurnBatcher[str, tuple[bytes, int], bool] = TurnBatcher(
+            self._put_batch, missing=False, ordered=True, superseded=True
+        )
+        self.takes: TurnBatcher[str, bytes, bool] = TurnBatcher(
+            self._take_batch, missing=False, ordered=True, superseded=False
+        )
         self.taken = 0
         self.failures = 0
 
-    async def _call(self, what: str, call: Awaitable[object]) -> object:
-        from redis.exceptions import RedisError
+    async def call(self, what: str, command: Callable[[Any], None]) -> list[Any]:
+        """Run the commands ``command`` queues on a pipeline, in one round trip."""
+        from redis.exceptions import NoScriptError, RedisError
 
         try:
-            return await call
+            for attempt in (1, 2):
+                async with self.client.pipeline(transaction=False) as pipe:
+                    command(pipe)
+                    try:
+                        return list(await pipe.execute())
+                    except NoScriptError:  # a restarted Redis forgot the script
+                        if attempt == 2:
+                            raise
+                await self.client.script_load(_TAKE)
         except (RedisError, OSError) as exc:
             self.failures += 1
-            raise KeyStoreUnavailable(f"{what}: Redis at {mask_url(self.url)}: {exc}") from None
+            raise KeyStoreUnavailable(f"{what}: Redis at {self.shown}: {exc}") from None
+        raise AssertionError("unreachable")
+
+    async def _put_batch(self, batch: dict[str, tuple[bytes, int]]) -> Mapping[str, bool]:
+        def command(pipe: Any) -> None:
+            for name, (key, ttl_ms) in batch.items():
+                pipe.set(name, key, px=ttl_ms)
+
+        await self.call("put key", command)
+        return dict.fromkeys(batch, True)
+
+    async def _take_batch(self, batch: dict[str, bytes]) -> Mapping[str, bool]:
+        def command(pipe: Any) -> None:
+            for name, key in batch.items():
+                pipe.evalsha(_TAKE_SHA, 1, name, key)
+
+        results = await self.call("take key", command)
+        taken = {name: result == 1 for name, result in zip(batch, results, strict=True)}
+        self.taken += sum(taken.values())
+        return taken
+
+
+class RedisKeyStore(KeyStore):
+    """Keys in Redis, shared by every login server, server and worker that uses
+    the same Redis and namespace. Each key lives under the name of the server
+    the client was placed on (``scoped``): it works once, and only there.
+    ``put`` is a ``SET … PX`` (Redis keeps the time-to-live), ``take`` a Lua
+    compare-and-delete (atomic: a key works once whichever process sees it
+    first, and a wrong key does not remove the right one); both batched per
+    event-loop turn into one pipeline."""
+
+    shared = True
+
+    def __init__(
+        self,
+        url: str,
+        namespace: str = DEFAULT_NAMESPACE,
+        server: str = "",
+        *,
+        timeout: float = 2.0,
+        shown: str | None = None,
+        shared_keys: RedisKeys | None = None,
+    ) -> None:
+        self.url = shown or mask_url(url)
+        self.keys = shared_keys or RedisKeys(url, namespace, timeout, self.url)
+        self.namespace = namespace
+        self.server = server
+        self.prefix = f"{namespace}:key:{server}:"
+
+    @property
+    def client(self) -> Redis:
+        return self.keys.client
+
+    def scoped(self, server: str) -> RedisKeyStore:
+        return RedisKeyStore(self.url, self.namespace, server, shared_keys=self.keys)
 
     async def put(self, account_no: int, key: bytes, ttl: float) -> None:
-        await self._call(
-            "put key",
-            self.client.set(self.prefix + str(account_no), key, px=max(1, int(ttl * 1000))),
-        )
+        await self.keys.puts.submit(self.prefix + str(account_no), (key, max(1, int(ttl * 1000))))
 
     async def take(self, account_no: int, key: bytes) -> bool:
-        taken = await self._call(
-            "take key", self._take(keys=[self.prefix + str(account_no)], args=[key])
-        )
-        if taken == 1:
-            self.taken += 1
-            return True
-        return False
+        return await self.keys.takes.submit(self.prefix + str(account_no), bytes(key))
+
+    def _proof_name(self, server: str, proof: str) -> str:
+        # One name per proof: the links to several login servers prove at once.
+        return f"{self.namespace}:proof:{server}:{proof}"
+
+    async def prove(self) -> str:
+        proof = secrets.token_hex(16)
+        name = self._proof_name(self.server, proof)
+        await self.keys.call("write proof", lambda pipe: pipe.set(name, proof, ex=PROOF_TTL))
+        return proof
+
+    async def verify(self, server: str, proof: str) -> bool:
+        name = self._proof_name(server, proof)
+        (found,) = await self.keys.call("read proof", lambda pipe: pipe.get(name))
+        return isinstance(found, bytes) and hmac.compare_digest(found, proof.encode())
 
     def snapshot(self) -> dict[str, int]:
-        return {"keys_taken": self.taken, "key_store_failures": self.failures}
+        return {"keys_taken": self.keys.taken, "key_store_failures": self.keys.failures}
 
     async def close(self) -> None:
-        await self.client.aclose()
+        await self.keys.client.aclose()

@@ -1,0 +1,168 @@
+"""Scale-out: the Redis key store shared by login and game servers (no LAN
+hand-off), a Redis outage, several login servers, draining. Real sockets, real
+MariaDB, real Redis (the shared one, and a private one the outage test stops)."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from conftest import status_of, until
+from linked_system import System, game_login, login_request, play, start_login
+from private_redis import PrivateRedis
+from serverlink.protocol.status import GameLoginStatus, LoginStatus, ServerType
+from serverlink.servers.lan import LinkedServer
+from serverlink.servers.link import LinkConfig
+from serverlink.servers.login import LoginServer
+from serverlink.store import open_store
+from serverlink.store.admin import seed_db
+
+pytestmark = pytest.mark.mariadb
+
+
+async def started(
+    db_url: str, tmp_path: Path, key_store: str = "memory", accounts: int = 20
+) -> System:
+    """A login server on ``key_store``, seeded, no game server yet."""
+    keys_file = tmp_path / "keys.txt"
+    await seed_db(db_url, accounts, keys_out=keys_file)
+    return System(db_url, keys_file, await start_login(db_url, key_store=key_store))
+
+
+def link_to(*logins: LoginServer, key_store: str = "memory", heartbeat: float = 5.0) -> LinkConfig:
+    servers = tuple(("127.0.0.1", login.lan_port) for login in logins)
+    return LinkConfig(login_servers=servers, key_store=key_store, heartbeat=heartbeat)
+
+
+def linked(login: LoginServer) -> list[LinkedServer]:
+    return login.lan.linked(ServerType.GAME)
+
+
+@pytest.fixture
+async def system(mariadb_url: str, tmp_path: Path) -> AsyncIterator[System]:
+    s = await started(mariadb_url, tmp_path)
+    yield s
+    await s.stop()
+
+
+async def test_a_game_server_on_the_login_servers_redis_gets_its_keys_without_hand_off(
+    mariadb_url: str, tmp_path: Path, redis_url: str
+) -> None:
+    system = await started(mariadb_url, tmp_path, key_store=redis_url)
+    try:
+        shared = await system.start_game(link=link_to(system.login, key_store=redis_url))
+        # Another namespace is another store: its proof does not verify.
+        other = await system.start_game(link=link_to(system.login, key_store=redis_url + "x"))
+        await until(lambda: system.login.lan.handoffs.foreign_stores == 1)
+        on_shared = next(s for s in linked(system.login) if s.address[1] == shared.port)
+        await until(lambda: on_shared.keys is not None)
+        placed = [(await play(system, account_no))[0] for account_no in range(1, 9)]
+        assert placed.count(shared) == placed.count(other) == 4
+        assert shared.link is not None and other.link is not None
+        assert shared.link.handoffs == 0  # its keys were put in Redis
+        assert other.link.handoffs == 4  # the LAN hand-off, its store is not the login's
+        assert system.login.lan.handoffs.keys_put == 4
+        # A key put for one server works there only, and once.
+        reply, _ = await login_request(system.login.port, 9, system.keys[9])
+        port = reply.GameServerPort
+        wrong = other if port == shared.port else shared
+        assert (await game_login(wrong.port, 9, system.keys[9]))[0].Status == GameLoginStatus.FAIL
+        assert (await game_login(port, 9, system.keys[9]))[0].Status == GameLoginStatus.OK
+        assert (await game_login(port, 9, system.keys[9]))[0].Status == GameLoginStatus.FAIL
+    finally:
+        await system.stop()
+
+
+async def test_redis_down_answers_status_7_with_one_log_line_and_logins_recover(
+    mariadb_url: str,
+    tmp_path: Path,
+    private_redis: PrivateRedis,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    url = private_redis.url
+    system = await started(mariadb_url, tmp_path, key_store=url)
+    try:
+        game = await system.start_game(link=link_to(system.login, key_store=url))
+        await until(lambda: linked(system.login)[0].keys is not None)
+        await play(system, 1)
+        # A key put before the outage: the game server cannot take it while Redis is down.
+        reply, _ = await login_request(system.login.port, 2, system.keys[2])
+        assert reply.Status == LoginStatus.OK
+        private_redis.stop()
+        caplog.set_level(logging.INFO)
+        caplog.clear()
+        for account_no in (3, 4, 5):
+            reply, _ = await login_request(system.login.port, account_no, system.keys[account_no])
+            assert reply.Status == LoginStatus.DB_UNAVAILABLE
+        status, _ = await game_login(game.port, 2, system.keys[2])
+        assert status.Status == GameLoginStatus.FAIL
+        assert game.stats.refusals["key_store_unavailable"] == 1
+        outages = [r for r in caplog.records if "key store unavailable" in r.getMessage()]
+        assert [r.name for r in outages] == ["serverlink.login", "serverlink.link"]
+        # Redis is back (empty: a restart forgets keys and the take script): no restart here.
+        private_redis.start()
+        assert private_redis.wait_ready()
+        game_server, _conn = await play(system, 3)
+        assert game_server is game
+        assert any("key store answers again" in r.getMessage() for r in caplog.records)
+        assert system.login.key_store_log.outages == 1
+    finally:
+        await system.stop()
+
+
+async def test_two_login_servers_one_game_server_one_login_server_goes_away(
+    mariadb_url: str, tmp_path: Path
+) -> None:
+    system = await started(mariadb_url, tmp_path)
+    second = await start_login(mariadb_url)
+    try:
+        game = await system.start_game(link=link_to(system.login, second))
+        await second.wait_links(game=1)
+        assert game.link is not None
+        await until(lambda: game.snapshot()["login_links_up"] == 2)
+        # Logins through either login server reach the game server.
+        _, first_player = await play(system, 1)
+        through_second = System(mariadb_url, system.keys_file, second, [game])
+        _, second_player = await play(through_second, 2)
+        await system.login.stop()
+        await until(lambda: game.snapshot()["login_links_up"] == 1)
+        # The other keeps serving; the players stay; the claims stay the game server's.
+        for account_no in (3, 4):
+            await play(through_second, account_no)
+        assert game.link.accepted.is_set() and game.snapshot()["login_link"] == "up"
+        store = open_store(mariadb_url)
+        await store.connect()
+        try:
+            statuses = [await status_of(store, n) for n in (1, 2, 3, 4)]
+        finally:
+            await store.close()
+        assert statuses == [game.config.status_id] * 4
+        assert not first_player.closed and not second_player.closed
+        reply, _ = await login_request(second.port, 1, system.keys[1])
+        assert reply.Status == LoginStatus.GAME  # still in game: its claim held
+    finally:
+        await game.stop()
+        await second.stop()
+
+
+async def test_a_draining_game_server_gets_no_new_players_and_keeps_its_own(
+    system: System,
+) -> None:
+    first = await system.start_game()
+    second = await system.start_game()
+    _, kept = await play(system, 1)
+    draining = first if system.game_at(first.port).in_game else second
+    other = second if draining is first else first
+    assert draining.set_draining(True)
+    await until(lambda: sum(s.draining for s in linked(system.login)) == 1)
+    placed = [(await play(system, n))[0] for n in range(2, 8)]
+    assert placed == [other] * 6
+    assert not kept.closed and 1 in draining.in_game  # existing players stay
+    assert draining.snapshot()["draining"] == 1
+    assert not draining.set_draining(None)  # toggled back
+    await until(lambda: not any(s.draining for s in linked(system.login)))
+    placed = [(await play(system, n))[0] for n in range(8, 12)]
+    assert draining in placed
