@@ -3,7 +3,8 @@ tests/test_up.py parses it)."""
 
 EXAMPLE = """\
 # serverlink up: the servers of one deployment on this machine, started, supervised
-# (a server that exits is restarted, with backoff) and stopped (Ctrl-C, SIGTERM) together:
+# (a server that exits is restarted, with backoff) and stopped (Ctrl-C, SIGTERM) together,
+# on MariaDB (accounts) and Redis (session keys):
 #
 #   serverlink up --example > cluster.toml     # this file; edit the database URL
 #   serverlink db init --db mysql://serverlink:s3cret@127.0.0.1:3306/serverlink
@@ -20,8 +21,11 @@ EXAMPLE = """\
 # The account database (MariaDB), of the login and game servers. Passed to each server
 # in its environment (SERVERLINK_DATABASE_URL), not on its command line.
 db = "mysql://serverlink:s3cret@127.0.0.1:3306/serverlink"
-# The login servers' LAN ports: each game and chat server links to the login server.
-login_server = "127.0.0.1:8090"
+# Where handed-over session keys wait for their client: Redis, shared by the login, game
+# and chat servers (a key works once, whichever server takes it).
+key_store = "redis://127.0.0.1:6379/0?namespace=serverlink"
+# The login servers' LAN ports: each game and chat server links to both.
+login_server = "127.0.0.1:8090,127.0.0.1:8190"
 # The monitoring server's LAN port: every server reports its figures there.
 monitor = "127.0.0.1:20150"
 

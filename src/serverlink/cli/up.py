@@ -30,7 +30,7 @@ def _print_example(ctx: click.Context, param: click.Parameter, value: bool) -> N
     expose_value=False,
     callback=_print_example,
     help="Print a commented example file (2 login, 3 game, 2 chat servers and a monitoring "
-    "server on MariaDB) and exit.",
+    "server on MariaDB and Redis) and exit.",
 )
 @options_of(
     GroupConfig,
