@@ -162,10 +162,13 @@ class LineRelay:
             chunk = b""
         lines = (self._partial + chunk).split(b"\n")
         self._partial = lines.pop() if chunk else b""
-        for line in lines:
-            if line or chunk:
-                self.out.write(f"{self.prefix}{line.decode(errors='replace')}\n")
-        self.out.flush()
+        try:
+            for line in lines:
+                if line or chunk:
+                    self.out.write(f"{self.prefix}{line.decode(errors='replace')}\n")
+            self.out.flush()
+        except (OSError, ValueError):  # our stderr is gone: drop the lines, keep
+            pass  # reading (a child blocked on a full pipe would stall its server)
         if not chunk:
             self._loop.remove_reader(self.fd)
             os.close(self.fd)
