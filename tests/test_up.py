@@ -44,9 +44,12 @@ def test_the_example_file_is_accepted_and_each_entry_is_its_commands_flags(
         # the command line a user would type is one the command itself accepts
         ctx = COMMANDS[kind].make_context(kind, list(flags))
         assert ctx.params["port"] == entry.settings.get("port", ctx.params["port"])
-        if kind in ("login", "game"):  # MariaDB, in the environment, not on the command line
-            assert child.env["SERVERLINK_DATABASE_URL"].startswith("mysql://")
-            assert not any(arg.startswith("mysql://") for arg in child.args)
+        if kind in ("login", "game"):  # a password: in the environment, not on the command line
+            assert child.env[f"SERVERLINK_{kind.upper()}_DB"].startswith("mysql://serverlink:")
+            assert not any("s3cret" in arg for arg in child.args)
+        if kind in ("game", "chat"):  # linked to both login servers, on the Redis key store
+            assert flags[flags.index("--login-server") + 1].count(",") == 1
+            assert flags[flags.index("--key-store") + 1].startswith("redis://")
 
 
 @pytest.mark.parametrize(

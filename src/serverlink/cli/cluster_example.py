@@ -18,8 +18,8 @@ EXAMPLE = """\
 
 # Settings of every server whose command has them; an entry's own value wins.
 [shared]
-# The account database (MariaDB), of the login and game servers. Passed to each server
-# in its environment (SERVERLINK_DATABASE_URL), not on its command line.
+# The account database (MariaDB), of the login and game servers. A URL with a password
+# is passed in each server's environment (SERVERLINK_GAME_DB, ...), not on its command line.
 db = "mysql://serverlink:s3cret@127.0.0.1:3306/serverlink"
 # Where handed-over session keys wait for their client: Redis, shared by the login, game
 # and chat servers (a key works once, whichever server takes it).

@@ -14,8 +14,9 @@ An entry's settings are its command's options, named as in a config file (the
 flag without dashes, ``-`` or ``_``), checked by the options themselves: each
 option is declared once, in ``cli/``. An entry becomes an ordinary command line
 (``serverlink login --port 8091 ...``), the same a server on another machine
-runs; the account database URL goes in the child's environment
-(SERVERLINK_DATABASE_URL) instead, where ``ps`` does not show its password.
+runs; a URL with a password (the account database's, the key store's) goes
+in the child's environment instead, in the setting's own variable
+(SERVERLINK_GAME_DB), where ``ps`` does not show it.
 
 Every mistake is a ConfigError naming the file, the entry and what to fix.
 """
@@ -26,6 +27,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit
 
 import click
 
@@ -35,8 +37,7 @@ from serverlink.cli.game import game_command
 from serverlink.cli.login import login_command
 from serverlink.cli.monitor import monitor_group
 from serverlink.cli.settings import (
-    DATABASE_ENV,
-    SHARED,
+    env_var,
     lookup_setting,
     make_context,
     read_toml,
@@ -72,18 +73,28 @@ class ServerEntry:
         return COMMANDS[self.kind]
 
     def child(self) -> ChildCommand:
-        """The process: ``serverlink <kind> --flag value ...``; the account
-        database in its environment."""
+        """The process: ``serverlink <kind> --flag value ...``; a URL with a
+        password in its environment instead (the setting's own variable)."""
         options = settings_of(self.command)
         args: list[str] = [self.kind]
         env: dict[str, str] = {}
         for name, value in self.settings.items():
             option = options[name]
-            if getattr(option, SHARED, False):
-                env[DATABASE_ENV[0]] = str(value)
+            if has_password(value):
+                env[env_var((self.kind,), option)] = str(value)
                 continue
             args += option_args(option, value)
         return ChildCommand(self.name, args, env)
+
+
+def has_password(value: Any) -> bool:
+    """A URL with a password (``mysql://user:pass@...``, ``redis://:pass@...``)."""
+    if not isinstance(value, str) or "://" not in value:
+        return False
+    try:
+        return bool(urlsplit(value).password)
+    except ValueError:
+        return False
 
 
 def option_args(option: click.Option, value: Any) -> list[str]:
