@@ -41,10 +41,12 @@ sd_notify, are stopped with SIGTERM and die with their parent; ``group``
 runs a set of them as one service (``serverlink up``).
 
 Modules: ``messages`` (the dataclasses, ``Policy``), ``worker`` (a worker
-process's side), ``parent`` (``ProcessSupervisor``, ``Supervisor``),
-``command`` and ``group`` (commands as children).
+process's side), ``launch`` (``Launcher``, ``SpawnLauncher``), ``parent``
+(``ProcessSupervisor``, ``Supervisor``), ``command`` and ``group`` (commands
+as children).
 """
 
+from serverlink.supervise.launch import Launcher, SpawnLauncher
 from serverlink.supervise.messages import (
     Command,
     Event,
@@ -60,14 +62,7 @@ from serverlink.supervise.messages import (
     Stopped,
     SuperviseError,
 )
-from serverlink.supervise.parent import (
-    Launcher,
-    MessageHandler,
-    ProcessSupervisor,
-    SpawnLauncher,
-    Supervisor,
-    WorkerState,
-)
+from serverlink.supervise.parent import MessageHandler, ProcessSupervisor, Supervisor, WorkerState
 from serverlink.supervise.worker import WorkerLink, WorkerTarget
 
 __all__ = [
