@@ -123,12 +123,16 @@ class ChatSystem:
 
 
 async def start_chat_system(
-    db_url: str, tmp_path: Path, accounts: int, **login_overrides: object
+    db_url: str,
+    tmp_path: Path,
+    accounts: int,
+    key_store: str = "memory",
+    **login_overrides: object,
 ) -> ChatSystem:
     """Seed ``accounts`` accounts, start a login server and a chat server linked
-    to it; return once the login server accepted the link."""
+    to it, both on ``key_store``; return once the login server accepted the link."""
     await seed_db(db_url, accounts, keys_out=tmp_path / "keys.txt")
-    login_server = await start_login(db_url, **login_overrides)
+    login_server = await start_login(db_url, key_store=key_store, **login_overrides)
     chat = ChatServer(
         ChatConfig(
             port=0,
@@ -136,6 +140,7 @@ async def start_chat_system(
                 login_servers=(("127.0.0.1", login_server.lan_port),),
                 server_name="chat",
                 heartbeat=0.2,
+                key_store=key_store,
             ),
         )
     )

@@ -346,3 +346,14 @@ async def until(condition: Callable[[], bool], timeout: float = 10.0) -> None:
             await asyncio.sleep(0.01)
 
     await asyncio.wait_for(poll(), timeout)
+
+
+async def http_request(port: int, path: str, method: str = "GET") -> tuple[int, str]:
+    """One HTTP request to a server's port on loopback: its status and body."""
+    import aiohttp
+
+    async with (
+        aiohttp.ClientSession() as http,
+        http.request(method, f"http://127.0.0.1:{port}{path}") as response,
+    ):
+        return response.status, await response.text()

@@ -7,6 +7,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import click
@@ -131,6 +132,24 @@ def test_dummy_and_demo_run_with_the_dataclass_defaults(monkeypatch: pytest.Monk
     assert seen == [DummyConfig()]
     (options, _console) = _captured(monkeypatch, "serverlink.cli.demo.run_demo", "demo")
     assert options == DemoOptions()
+    # Several login servers: the first as before, the others beside it.
+    keys = str(Path(__file__))  # any readable file: preflight is replaced
+    for argv, more in ((["--login", "a:1"], ()), (["--login-server", "a:1,b:2"], (("b", 2),))):
+        assert main(["dummy", "--mode", "login", "--keys", keys, *argv]) == 0
+        assert (seen[-1].login_host, seen[-1].login_port) == ("a", 1)
+        assert seen[-1].more_login_servers == more
+        assert seen[-1].login_servers == (("a", 1), *more)
+
+
+def test_game_and_chat_link_to_every_login_server_given(monkeypatch: pytest.MonkeyPatch) -> None:
+    db = "sqlite:///accounts.db"
+    for command in ("game", "chat"):
+        argv = [command, "--login-server", "a:8090,[::1]:8090", "--key-store", "redis://r/0"]
+        if command == "game":
+            argv += ["--db", db]
+        spec, _, _ = _captured(monkeypatch, "serverlink.cli.app.serve", *argv)
+        assert spec.config.link.login_servers == (("a", 8090), ("::1", 8090))
+        assert spec.config.link.key_store == "redis://r/0"
 
 
 # --- every setting has a flag -------------------------------------------------------------

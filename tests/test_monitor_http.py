@@ -9,11 +9,10 @@ import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
-import aiohttp
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from conftest import RawSql, until
+from conftest import RawSql, http_request, until
 from serverlink.monitor.figures import CHAT, GAME, KINDS, LOGIN, MACHINE, Reading
 from serverlink.servers.game import GameConfig, GameServer
 from serverlink.servers.link import LinkConfig
@@ -96,12 +95,7 @@ def families(text: str) -> dict[str, list[tuple[dict[str, str], float]]]:
     return found
 
 
-async def get(port: int, path: str) -> tuple[int, str]:
-    async with (
-        aiohttp.ClientSession() as http,
-        http.get(f"http://127.0.0.1:{port}{path}") as response,
-    ):
-        return response.status, await response.text()
+get = http_request
 
 
 async def test_monitor_metrics_parse(monitor: MonitorServer) -> None:

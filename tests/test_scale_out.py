@@ -4,16 +4,25 @@ MariaDB, real Redis (the shared one, and a private one the outage test stops).""
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import signal
+import subprocess
+import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 
-from conftest import status_of, until
+from chat_clients import login as chat_login
+from chat_clients import start_chat_system
+from conftest import http_request, status_of, until
 from linked_system import System, game_login, login_request, play, start_login
+from private_mariadb import free_port
 from private_redis import PrivateRedis
-from serverlink.protocol.status import GameLoginStatus, LoginStatus, ServerType
+from serverlink.dummy import run_dummy_async
+from serverlink.dummy.config import DummyConfig
+from serverlink.protocol.status import ChatLoginStatus, GameLoginStatus, LoginStatus, ServerType
 from serverlink.servers.lan import LinkedServer
 from serverlink.servers.link import LinkConfig
 from serverlink.servers.login import LoginServer
@@ -166,3 +175,114 @@ async def test_a_draining_game_server_gets_no_new_players_and_keeps_its_own(
     await until(lambda: not any(s.draining for s in linked(system.login)))
     placed = [(await play(system, n))[0] for n in range(8, 12)]
     assert draining in placed
+
+
+async def answers(port: int) -> bool:
+    try:
+        _, writer = await asyncio.open_connection("127.0.0.1", port)
+    except OSError:
+        return False
+    writer.close()
+    return True
+
+
+async def test_sigusr1_and_post_drain_drain_a_game_server_process_and_its_workers(
+    system: System, tmp_path: Path
+) -> None:
+    """A real ``serverlink game --workers 2``: SIGUSR1 to the parent drains both
+    workers (no new players: Status 6, it is the only game server), again serves;
+    POST /drain and /resume on its metrics port do the same."""
+    lan_port, metrics_port = system.login.lan_port, free_port()
+    game = subprocess.Popen(
+        [sys.executable, "-m", "serverlink", "--log-level", "warning", "game",
+         "--login-server", f"127.0.0.1:{lan_port}", "--db", system.db_url, "--port", "0",
+         "--workers", "2", "--server-id", "100", "--link-heartbeat", "0.5",
+         "--metrics-port", str(metrics_port), "--quiet"],
+        stdout=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        await system.login.wait_links(game=2, timeout=30)
+
+        def draining() -> list[bool]:
+            return [s.draining for s in linked(system.login)]
+
+        async def login_status(account_no: int) -> int:
+            reply, _ = await login_request(system.login.port, account_no, system.keys[account_no])
+            return reply.Status
+
+        assert await login_status(1) == LoginStatus.OK
+        game.send_signal(signal.SIGUSR1)
+        await until(lambda: draining() == [True, True])
+        assert await login_status(2) == LoginStatus.NOSERVER
+        game.send_signal(signal.SIGUSR1)
+        await until(lambda: draining() == [False, False])
+        assert await login_status(3) == LoginStatus.OK
+        async with asyncio.timeout(20):
+            while not await answers(metrics_port):
+                await asyncio.sleep(0.05)  # a process starting: nothing to await but its port
+        assert await http_request(metrics_port, "/drain", "POST") == (
+            200,
+            '{"draining": true, "server": "game"}',
+        )
+        await until(lambda: draining() == [True, True])
+        assert await login_status(4) == LoginStatus.NOSERVER
+        assert (await http_request(metrics_port, "/resume", "POST"))[0] == 200
+        await until(lambda: draining() == [False, False])
+        assert await login_status(5) == LoginStatus.OK
+    finally:
+        game.send_signal(signal.SIGTERM)
+        await asyncio.to_thread(game.wait, 30)
+
+
+async def test_the_dummy_spreads_over_two_login_servers_and_counts_flows_by_game_server(
+    mariadb_url: str, tmp_path: Path, redis_url: str
+) -> None:
+    system = await started(mariadb_url, tmp_path, key_store=redis_url, accounts=40)
+    second = await start_login(mariadb_url, key_store=redis_url)
+    try:
+        link = link_to(system.login, second, key_store=redis_url)
+        games = [await system.start_game(link=link) for _ in range(2)]
+        await second.wait_links(game=2)
+        for login in (system.login, second):
+            await until(lambda login=login: all(s.keys is not None for s in linked(login)))
+        config = DummyConfig(
+            mode="login",
+            login_port=system.login.port,
+            more_login_servers=(("127.0.0.1", second.port),),
+            keys_file=str(system.keys_file),
+            clients=4,
+            relogin=True,
+            seconds=2.0,
+            processes=1,
+        )
+        result = await run_dummy_async(config)
+        assert result.errors_total == 0, result.error_details
+        flows = result.counters["login_flows"]
+        by_game = result.login_flows_by_game_server
+        assert set(by_game) == {f"127.0.0.1:{g.port}" for g in games}
+        assert sum(by_game.values()) == flows > 0
+        served = [login.login_stats.success for login in (system.login, second)]
+        assert min(served) >= flows // 2 - 4  # round-robin: half each, give or take a flow
+        assert all(g.link is not None and g.link.handoffs == 0 for g in games)
+        assert result.report()["login_flows_by_game_server"] == by_game
+    finally:
+        await system.stop()
+        await second.stop()
+
+
+async def test_a_chat_server_on_the_login_servers_redis_takes_keys_without_hand_off(
+    mariadb_url: str, tmp_path: Path, redis_url: str
+) -> None:
+    system = await start_chat_system(mariadb_url, tmp_path, 3, key_store=redis_url)
+    try:
+        await until(lambda: all(s.keys is not None for s in system.login.lan.links))
+        reply, _ = await login_request(system.login.port, 1, system.keys[1])
+        assert reply.Status == LoginStatus.OK
+        status, c = await chat_login(system.chat.port, 1, system.keys[1], reply.ID, reply.Nickname)
+        assert status == ChatLoginStatus.OK
+        status, _ = await chat_login(system.chat.port, 1, system.keys[1])
+        assert status == ChatLoginStatus.FAIL  # taken: once
+        assert system.chat.link is not None and system.chat.link.handoffs == 0
+        c.close("done")
+    finally:
+        await system.stop()

@@ -54,6 +54,7 @@ class Linked:
     def __init__(self, name: str, port: int, players: int, status_id: int | None) -> None:
         self.name, self.address = name, ("127.0.0.1", port)
         self.players, self.capacity, self.status_id = players, 20000, status_id
+        self.draining, self.keys = status_id == 1, None
 
 
 def test_login_screen_shows_completion_times_process_and_linked_servers() -> None:
@@ -75,7 +76,7 @@ def test_login_screen_shows_completion_times_process_and_linked_servers() -> Non
         "p50 4.0 ms",
         "RSS 40.0 MiB",
         "12.5 %",
-        "game 127.0.0.1:12211 35/20,000 players",
+        "game 127.0.0.1:12211 35/20,000 players, draining",
         "chat 127.0.0.1:50000 no load reports",
     ):
         assert expected in text, (expected, text)

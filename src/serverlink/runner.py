@@ -40,6 +40,7 @@ import asyncio
 import errno
 import logging
 import os
+import signal
 import socket
 import time
 import typing
@@ -56,7 +57,7 @@ from serverlink.monitor.console import Monitor
 from serverlink.monitor.screen import ScreenSpec, default_screen
 from serverlink.net.server import ListenError
 from serverlink.servers.reporter import ObserveConfig, Observers
-from serverlink.supervise import SuperviseError
+from serverlink.supervise import Drain, SuperviseError
 
 log = logging.getLogger("serverlink.runner")
 
@@ -108,17 +109,26 @@ class ServerSpec(Generic[C]):
         return int(getattr(self.config, "port", 0))
 
     @property
+    def server_class(self) -> object:
+        """``build`` if it is the class, else the class its return annotation
+        names (None: one that does not resolve)."""
+        if isinstance(self.build, type):
+            return self.build
+        try:
+            return typing.get_type_hints(self.build).get("return")
+        except Exception:  # an annotation that does not resolve
+            return None
+
+    @property
     def max_workers(self) -> int | None:
-        """The server class's ``max_workers`` (None: any number): ``build`` is
-        the class, or a function whose return annotation names it."""
-        server_class: object = self.build
-        if not isinstance(server_class, type):
-            try:
-                server_class = typing.get_type_hints(self.build).get("return")
-            except Exception:  # an annotation that does not resolve: no declared limit
-                return None
-        limit = getattr(server_class, "max_workers", None)
+        """The server class's ``max_workers`` (None: any number)."""
+        limit = getattr(self.server_class, "max_workers", None)
         return limit if isinstance(limit, int) else None
+
+    @property
+    def drains(self) -> bool:
+        """Its server can drain (``set_draining``: a linked game or chat server)."""
+        return callable(getattr(self.server_class, "set_draining", None))
 
     def check_workers(self, count: int) -> None:
         limit = self.max_workers
@@ -189,15 +199,41 @@ async def start_server(
     return server
 
 
+class Draining:
+    """A game or chat server's draining, from outside: SIGUSR1 toggles it, the
+    metrics port's POST /drain and /resume set it. ``apply`` tells the server
+    (or every worker); the state is kept here, so /drain twice still drains."""
+
+    def __init__(self, apply: Callable[[bool], object]) -> None:
+        self.draining = False
+        self._apply = apply
+
+    def set(self, draining: bool | None = None) -> bool:
+        """Drain (True), serve again (False) or toggle (None); whether it drains now."""
+        self.draining = not self.draining if draining is None else draining
+        self._apply(self.draining)
+        return self.draining
+
+    def install(self, loop: asyncio.AbstractEventLoop) -> None:
+        loop.add_signal_handler(signal.SIGUSR1, self.set)
+
+    @staticmethod
+    def remove(loop: asyncio.AbstractEventLoop) -> None:
+        loop.remove_signal_handler(signal.SIGUSR1)
+
+
 async def start_observers(
     spec: ServerSpec[Any],
     config: ObserveConfig,
     snapshot: Callable[[], Mapping[str, Any]],
     pids: Callable[[], list[int]],
+    draining: Draining | None = None,
 ) -> Observers:
-    """The server's reports to a monitoring server and its /metrics port;
-    ServeError (one line) when that port cannot be had."""
-    observers = Observers(spec.name, config, snapshot, pids)
+    """The server's reports to a monitoring server and its /metrics port (with
+    POST /drain and /resume when ``draining``); ServeError (one line) when that
+    port cannot be had."""
+    drain = draining.set if draining is not None else None
+    observers = Observers(spec.name, config, snapshot, pids, drain=drain)
     try:
         await observers.start()
     except OSError as exc:
@@ -247,15 +283,19 @@ def notify_ready(address: str, about: str) -> None:
 async def _serve_here(spec: ServerSpec[Any], options: RunOptions, console: Console) -> int:
     loop = asyncio.get_running_loop()
     server = await start_server(spec)
+    set_draining = getattr(server, "set_draining", None)
+    draining = Draining(set_draining) if callable(set_draining) else None
     try:
         observers = await start_observers(
-            spec, options.observe, server.snapshot, lambda: [os.getpid()]
+            spec, options.observe, server.snapshot, lambda: [os.getpid()], draining
         )
     except ServeError:
         await server.stop()
         raise
     stop = StopSignal()
     stop.install(loop)
+    if draining is not None:
+        draining.install(loop)
     started = time.monotonic()
     address = f"{spec.host}:{int(getattr(server, 'port', spec.port))}"
     about = describe(server, spec)
@@ -281,6 +321,8 @@ async def _serve_here(spec: ServerSpec[Any], options: RunOptions, console: Conso
     await observers.stop()
     await server.stop()
     StopSignal.remove(loop)
+    if draining is not None:
+        Draining.remove(loop)
     log.info("%s", _closing_line(server.snapshot(), time.monotonic() - started))
     return 0
 
@@ -295,6 +337,10 @@ async def _serve_workers(spec: ServerSpec[Any], options: RunOptions, console: Co
     )
     stop = StopSignal()
     stop.install(loop)  # a signal while the workers start stops them cleanly
+    # Every worker is told (a worker restarted meanwhile starts serving).
+    draining = Draining(lambda on: pool.supervisor.broadcast(Drain(on))) if spec.drains else None
+    if draining is not None:
+        draining.install(loop)
     start = await unless_set(pool.start(), stop.event)
     if start is None:
         log.info("%s while starting: stopping the workers", stop.signal_name)
@@ -303,7 +349,11 @@ async def _serve_workers(spec: ServerSpec[Any], options: RunOptions, console: Co
     port = start.result()  # raises ServeError
     try:
         observers = await start_observers(
-            spec, options.observe, pool.snapshot, lambda: [os.getpid(), *pool.pids()]
+            spec,
+            options.observe,
+            pool.snapshot,
+            lambda: [os.getpid(), *pool.pids()],
+            draining,
         )
     except ServeError:
         await pool.stop(options.grace)
@@ -353,6 +403,8 @@ async def _serve_workers(spec: ServerSpec[Any], options: RunOptions, console: Co
     await observers.stop()
     await pool.stop(options.grace)
     StopSignal.remove(loop)
+    if draining is not None:
+        Draining.remove(loop)
     log.info("%s", _closing_line(pool.snapshot(), time.monotonic() - started))
     if pool.failure:
         raise ServeError(pool.failure)

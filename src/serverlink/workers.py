@@ -41,6 +41,7 @@ RESTART_INTERVAL = 1.0
 async def _serve_in_worker(link: WorkerLink, spec: ServerSpec[Any]) -> None:
     """A worker process's server (the supervisor's target: module level)."""
     server = await start_server(spec, on_event=link.event)
+    link.on_drain = getattr(server, "set_draining", None)
     link.ready(int(getattr(server, "port", spec.port)), describe(server, spec))
     await ticks(link.stop, 1.0, lambda: link.snapshot(dict(server.snapshot())))
     await server.stop()

@@ -54,14 +54,16 @@ def _param_name(decls: Sequence[str]) -> str:
 class Setting(click.Option):
     """An option that sets the field ``field`` (by default the option's name) of
     the dataclass ``config``; without a ``default=`` its default is the field's.
-    A pair of fields (host, port) is one ``HOST:PORT`` option."""
+    A pair of fields (host, port) is one ``HOST:PORT`` option; a triple (host,
+    port, more) one ``HOST:PORT[,...]`` option: the first address, and the
+    others in ``more`` (a tuple of pairs)."""
 
     def __init__(
         self,
         param_decls: Sequence[str],
         *,
         config: type[Any],
-        field: str | tuple[str, str] | None = None,
+        field: str | tuple[str, ...] | None = None,
         shared_database: bool = False,
         **attrs: Any,
     ) -> None:
@@ -71,7 +73,7 @@ class Setting(click.Option):
         self.field = field or _param_name(param_decls)
         if "default" not in attrs:
             if isinstance(self.field, tuple):
-                host, port = (default_of(config, name) for name in self.field)
+                host, port = (default_of(config, name) for name in self.field[:2])
                 attrs["default"] = f"{host}:{port}"
             else:
                 attrs["default"] = default_of(config, self.field)
@@ -80,6 +82,9 @@ class Setting(click.Option):
 
     def values(self, value: Any) -> dict[str, Any]:
         """The fields this option sets to ``value``."""
+        if isinstance(self.field, tuple) and len(self.field) == 3:
+            (host, port), *more = value
+            return dict(zip(self.field, (host, port, tuple(more)), strict=True))
         if isinstance(self.field, tuple):
             return dict(zip(self.field, value, strict=True))
         return {self.field: value}

@@ -62,9 +62,10 @@ dummy_options = apply(
             ),
             opt(
                 ("--login-server", "--login", "login_server"),
-                options.ADDRESS,
-                "Login mode: the login server's client address.",
-                field=("login_host", "login_port"),
+                options.ADDRESSES,
+                "Login mode: the login server's client address; several separated by "
+                "commas (A:8091,B:8091): clients take them in turn.",
+                field=("login_host", "login_port", "more_login_servers"),
             ),
             opt(
                 ("--keys", "keys_file"),

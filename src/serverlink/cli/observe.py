@@ -95,7 +95,8 @@ observe_options = options_of(
         "--metrics-port",
         PORT,
         "Serve /metrics (Prometheus), /healthz and /readyz of this server on this port "
-        "(0: a free one; default: none).",
+        "(0: a free one; default: none); a linked game or chat server's also takes "
+        "POST /drain and POST /resume (no new players; SIGUSR1 toggles the same).",
         default=None,
     ),
     opt("--metrics-host", None, "Address of the --metrics-port."),

@@ -67,6 +67,9 @@ class DummyConfig:
     #: The login server's client port; the game server address comes from its reply.
     login_host: str = "127.0.0.1"
     login_port: int = 8091
+    #: Login servers besides login_host:login_port: each new flow goes to the
+    #: next one in turn (round-robin), so clients spread over all of them.
+    more_login_servers: tuple[tuple[str, int], ...] = ()
     #: ``accountno key`` lines (``serverlink db seed --keys-out``); worker i of P
     #: uses the accounts on lines i, i+P, i+2P, ... so no two share an account.
     keys_file: str | None = None
@@ -157,7 +160,11 @@ class DummyConfig:
 
     @property
     def login_address(self) -> str:
-        return f"{self.login_host}:{self.login_port}"
+        return ",".join(f"{host}:{port}" for host, port in self.login_servers)
+
+    @property
+    def login_servers(self) -> tuple[tuple[str, int], ...]:
+        return ((self.login_host, self.login_port), *self.more_login_servers)
 
     @property
     def chat_address(self) -> str:

@@ -239,6 +239,9 @@ def summary_table(result: DummyResult) -> Group:
             if counts:
                 named = ", ".join(f"{k} {v:,}" for k, v in counts.items())
                 rows.append((f"{where} refused", named))
+        if result.login_flows_by_game_server:
+            spread = result.login_flows_by_game_server.items()
+            rows.append(("flows by game server", ", ".join(f"{k} {v:,}" for k, v in spread)))
     for name, value in rows:
         table.add_row(name, value)
     for name in counters_of(result.config.mode):

@@ -108,6 +108,11 @@ GAME_LOGIN_STATUS = "game_login:"
 #: Detail prefix of chat mode's attacks and their answers (``attack:<kind>:<answer>``):
 #: kept with the error details on the way, reported apart (they are not errors).
 ATTACK = "attack:"
+#: Detail prefix of login mode's completed flows by game server (``flow_to:<host>:<port>``):
+#: reported apart as ``login_flows_by_game_server`` (they are not errors).
+FLOW_TO = "flow_to:"
+#: The detail prefixes that are not errors.
+NOT_ERRORS = (ATTACK, FLOW_TO)
 
 
 @dataclass(slots=True, eq=False)
@@ -346,8 +351,9 @@ class Aggregate:
         return latency_summary(self.login_hist, self.login_lat_max_ns)
 
     def refusals(self, prefix: str) -> dict[str, int]:
-        """Refused logins by Status name, from the error details with ``prefix``
-        (LOGIN_SERVER_STATUS or GAME_LOGIN_STATUS)."""
+        """The details with ``prefix``, by the rest of their name: refused logins
+        by Status name (LOGIN_SERVER_STATUS, GAME_LOGIN_STATUS), flows by game
+        server (FLOW_TO)."""
         n = len(prefix)
         return {k[n:]: v for k, v in sorted(self.details.items()) if k.startswith(prefix)}
 

@@ -8,7 +8,14 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from serverlink.dummy.config import DummyConfig
-from serverlink.dummy.metrics import ATTACK, GAME_LOGIN_STATUS, LOGIN_SERVER_STATUS, Aggregate
+from serverlink.dummy.metrics import (
+    ATTACK,
+    FLOW_TO,
+    GAME_LOGIN_STATUS,
+    LOGIN_SERVER_STATUS,
+    NOT_ERRORS,
+    Aggregate,
+)
 from serverlink.dummy.provenance import provenance, rounded
 from serverlink.dummy.series import SecondSeries
 
@@ -45,6 +52,8 @@ class DummyResult:
     #: Refused logins by Status name: the login server's, the game server's.
     login_failures: dict[str, int] = field(default_factory=dict)
     game_login_failures: dict[str, int] = field(default_factory=dict)
+    #: Login mode: completed flows by the game server address the login server named.
+    login_flows_by_game_server: dict[str, int] = field(default_factory=dict)
     end: RunEnd = field(default_factory=RunEnd)
     #: Latency percentiles and errors of each second.
     seconds: SecondSeries = field(default_factory=lambda: SecondSeries(()))
@@ -121,6 +130,7 @@ class DummyResult:
                 login_latency_ms=self.login_latency_ms,
                 login_failures=self.login_failures,
                 game_login_failures=self.game_login_failures,
+                login_flows_by_game_server=self.login_flows_by_game_server,
                 relogin=self.config.relogin,
             )
         report.update(
@@ -169,7 +179,9 @@ def result_of(
         duration=duration,
         counters=dict(agg.totals),
         errors=agg.errors(),
-        error_details={k: v for k, v in sorted(agg.details.items()) if not k.startswith(ATTACK)},
+        error_details={
+            k: v for k, v in sorted(agg.details.items()) if not k.startswith(NOT_ERRORS)
+        },
         attack_details={k: v for k, v in sorted(agg.details.items()) if k.startswith(ATTACK)},
         latency_ms=agg.latency_ms(),
         series=list(agg.series),
@@ -177,6 +189,7 @@ def result_of(
         login_series=list(agg.series_of["login_flows"]),
         login_failures=agg.refusals(LOGIN_SERVER_STATUS),
         game_login_failures=agg.refusals(GAME_LOGIN_STATUS),
+        login_flows_by_game_server=agg.refusals(FLOW_TO),
         end=end or RunEnd(),
         seconds=agg.seconds,
         message_series=list(agg.series_of["messages_sent"]),

@@ -33,11 +33,11 @@ runs per echo (the echo hot path is EchoClient's, unchanged).
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, ClassVar
 
 from serverlink.dummy.config import DummyConfig
 from serverlink.dummy.keys import Account, AccountPool, check_key_count, keys_of, load_keys
-from serverlink.dummy.metrics import BUCKET_NS, GAME_LOGIN_STATUS, LOGIN_SERVER_STATUS
+from serverlink.dummy.metrics import BUCKET_NS, FLOW_TO, GAME_LOGIN_STATUS, LOGIN_SERVER_STATUS
 from serverlink.dummy.scenario_echo import CLEAN_ENDS, EchoClient
 from serverlink.dummy.scenario_echo import LOGIN_SENT as GAME_LOGIN_SENT
 from serverlink.dummy.worker import ScenarioSession
@@ -211,14 +211,26 @@ class GameClient(EchoClient):
     """The game server connection of a login flow: EchoClient, plus the flow's
     completion time and refusals counted by Status name."""
 
-    __slots__ = ("account", "flow_started")
+    __slots__ = ("_echoed", "account", "flow_started", "flow_to")
+    #: ``relogin``: one echo at most (ReloginClient).
+    one_echo: ClassVar[bool] = False
 
     def __init__(
-        self, deps: SessionDeps, worker: Worker, account: Account, flow_started: int
+        self,
+        deps: SessionDeps,
+        worker: Worker,
+        account: Account,
+        flow_started: int,
+        flow_to: str = "",
     ) -> None:
         super().__init__(deps, worker, account.no)
         self.account = account
         self.flow_started = flow_started
+        #: The detail counting a completed flow by its game server (FLOW_TO...).
+        self.flow_to = flow_to
+        self._echoed = False
+        if self.one_echo:
+            self.depth = min(self.depth, 1)
 
     def login_refused(self, status: int) -> None:
         self.meter.error("login_fail", GAME_LOGIN_STATUS + _status_name(GameLoginStatus, status))
@@ -241,6 +253,8 @@ class GameClient(EchoClient):
         self.account.cut_at = None
         meter = self.meter
         meter.login_flows += 1
+        if self.flow_to:
+            meter.details[self.flow_to] += 1
         lat = now - self.flow_started
         if lat > meter.login_lat_max_ns:
             meter.login_lat_max_ns = lat
@@ -252,14 +266,8 @@ class GameClient(EchoClient):
 class ReloginClient(GameClient):
     """``relogin``: log in, one echo (none with echo_depth 0), disconnect."""
 
-    __slots__ = ("_echoed",)
-
-    def __init__(
-        self, deps: SessionDeps, worker: Worker, account: Account, flow_started: int
-    ) -> None:
-        super().__init__(deps, worker, account, flow_started)
-        self.depth = min(self.depth, 1)
-        self._echoed = False
+    __slots__ = ()
+    one_echo = True
 
     def logged_in_at(self, now: int) -> None:
         super().logged_in_at(now)
@@ -317,13 +325,14 @@ class LoginScenario:
         if address is None:
             meter.error("packet_error", "packet:login_server_no_game_address")
             return True
+        flow_to = f"{FLOW_TO}{address[0]}:{address[1]}"
 
         # --- game server ---
         meter.in_game += 1
         try:
             game = await worker.connect(
                 address,
-                lambda deps: self.game_client(deps, worker, account, started),
+                lambda deps: self.game_client(deps, worker, account, started, flow_to),
                 "game",
                 failure="server_lost",  # the server it was sent to is gone
             )
@@ -357,7 +366,7 @@ async def ask_login_server(
     meter.in_login += 1
     try:
         login = await worker.connect(
-            worker.login_address,
+            worker.next_login_address(),
             lambda deps: LoginServerClient(deps, worker, account),
             "login_server",
         )

@@ -174,7 +174,9 @@ class Worker:
         self.clients = [VirtualClient(a) for a in accounts]
         self.stopping = False
         self.game_address: tuple[str, int] = (config.game_host, config.game_port)
-        self.login_address: tuple[str, int] = (config.login_host, config.login_port)
+        self.login_addresses: list[tuple[str, int]] = list(config.login_servers)
+        # Round-robin over the login servers, each process from another one.
+        self._next_login = index
         self.chat_address: tuple[str, int] = (config.chat_host, config.chat_port)
         self._send = send
         self._snapshots = SnapshotMaker(index, self.meter)
@@ -236,9 +238,15 @@ class Worker:
         """Resolve the server names once, not per connect (reconnect storms)."""
         self.game_address = await _resolve(self.game_address)
         if self.config.through_login_server:
-            self.login_address = await _resolve(self.login_address)
+            self.login_addresses = [await _resolve(a) for a in self.login_addresses]
         elif self.config.mode == "chat":
             self.chat_address = await _resolve(self.chat_address)
+
+    def next_login_address(self) -> tuple[str, int]:
+        """The login server of the next flow: each in turn."""
+        addresses = self.login_addresses
+        self._next_login += 1
+        return addresses[self._next_login % len(addresses)]
 
     def gauges(self) -> Gauges:
         logged_in = wait = 0

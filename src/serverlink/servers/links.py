@@ -20,6 +20,7 @@ from serverlink.logs import OutageLog
 from serverlink.protocol.status import ServerType
 from serverlink.servers.link import LinkConfig, Load, LoginLink
 from serverlink.store.keys import KeyStore, open_key_store
+from serverlink.store.url import mask_url
 
 log = logging.getLogger("serverlink.link")
 
@@ -28,7 +29,7 @@ def linked_to(config: LinkConfig) -> str:
     """Where a server links to, for its start line."""
     servers = ", ".join(f"{host}:{port}" for host, port in config.login_servers)
     plural = "s" if len(config.login_servers) > 1 else ""
-    return f"linked to the login server{plural} at {servers}"
+    return f"linked to the login server{plural} at {servers} (keys in {mask_url(config.key_store)})"
 
 
 class LinkOptions(TypedDict, total=False):

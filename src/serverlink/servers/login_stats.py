@@ -111,6 +111,11 @@ class Linked(Protocol):
     players: int
     capacity: int
     status_id: int | None
+    draining: bool
+
+    @property
+    def keys(self) -> object:
+        """Its scope of the shared key store; None: its keys go by hand-off."""
 
 
 def linked_rows(servers: Iterable[Linked]) -> list[dict[str, Any]]:
@@ -122,6 +127,8 @@ def linked_rows(servers: Iterable[Linked]) -> list[dict[str, Any]]:
             "address": f"{s.address[0]}:{s.address[1]}",
             "players": s.players if s.status_id is not None else None,
             "capacity": s.capacity if s.status_id is not None else None,
+            "draining": s.draining,
+            "shared_keys": s.keys is not None,
         }
         for s in servers
     ]
@@ -136,5 +143,7 @@ def linked_text(rows: Iterable[Mapping[str, Any]]) -> str:
             if row.get("players") is not None
             else "no load reports"
         )
-        parts.append(f"{row['name']} {row['address']} {load}")
+        draining = ", draining" if row.get("draining") else ""
+        keys = ", keys in the shared store" if row.get("shared_keys") else ""
+        parts.append(f"{row['name']} {row['address']} {load}{draining}{keys}")
     return "; ".join(parts) or "none"

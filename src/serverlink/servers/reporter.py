@@ -158,8 +158,12 @@ class Observers:
         config: ObserveConfig,
         snapshot: Callable[[], Mapping[str, Any]],
         pids: Callable[[], Iterable[int]],
+        drain: Callable[[bool | None], bool] | None = None,
     ) -> None:
+        """``drain``: the server's draining (``runner.Draining.set``), offered as
+        POST /drain and /resume on the metrics port."""
         self.name = name
+        self.drain = drain
         self.config = config
         self._snapshot = snapshot
         self.sampler = Sampler(snapshot, pids)
@@ -186,7 +190,7 @@ class Observers:
 
             collector = SnapshotCollector(self.name, self._snapshot, self._figures)
             self.endpoint = MetricsEndpoint(
-                self.config.metrics_host, self.config.metrics_port, collector
+                self.config.metrics_host, self.config.metrics_port, collector, self.drain
             )
             await self.endpoint.start()
         if self.reporter is not None:

@@ -193,74 +193,88 @@ def open_key_store(url: str | None, *, timeout: float = 2.0) -> KeyStore:
 
 class RedisKeys:
     """The connection pool and the batching shared by every scope of one Redis
-    key store. The commands issued in one event-loop turn go out as one
-    pipeline (one round trip): at a thousand logins a second, a round trip per
-    key costs more than the commands."""
+    key store. The commands issued in one event-loop turn go out together
+    (one round trip): at a thousand logins a second, a round trip per key
+    costs more than the commands."""
 
     def __init__(self, url: str, namespace: str, timeout: float, shown: str) -> None:
         import redis.asyncio as aioredis
         from redis.asyncio.retry import Retry as RedisRetry
-        from redis.backoff import ExponentialBackoff as RedisBackoff
-        from redis.exceptions import ConnectionError as RedisConnectionError
-        from redis.exceptions import TimeoutError as RedisTimeoutError
-
-        from serverlink.retry import STORE_RETRY
+        from redis.backoff import NoBackoff
 
         self.shown = shown
         self.namespace = namespace
-        # One retry on a fresh connection after a connection error, like the account store.
-        backoff = STORE_RETRY.backoff
+        # Retries are ``call``'s (the one policy of serverlink.retry), none of redis-py's
+        # (its default waits seconds between attempts to connect).
         self.client: Redis = aioredis.Redis.from_url(
             url,
             socket_timeout=timeout,
             socket_connect_timeout=timeout,
-            retry=RedisRetry(RedisBackoff(cap=backoff.cap, base=backoff.base), STORE_RETRY.retries),
-            retry_on_error=[RedisConnectionError, RedisTimeoutError],
+            retry=RedisRetry(NoBackoff(), 0),
         )
         # A key's requests in order: a newer put or take of an account in the
-        # same turn supersedes the older one (a put replaces; a take loses).
+        # same turn supersedes the older one (a put replaces; a take loses). Two
+        # batches in flight at most: what comes meanwhile goes out together next,
+        # so batches grow with the load (a round trip per key costs the most).
         self.puts: TurnBatcher[str, tuple[bytes, int], bool] = TurnBatcher(
-            self._put_batch, missing=False, ordered=True, superseded=True
+            self._put_batch, missing=False, ordered=True, superseded=True, max_in_flight=2
         )
         self.takes: TurnBatcher[str, bytes, bool] = TurnBatcher(
-            self._take_batch, missing=False, ordered=True, superseded=False
+            self._take_batch, missing=False, ordered=True, superseded=False, max_in_flight=2
         )
         self.taken = 0
         self.failures = 0
 
-    async def call(self, what: str, command: Callable[[Any], None]) -> list[Any]:
-        """Run the commands ``command`` queues on a pipeline, in one round trip."""
+    async def call(self, what: str, commands: list[tuple[Any, ...]]) -> list[Any]:
+        """Send ``commands`` at once and read their replies: one round trip.
+        Straight on a pooled connection (redis-py's pipeline object costs more
+        than the round trip at one command); a connection error is retried once
+        on a fresh connection (``retry.STORE_RETRY``), a script Redis forgot
+        (restarted) is loaded again. Raises ``KeyStoreUnavailable``."""
+        from redis.exceptions import ConnectionError as RedisConnectionError
         from redis.exceptions import NoScriptError, RedisError
+        from redis.exceptions import TimeoutError as RedisTimeoutError
+
+        from serverlink.retry import STORE_RETRY
+
+        def retryable(exc: BaseException) -> bool:
+            return isinstance(exc, RedisConnectionError | RedisTimeoutError | OSError)
 
         try:
-            for attempt in (1, 2):
-                async with self.client.pipeline(transaction=False) as pipe:
-                    command(pipe)
-                    try:
-                        return list(await pipe.execute())
-                    except NoScriptError:  # a restarted Redis forgot the script
-                        if attempt == 2:
-                            raise
-                await self.client.script_load(_TAKE)
+            try:
+                return await STORE_RETRY.call_with_retry(lambda: self._send(commands), retryable)
+            except NoScriptError:
+                await self._send([("SCRIPT", "LOAD", _TAKE)])
+                return await self._send(commands)
         except (RedisError, OSError) as exc:
             self.failures += 1
             raise KeyStoreUnavailable(f"{what}: Redis at {self.shown}: {exc}") from None
-        raise AssertionError("unreachable")
+
+    async def _send(self, commands: list[tuple[Any, ...]]) -> list[Any]:
+        pool = self.client.connection_pool
+        connection = await pool.get_connection()  # type: ignore[no-untyped-call]
+        try:
+            await connection.send_packed_command(
+                connection.pack_commands(commands), check_health=False
+            )
+            return [await connection.read_response() for _ in commands]
+        except BaseException:
+            # Replies may be left unread: the connection is not reused.
+            await connection.disconnect()
+            raise
+        finally:
+            await pool.release(connection)
 
     async def _put_batch(self, batch: dict[str, tuple[bytes, int]]) -> Mapping[str, bool]:
-        def command(pipe: Any) -> None:
-            for name, (key, ttl_ms) in batch.items():
-                pipe.set(name, key, px=ttl_ms)
-
-        await self.call("put key", command)
+        await self.call(
+            "put key", [("SET", name, key, "PX", ttl_ms) for name, (key, ttl_ms) in batch.items()]
+        )
         return dict.fromkeys(batch, True)
 
     async def _take_batch(self, batch: dict[str, bytes]) -> Mapping[str, bool]:
-        def command(pipe: Any) -> None:
-            for name, key in batch.items():
-                pipe.evalsha(_TAKE_SHA, 1, name, key)
-
-        results = await self.call("take key", command)
+        results = await self.call(
+            "take key", [("EVALSHA", _TAKE_SHA, 1, name, key) for name, key in batch.items()]
+        )
         taken = {name: result == 1 for name, result in zip(batch, results, strict=True)}
         self.taken += sum(taken.values())
         return taken
@@ -313,12 +327,12 @@ class RedisKeyStore(KeyStore):
     async def prove(self) -> str:
         proof = secrets.token_hex(16)
         name = self._proof_name(self.server, proof)
-        await self.keys.call("write proof", lambda pipe: pipe.set(name, proof, ex=PROOF_TTL))
+        await self.keys.call("write proof", [("SET", name, proof, "EX", PROOF_TTL)])
         return proof
 
     async def verify(self, server: str, proof: str) -> bool:
         name = self._proof_name(server, proof)
-        (found,) = await self.keys.call("read proof", lambda pipe: pipe.get(name))
+        (found,) = await self.keys.call("read proof", [("GET", name)])
         return isinstance(found, bytes) and hmac.compare_digest(found, proof.encode())
 
     def snapshot(self) -> dict[str, int]:

@@ -49,6 +49,7 @@ as children).
 from serverlink.supervise.launch import Launcher, SpawnLauncher
 from serverlink.supervise.messages import (
     Command,
+    Drain,
     Event,
     Exited,
     Fatal,
@@ -67,6 +68,7 @@ from serverlink.supervise.worker import WorkerLink, WorkerTarget
 
 __all__ = [
     "Command",
+    "Drain",
     "Event",
     "Exited",
     "Fatal",

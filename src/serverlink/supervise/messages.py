@@ -83,7 +83,15 @@ class Stop:
     """Stop gracefully: finish, send ``Stopped``, exit."""
 
 
-Command = Go | Stop
+@dataclass(frozen=True, slots=True)
+class Drain:
+    """Take no new players (True) or serve again (False): a linked game or chat
+    server's draining (SIGUSR1 or POST /drain to the parent)."""
+
+    draining: bool
+
+
+Command = Go | Stop | Drain
 
 
 @dataclass(frozen=True)

@@ -17,6 +17,7 @@ from typing import Any, Generic, TypeVar
 from serverlink import logs
 from serverlink.aio import run_loop
 from serverlink.supervise.messages import (
+    Drain,
     Event,
     Fatal,
     Go,
@@ -50,6 +51,8 @@ class WorkerLink:
         self._lock = threading.Lock()  # log records may come from other threads
         self._gone = False
         self._loop: asyncio.AbstractEventLoop | None = None
+        #: Told each ``Drain`` command (a server that drains sets it).
+        self.on_drain: Callable[[bool], object] | None = None
 
     def send(self, message: Message) -> None:
         if self._gone:
@@ -101,6 +104,8 @@ class WorkerLink:
                     self.go.set()
                 elif isinstance(command, Stop):
                     self.stop.set()
+                elif isinstance(command, Drain) and self.on_drain is not None:
+                    self.on_drain(command.draining)
         except (EOFError, OSError):
             self._parent_gone()
 

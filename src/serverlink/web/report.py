@@ -81,6 +81,11 @@ def html_report(report: Mapping[str, Any]) -> str:
         _table(headline(report), bad=["errors"]),
         "<h2>Over time</h2>",
         charts,
+        *(
+            ["<h2>Login flows by game server</h2>", _table(spread.items())]
+            if (spread := report.get("login_flows_by_game_server"))
+            else []
+        ),
         "<h2>Errors</h2>",
         _table(errors.items(), bad=errors.keys()),
         _table(details.items()) if details else "<p>No error reasons.</p>",
