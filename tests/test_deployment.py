@@ -30,7 +30,7 @@ from serverlink.store.admin import seed_db
 from test_cli import Proc, start
 from test_cli import procs as procs  # the fixture
 from test_monitor_http import families, get
-from test_up import LISTENING, matches
+from test_up import LISTENING, matches, pid_alive
 
 pytestmark = [pytest.mark.slow, pytest.mark.mariadb]
 
@@ -292,8 +292,12 @@ async def test_one_login_server_killed_the_other_serves_and_a_redis_outage_answe
     deployment: Deployment, private_redis: PrivateRedis
 ) -> None:
     d = deployment
-    os.kill(d.pids()["login-1"], signal.SIGKILL)
-    for account_no in range(1, 6):  # while login-1 is down (up restarts it)
+    dead = d.pids()["login-1"]
+    os.kill(dead, signal.SIGKILL)
+    await until(lambda: not pid_alive(dead))
+    with pytest.raises(ConnectionRefusedError):  # login-1 is down (until up restarts it)
+        await asyncio.open_connection("127.0.0.1", d.login_ports["login-1"])
+    for account_no in range(1, 6):
         await login_flow(d, "login-2", account_no)
     # login-2 kept its links: none of its servers went away
     assert not [line for line in d.up.lines if line.startswith("login-2") and "unlinked" in line]
