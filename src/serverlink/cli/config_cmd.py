@@ -9,6 +9,7 @@ from typing import Any
 import click
 from click.core import ParameterSource
 
+from serverlink.cli.defaults import HostPorts
 from serverlink.cli.errors import PROG, ConfigError
 from serverlink.cli.example import example_toml, toml_value
 from serverlink.cli.options import HostPort
@@ -74,12 +75,17 @@ def shared_source(value: Any) -> str:
     return "config file"
 
 
+def _address(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in str(host) else f"{host}:{port}"
+
+
 def as_written(option: click.Option, value: Any) -> Any:
     """A setting's value as a config file writes it (so the printed file loads
     back): ``HOST:PORT`` for an address, a database URL with its password masked."""
     if isinstance(option.type, HostPort) and isinstance(value, tuple):
-        host, port = value
-        return f"[{host}]:{port}" if ":" in str(host) else f"{host}:{port}"
+        return _address(*value)
+    if isinstance(option.type, HostPorts) and isinstance(value, tuple):
+        return ",".join(_address(*one) for one in value)
     if isinstance(value, str) and "://" in value:
         return mask_url(value)
     return value

@@ -279,7 +279,7 @@ def key_store_option(config: type[Any]) -> Callable[[F], F]:
             "Where handed-over session keys wait for their client: memory (this process; "
             "the login server hands each key over the LAN) or a Redis URL shared by the "
             f"login, game and chat servers ({KEY_STORE_FORMS.partition(', or ')[2]}).",
-            metavar="memory|URL",
+            metavar="URL",
         ),
     )
 

@@ -173,7 +173,7 @@ class LoginLink:
         self._pending: set[asyncio.Task[None]] = set()
         self._heartbeats: asyncio.Task[None] | None = None
         self.link = ReconnectingLink(
-            f"{server_type.name.lower()}->login {host}:{port}",
+            f"{server_type.name.lower()}->login",
             lambda deps: LoginLinkSession(deps, self),
             lan_framing(),
             host,

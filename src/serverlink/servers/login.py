@@ -238,8 +238,8 @@ class LoginServer:
         """The start line's words: what this server is and what it uses."""
         return (
             f"login server; servers link on {self.lan.listener.host}:{self.lan.port}"
-            f"{' (TLS)' if self.config.lan_tls else ''}; accounts in {self.store.display_url}"
-            f"; keys in {mask_url(self.config.key_store)}"
+            f"{' (TLS)' if self.config.lan_tls else ''}; keys in {mask_url(self.config.key_store)}"
+            f"; accounts in {self.store.display_url}"
         )
 
     async def stop(self) -> None:

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from serverlink.batch import TurnBatcher
+from serverlink.retry import STORE_RETRY
 from serverlink.store.url import mask_url
 
 if TYPE_CHECKING:
@@ -201,6 +202,15 @@ class RedisKeys:
         import redis.asyncio as aioredis
         from redis.asyncio.retry import Retry as RedisRetry
         from redis.backoff import NoBackoff
+        from redis.exceptions import ConnectionError as RedisConnectionError
+        from redis.exceptions import NoScriptError, RedisError
+        from redis.exceptions import TimeoutError as RedisTimeoutError
+
+        # redis-py is imported here, on first use: a deployment on the memory store never loads it.
+        self._no_script = NoScriptError
+        self._failures = (RedisError, OSError)
+        retried = (RedisConnectionError, RedisTimeoutError, OSError)
+        self._retryable: Callable[[BaseException], bool] = lambda exc: isinstance(exc, retried)
 
         self.shown = shown
         self.namespace = namespace
@@ -231,22 +241,15 @@ class RedisKeys:
         than the round trip at one command); a connection error is retried once
         on a fresh connection (``retry.STORE_RETRY``), a script Redis forgot
         (restarted) is loaded again. Raises ``KeyStoreUnavailable``."""
-        from redis.exceptions import ConnectionError as RedisConnectionError
-        from redis.exceptions import NoScriptError, RedisError
-        from redis.exceptions import TimeoutError as RedisTimeoutError
-
-        from serverlink.retry import STORE_RETRY
-
-        def retryable(exc: BaseException) -> bool:
-            return isinstance(exc, RedisConnectionError | RedisTimeoutError | OSError)
-
         try:
             try:
-                return await STORE_RETRY.call_with_retry(lambda: self._send(commands), retryable)
-            except NoScriptError:
+                return await STORE_RETRY.call_with_retry(
+                    lambda: self._send(commands), self._retryable
+                )
+            except self._no_script:
                 await self._send([("SCRIPT", "LOAD", _TAKE)])
                 return await self._send(commands)
-        except (RedisError, OSError) as exc:
+        except self._failures as exc:
             self.failures += 1
             raise KeyStoreUnavailable(f"{what}: Redis at {self.shown}: {exc}") from None
 
