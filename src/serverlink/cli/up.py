@@ -6,7 +6,6 @@ import click
 
 from serverlink import logs
 from serverlink.aio import run_loop
-from serverlink.cli.app import apply_console_options
 from serverlink.cli.cluster_example import EXAMPLE
 from serverlink.cli.cluster_file import load_cluster
 from serverlink.cli.defaults import Seconds, build, opt, options_of
@@ -46,7 +45,6 @@ def up_command(ctx: click.Context, /, file: str | None, **_settings: object) -> 
     if file is None:
         raise click.UsageError("give the deployment file (serverlink up --example writes one)")
     entries = load_cluster(file)
-    apply_console_options(ctx, {})
     logs.set_process_server("up")
     config = build(ctx, GroupConfig)
     try:
