@@ -9,6 +9,7 @@ import asyncio
 import os
 import re
 import signal
+import socket
 from collections import Counter
 from pathlib import Path
 
@@ -204,3 +205,26 @@ def test_a_server_that_cannot_start_stops_up_with_its_reason(
         for line in up.lines
     ), up.stderr
     assert up.lines[-1].startswith("serverlink: up: bad failed to start (exit status 2)"), up.stderr
+
+
+def test_a_server_that_fails_to_start_again_is_retried_with_backoff_not_fatal(
+    procs: list[Proc], tmp_path: Path
+) -> None:
+    port = free_port()
+    path = tmp_path / "cluster.toml"
+    path.write_text(f'[[server]]\nkind = "game"\nstandalone = true\nport = {port}\n')
+    up = start(procs, "up", str(path))
+    pid = ready_pids(up, 1)["game-1"]
+    os.kill(pid, signal.SIGKILL)
+    asyncio.run(until(lambda: not pid_alive(pid)))
+    with socket.socket() as squatter:  # its port taken while it is down
+        squatter.bind(("127.0.0.1", port))
+        squatter.listen()
+        failed = up.wait_for(r"up: game-1 \(pid \d+\) failed to start again \(exit status 1\); "
+                             r"restarting it in ([\d.]+) s \(restart 2\)")  # fmt: skip
+        assert float(failed.group(1)) >= 0.45  # the second in a row: 0.5-1 s (CHILD_RETRY)
+        assert up.proc.poll() is None  # up goes on
+    started = re.compile(r"game-1\s+\| .*ready: listening on 127\.0\.0\.1:\d+ \(pid (\d+)\)")
+    asyncio.run(until(lambda: len(matches(up, started)) == 2, timeout=20))  # back once it is free
+    up.signal(signal.SIGTERM)
+    assert up.wait() == 0, up.stderr

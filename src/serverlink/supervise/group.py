@@ -43,7 +43,13 @@ async def run_group(
         "up",
         launcher,
         len(commands),
-        policy=Policy(restart=True, start_timeout=config.start_timeout, backoff=CHILD_RETRY),
+        # The one backoff alone paces the restarts (it waits 0.25 s at least).
+        policy=Policy(
+            restart=True,
+            restart_interval=0.0,
+            start_timeout=config.start_timeout,
+            backoff=CHILD_RETRY,
+        ),
     )
     stop = StopSignal()
     stop.install(loop)  # a signal while they start stops them cleanly

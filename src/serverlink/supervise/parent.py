@@ -288,14 +288,14 @@ class ProcessSupervisor:
             self._fail(worker.fatal or f"{self.name}: {name} failed to start ({_exit(code)})")
         elif self.policy.restart:
             restart = True
-            worker.ready = False  # until its new process says so
+            served, worker.ready = worker.ready, False  # until its new process says so
             self.restarts += 1
             delay = self._restart_delay(worker)
             log.error(
                 "%s (pid %d) %s (%s); restarting it in %.1f s (restart %d)",
                 name,
                 pid,
-                "died" if worker.served else "failed to start again",
+                "died" if served else "failed to start again",
                 worker.fatal or _exit(code),
                 delay,
                 self.restarts,
