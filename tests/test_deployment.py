@@ -30,7 +30,7 @@ from serverlink.store.admin import seed_db
 from test_cli import Proc, start
 from test_cli import procs as procs  # the fixture
 from test_monitor_http import families, get
-from test_up import LISTENING, matches, pid_alive
+from test_up import LISTENING, matches, reaped
 
 pytestmark = [pytest.mark.slow, pytest.mark.mariadb]
 
@@ -294,7 +294,7 @@ async def test_one_login_server_killed_the_other_serves_and_a_redis_outage_answe
     d = deployment
     dead = d.pids()["login-1"]
     os.kill(dead, signal.SIGKILL)
-    await until(lambda: not pid_alive(dead))
+    await until(lambda: reaped(dead))
     with pytest.raises(ConnectionRefusedError):  # login-1 is down (until up restarts it)
         await asyncio.open_connection("127.0.0.1", d.login_ports["login-1"])
     for account_no in range(1, 6):

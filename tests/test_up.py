@@ -102,6 +102,12 @@ def pid_alive(pid: int) -> bool:
         return False
 
 
+def reaped(pid: int) -> bool:
+    """Gone and waited for by its parent (up): all its threads ended, its sockets
+    closed (a zombie's may not be yet)."""
+    return not Path(f"/proc/{pid}").exists()
+
+
 def small_cluster(tmp_path: Path) -> tuple[Path, Path, int]:
     """1 login + 1 game server on SQLite with 20 accounts: the file, the key
     file and the login server's client port."""
@@ -216,7 +222,7 @@ def test_a_server_that_fails_to_start_again_is_retried_with_backoff_not_fatal(
     up = start(procs, "up", str(path))
     pid = ready_pids(up, 1)["game-1"]
     os.kill(pid, signal.SIGKILL)
-    asyncio.run(until(lambda: not pid_alive(pid)))
+    asyncio.run(until(lambda: reaped(pid)))
     with socket.socket() as squatter:  # its port taken while it is down
         squatter.bind(("127.0.0.1", port))
         squatter.listen()
