@@ -17,12 +17,20 @@ import pytest
 from chat_clients import login as chat_login
 from chat_clients import start_chat_system
 from conftest import http_request, status_of, until
-from linked_system import System, game_login, login_request, play, start_login
+from linked_system import (
+    System,
+    game_config,
+    game_login,
+    login_request,
+    play,
+    start_login,
+)
 from private_mariadb import free_port
 from private_redis import PrivateRedis
 from serverlink.dummy import run_dummy_async
 from serverlink.dummy.config import DummyConfig
 from serverlink.protocol.status import ChatLoginStatus, GameLoginStatus, LoginStatus, ServerType
+from serverlink.servers.game import GameServer
 from serverlink.servers.lan import LinkedServer
 from serverlink.servers.link import LinkConfig
 from serverlink.servers.login import LoginServer
@@ -177,13 +185,23 @@ async def test_a_draining_game_server_gets_no_new_players_and_keeps_its_own(
     assert draining in placed
 
 
-async def answers(port: int) -> bool:
-    try:
-        _, writer = await asyncio.open_connection("127.0.0.1", port)
-    except OSError:
-        return False
-    writer.close()
-    return True
+def serverlink(command: str, *args: str) -> subprocess.Popen[bytes]:
+    """``serverlink COMMAND ARGS --quiet`` in a process of its own, warnings only."""
+    argv = [sys.executable, "-m", "serverlink", "--log-level", "warning", command, *args]
+    return subprocess.Popen([*argv, "--quiet"], stdout=subprocess.DEVNULL)
+
+
+async def wait_listening(port: int) -> None:
+    """Until a process starting listens on ``port`` (there is no event to await)."""
+    async with asyncio.timeout(20):
+        while True:
+            try:
+                _, writer = await asyncio.open_connection("127.0.0.1", port)
+            except OSError:
+                await asyncio.sleep(0.05)
+                continue
+            writer.close()
+            return
 
 
 async def test_sigusr1_and_post_drain_drain_a_game_server_process_and_its_workers(
@@ -193,12 +211,10 @@ async def test_sigusr1_and_post_drain_drain_a_game_server_process_and_its_worker
     workers (no new players: Status 6, it is the only game server), again serves;
     POST /drain and /resume on its metrics port do the same."""
     lan_port, metrics_port = system.login.lan_port, free_port()
-    game = subprocess.Popen(
-        [sys.executable, "-m", "serverlink", "--log-level", "warning", "game",
-         "--login-server", f"127.0.0.1:{lan_port}", "--db", system.db_url, "--port", "0",
-         "--workers", "2", "--server-id", "100", "--link-heartbeat", "0.5",
-         "--metrics-port", str(metrics_port), "--quiet"],
-        stdout=subprocess.DEVNULL,
+    game = serverlink(
+        "game", "--login-server", f"127.0.0.1:{lan_port}", "--db", system.db_url, "--port", "0",
+        "--workers", "2", "--server-id", "100", "--link-heartbeat", "0.5",
+        "--metrics-port", str(metrics_port),
     )  # fmt: skip
     try:
         await system.login.wait_links(game=2, timeout=30)
@@ -217,9 +233,7 @@ async def test_sigusr1_and_post_drain_drain_a_game_server_process_and_its_worker
         game.send_signal(signal.SIGUSR1)
         await until(lambda: draining() == [False, False])
         assert await login_status(3) == LoginStatus.OK
-        async with asyncio.timeout(20):
-            while not await answers(metrics_port):
-                await asyncio.sleep(0.05)  # a process starting: nothing to await but its port
+        await wait_listening(metrics_port)
         assert await http_request(metrics_port, "/drain", "POST") == (
             200,
             '{"draining": true, "server": "game"}',
@@ -286,3 +300,44 @@ async def test_a_chat_server_on_the_login_servers_redis_takes_keys_without_hand_
         c.close("done")
     finally:
         await system.stop()
+
+
+async def test_killing_one_login_server_process_leaves_the_other_serving(
+    system: System,
+) -> None:
+    """Two real ``serverlink login`` processes, a game server linked to both:
+    after SIGKILL of one, the game server stays linked to the other, which keeps
+    placing logins there."""
+    ports = [(free_port(), free_port()) for _ in range(2)]
+    logins = [
+        serverlink("login", "--db", system.db_url, "--port", str(port), "--lan-port", str(lan))
+        for port, lan in ports
+    ]
+    game = None
+    try:
+        for _, lan in ports:
+            await wait_listening(lan)
+        servers = tuple(("127.0.0.1", lan) for _, lan in ports)
+        game = GameServer(game_config(system.db_url, 0, link=LinkConfig(login_servers=servers)))
+        await game.start()
+        links_up = game.snapshot
+        await until(lambda: links_up()["login_links_up"] == 2, 20)
+        logins[0].kill()
+        await asyncio.to_thread(logins[0].wait, 10)
+        await until(lambda: links_up()["login_links_up"] == 1)
+        for account_no in (1, 2, 3):
+            reply, _ = await login_request(ports[1][0], account_no, system.keys[account_no])
+            assert reply.Status == LoginStatus.OK
+            assert reply.GameServerPort == game.port
+            status, _ = await game_login(game.port, account_no, system.keys[account_no])
+            assert status.Status == GameLoginStatus.OK
+        with pytest.raises(OSError):
+            await login_request(ports[0][0], 4, system.keys[4])
+    finally:
+        if game is not None:
+            await game.stop()
+        for proc in logins:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+        for proc in logins:
+            await asyncio.to_thread(proc.wait, 15)
