@@ -341,3 +341,15 @@ async def test_killing_one_login_server_process_leaves_the_other_serving(
                 proc.send_signal(signal.SIGTERM)
         for proc in logins:
             await asyncio.to_thread(proc.wait, 15)
+
+
+async def test_a_burst_of_logins_is_spread_over_the_game_servers(system: System) -> None:
+    """Logins that arrive together are placed before any hand-off ends: each
+    counts at once, so the burst splits evenly instead of all going to the
+    server that looked emptiest at its last report."""
+    games = [await system.start_game() for _ in range(2)]
+    replies = await asyncio.gather(
+        *(login_request(system.login.port, n, system.keys[n]) for n in range(1, 11))
+    )
+    ports = [reply.GameServerPort for reply, _ in replies]
+    assert sorted(ports.count(g.port) for g in games) == [5, 5]

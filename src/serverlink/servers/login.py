@@ -372,9 +372,18 @@ class LoginServer:
     ) -> LinkedServer | None:
         """Hand the key to the best server that answers in time; None if none does."""
         for server in self.placement.order(servers):
-            if await self.lan.handoffs.deliver(account_no, key, server):
-                self.placement.placed(server)
+            # Counted before the key goes: the logins of a burst (all ordered before
+            # any hand-off ended) spread over the servers instead of all going to
+            # the one that looked emptiest at its last report.
+            self.placement.placed(server)
+            try:
+                delivered = await self.lan.handoffs.deliver(account_no, key, server)
+            except BaseException:
+                self.placement.unplaced(server)
+                raise
+            if delivered:
                 return server
+            self.placement.unplaced(server)
         return None
 
     # --- monitor ------------------------------------------------------------------------

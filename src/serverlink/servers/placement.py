@@ -35,6 +35,13 @@ class Placement:
             del self._placed[gone]
         self._placed[server] = (server.last_heard, self._since_report(server) + 1)
 
+    def unplaced(self, server: LinkedServer) -> None:
+        """A client counted for ``server`` did not go there after all (its key
+        did not reach it)."""
+        stamp, count = self._placed.get(server, (0.0, 0))
+        if stamp == server.last_heard and count > 0:
+            self._placed[server] = (stamp, count - 1)
+
     def _since_report(self, server: LinkedServer) -> int:
         stamp, count = self._placed.get(server, (0.0, 0))
         return count if stamp == server.last_heard else 0  # a new report counts them
