@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 import click
 
 from serverlink import logs
+from serverlink.store.keys import KeyStoreUrlError, check_key_store_url
 
 T = TypeVar("T")
 F = TypeVar("F", bound=Callable[..., Any])
@@ -199,6 +200,23 @@ class HostPorts(_HostPortsBase):
 
 
 ADDRESSES = HostPorts()
+
+
+class KeyStoreUrl(click.types.StringParamType):
+    """``memory`` or a ``redis://`` URL, checked now (a config error, not a
+    failure at the first login)."""
+
+    name = "URL"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> str:
+        try:
+            check_key_store_url(str(value))
+        except KeyStoreUrlError as exc:
+            self.fail(str(exc).removeprefix("--key-store "), param, ctx)
+        return str(value)
+
+
+KEY_STORE_URL = KeyStoreUrl()
 
 
 class Seconds(click.FloatRange):

@@ -21,6 +21,7 @@ from serverlink.cli.defaults import (
     ADDRESS,
     ADDRESSES,
     BYTE,
+    KEY_STORE_URL,
     LOG_LEVEL,
     PORT,
     HostPort,
@@ -41,18 +42,11 @@ from serverlink.servers.link import LinkConfig
 from serverlink.servers.login import LoginConfig
 from serverlink.store import parse_db_url
 from serverlink.store.config import StoreConfig
-from serverlink.store.keys import KEY_STORE_FORMS, KeyStoreUrlError, check_key_store_url
+from serverlink.store.keys import REDIS_URL_FORM
 
 F = TypeVar("F", bound=Callable[..., Any])
 
-__all__ = [
-    "ADDRESS",
-    "ADDRESSES",
-    "BYTE",
-    "LOG_LEVEL",
-    "PORT",
-    "HostPort",
-]  # the value types, re-exported
+__all__ = ["ADDRESS", "ADDRESSES", "BYTE", "LOG_LEVEL", "PORT", "HostPort"]  # value types
 
 # --- every server ------------------------------------------------------------------------------
 
@@ -252,36 +246,11 @@ def store_from(ctx: click.Context, needed_by: str = "") -> StoreConfig:
     return config
 
 
-class KeyStoreUrl(click.types.StringParamType):
-    """``memory`` or a ``redis://`` URL, checked now (a config error, not a
-    failure at the first login)."""
-
-    name = "URL"
-
-    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> str:
-        try:
-            check_key_store_url(str(value))
-        except KeyStoreUrlError as exc:
-            self.fail(str(exc).removeprefix("--key-store "), param, ctx)
-        return str(value)
-
-
-KEY_STORE_URL = KeyStoreUrl()
-
-
 def key_store_option(config: type[Any]) -> Callable[[F], F]:
     """--key-store of the login server and of the servers taking its keys."""
-    return options_of(
-        config,
-        opt(
-            "--key-store",
-            KEY_STORE_URL,
-            "Where handed-over session keys wait for their client: memory (this process; "
-            "the login server hands each key over the LAN) or a Redis URL shared by the "
-            f"login, game and chat servers ({KEY_STORE_FORMS.partition(', or ')[2]}).",
-            metavar="URL",
-        ),
-    )
+    text = "Where handed-over session keys wait for their client: memory (this process; keys "
+    text += f"go over the LAN) or a Redis URL shared by the servers ({REDIS_URL_FORM})."
+    return options_of(config, opt("--key-store", KEY_STORE_URL, text, metavar="URL"))
 
 
 def login_timeout_option(config: type[Any], field: str) -> Callable[[F], F]:

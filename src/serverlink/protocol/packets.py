@@ -384,10 +384,9 @@ class SsLinkStatus(NamedTuple):
 
 
 class SsKeyStoreProof(NamedTuple):
-    """Sent by a serverlink game/chat server with a shared key store (Redis)
-    once the login server accepted its link: a random token it has just written
-    in that store. A login server using the same store reads it back and from
-    then on puts that server's keys there itself (no hand-off round trip)."""
+    """A game/chat server on a shared key store (Redis), once accepted: a random
+    token it has just written there. A login server on the same store reads it
+    back, then puts that server's keys there itself (no hand-off round trip)."""
 
     Proof: Key32
 

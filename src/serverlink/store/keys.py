@@ -27,7 +27,8 @@ if TYPE_CHECKING:
     from redis.asyncio import Redis
 
 #: ``--key-store`` forms (the message of a bad one says them).
-KEY_STORE_FORMS = "memory, or redis://[:password@]host[:port][/db][?namespace=name]"
+REDIS_URL_FORM = "redis://[:password@]host[:port][/db][?namespace=name]"
+KEY_STORE_FORMS = f"memory, or {REDIS_URL_FORM}"
 #: The namespace of every Redis key serverlink writes, unless the URL names another.
 DEFAULT_NAMESPACE = "serverlink"
 
