@@ -24,6 +24,8 @@ class Plan(NamedTuple):
     vanish: int = 0
     #: Ignores Stop (and SIGTERM).
     deaf: int = 0
+    #: Exits with status 5 as soon as it is ready, every time it is started.
+    flaky: int = 0
     #: Its work count, sent in every snapshot.
     done: int = 5
 
@@ -40,6 +42,8 @@ async def work(link: WorkerLink, plan: Plan) -> None:
     link.event("hello", {"index": i})
     link.ready(port=1000 + i)
     link.snapshot({"done": plan.done, "sessions": 1})
+    if i == plan.flaky:
+        os._exit(5)
     if i == plan.deaf:
         await asyncio.sleep(3600)
     await link.stop.wait()

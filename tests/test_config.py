@@ -80,6 +80,7 @@ def test_example_has_a_table_for_every_command() -> None:
         "login",
         "monitor",
         "web",
+        "up",
     }
     for name in (
         "chat",

@@ -44,8 +44,11 @@ def test_under_systemd_a_server_reports_ready_and_stopping(
             procs, "game", "--standalone", "--port", "0", "--quiet",
             env={"NOTIFY_SOCKET": str(path)},
         )  # fmt: skip
-        assert sock.recv(100) == b"READY=1"
-        p.ready_port()
+        ready = sock.recv(1000).decode().splitlines()
+        port = p.ready_port()
+        assert ready[0] == "READY=1"
+        # where it listens, for `systemctl status` (and `serverlink up`)
+        assert ready[1].startswith(f"STATUS=listening on 127.0.0.1:{port}: game server"), ready
         p.signal(signal.SIGTERM)
         assert sock.recv(100) == b"STOPPING=1"
         assert p.wait() == 0

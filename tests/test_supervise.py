@@ -24,6 +24,7 @@ import psutil
 import pytest
 
 from serverlink.monitor.stats import Aggregator
+from serverlink.retry import ExponentialBackoff, Retry
 from serverlink.supervise import (
     Event,
     Exited,
@@ -170,6 +171,36 @@ async def test_a_worker_dead_after_ready_is_restarted_and_its_counters_kept(
     totals = inbox.totals.snapshot()
     assert totals["done"] == 15
     assert totals["sessions"] == 2  # a gauge: only the live workers count
+    assert sup.failure is None
+
+
+async def test_with_a_backoff_restarts_of_a_worker_dying_again_wait_longer_each_time(
+    stopped_at_end: list[Supervisor[Plan]],
+) -> None:
+    backoff = Retry(ExponentialBackoff(base=0.2, cap=10.0), retries=-1)
+    sup = Supervisor(
+        "test",
+        work,
+        lambda index: Plan(flaky=1),
+        1,
+        policy=Policy(restart=True, restart_interval=0.0, backoff=backoff),
+    )
+    stopped_at_end.append(sup)
+    caught = Caught()
+    logger = logging.getLogger("serverlink.supervise")
+    logger.addHandler(caught)
+    try:
+        await sup.start()
+        await within(sup.until(lambda: sup.restarts >= 3))
+    finally:
+        logger.removeHandler(caught)
+    lines = [r.getMessage() for r in caught.records if "restarting it in" in r.getMessage()]
+    assert lines[0].startswith("worker 1 (pid ") and "(exit status 5)" in lines[0], lines
+    delays = [float(line.split("restarting it in ")[1].split(" s")[0]) for line in lines[:3]]
+    # equal jitter: half of base * 2**(n - 1) fixed, half random
+    for n, delay in enumerate(delays, 1):
+        assert 0.1 * 2 ** (n - 1) - 0.05 <= delay <= 0.2 * 2 ** (n - 1) + 0.05, delays
+    assert [f"(restart {n})" in line for n, line in enumerate(lines[:3], 1)] == [True] * 3
     assert sup.failure is None
 
 

@@ -20,7 +20,7 @@ import logging
 import os
 import signal
 import socket
-from collections.abc import Callable, Coroutine, Iterable
+from collections.abc import Awaitable, Callable, Coroutine, Iterable
 from typing import Any, TypeVar
 
 from serverlink import logs
@@ -111,6 +111,21 @@ async def ticks(stop: asyncio.Event, every: float, tick: Callable[[], None]) -> 
             if next_at < loop.time():  # the loop was stalled: do not catch up in a burst
                 next_at = loop.time() + every
             tick()
+
+
+async def unless_set(work: Awaitable[T], event: asyncio.Event) -> asyncio.Future[T] | None:
+    """Run ``work`` until it is done (its future: ``result()`` returns or
+    raises) or ``event`` is set first (None: ``work`` was cancelled, and has
+    ended): a start that a signal can interrupt."""
+    task = asyncio.ensure_future(work)
+    waited = asyncio.ensure_future(event.wait())
+    await asyncio.wait([task, waited], return_when=asyncio.FIRST_COMPLETED)
+    waited.cancel()
+    if task.done():
+        return task
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
+    return None
 
 
 async def cancel_and_wait(tasks: Iterable[asyncio.Task[Any] | None]) -> None:

@@ -276,10 +276,21 @@ def emit_forwarded(record: logging.LogRecord) -> None:
     logging.getLogger(record.name).handle(record)
 
 
+class ServerConsole(Console):
+    """A rich Console that outlives its reader: when stderr's pipe breaks (a
+    ``serverlink up`` or a ``| head`` that went away) it goes quiet and the
+    program goes on (lines still reach --log-file). Rich's own answer is
+    SystemExit from inside whatever was logging, which skips the graceful stop
+    and left a server hanging at exit on its database thread."""
+
+    def on_broken_pipe(self) -> None:
+        self.quiet = True
+
+
 def make_console(**kwargs: Any) -> Console:
     """The console of logs and screens: stderr, so stdout stays for output
     that tools read (config example, reports)."""
-    return Console(stderr=True, highlight=False, **kwargs)
+    return ServerConsole(stderr=True, highlight=False, **kwargs)
 
 
 class RateLimitedLog:

@@ -84,3 +84,6 @@ class Retry:
 STORE_RETRY = Retry(ExponentialBackoff(base=0.05, cap=0.5), retries=1)
 #: Links between servers: reconnect forever, at most every 5 s.
 LINK_RETRY = Retry(ExponentialBackoff(base=0.2, cap=5.0), retries=-1)
+#: A server that ``serverlink up`` runs and that exited: started again after
+#: 0.25-0.5 s, 0.5-1 s, 1-2 s, ... at most 30 s while it keeps failing.
+CHILD_RETRY = Retry(ExponentialBackoff(base=0.5, cap=30.0), retries=-1)

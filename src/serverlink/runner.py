@@ -51,7 +51,7 @@ from typing import Any, Generic, Protocol, TypeVar, runtime_checkable
 from rich.console import Console
 
 from serverlink import logs
-from serverlink.aio import StopSignal, notify, run_loop, ticks
+from serverlink.aio import StopSignal, notify, run_loop, ticks, unless_set
 from serverlink.errors import StartupError
 from serverlink.monitor.console import Monitor
 from serverlink.monitor.screen import ScreenSpec, default_screen
@@ -271,6 +271,12 @@ def _closing_line(snapshot: Mapping[str, Any], uptime: float) -> str:
     )
 
 
+def notify_ready(address: str, about: str) -> None:
+    """sd_notify READY=1, and where the server listens as its status (shown by
+    ``systemctl status``; ``serverlink up`` prints it)."""
+    notify(f"READY=1\nSTATUS=listening on {address}: {about}")
+
+
 # --- one process ------------------------------------------------------------------------------
 
 
@@ -292,8 +298,9 @@ async def _serve_here(spec: ServerSpec[Any], options: RunOptions, console: Conso
         draining.install(loop)
     started = time.monotonic()
     address = f"{spec.host}:{int(getattr(server, 'port', spec.port))}"
-    log.info("ready: listening on %s (pid %d): %s", address, os.getpid(), describe(server, spec))
-    notify("READY=1")
+    about = describe(server, spec)
+    log.info("ready: listening on %s (pid %d): %s", address, os.getpid(), about)
+    notify_ready(address, about)
     monitor = Monitor(
         options.screen or default_screen(spec.name),
         console,
@@ -334,14 +341,9 @@ async def _serve_workers(spec: ServerSpec[Any], options: RunOptions, console: Co
     draining = Draining(lambda on: pool.supervisor.broadcast(Drain(on))) if spec.drains else None
     if draining is not None:
         draining.install(loop)
-    start = asyncio.ensure_future(pool.start())
-    signalled = asyncio.ensure_future(stop.event.wait())
-    await asyncio.wait([start, signalled], return_when=asyncio.FIRST_COMPLETED)
-    signalled.cancel()
-    if not start.done():
+    start = await unless_set(pool.start(), stop.event)
+    if start is None:
         log.info("%s while starting: stopping the workers", stop.signal_name)
-        start.cancel()
-        await asyncio.gather(start, return_exceptions=True)
         await pool.stop(options.grace)
         return 0
     port = start.result()  # raises ServeError
@@ -367,7 +369,7 @@ async def _serve_workers(spec: ServerSpec[Any], options: RunOptions, console: Co
         ", ".join(str(p) for p in pool.pids()),
         first.about or spec.name,
     )
-    notify("READY=1")
+    notify_ready(address, first.about or spec.name)
     failure = asyncio.ensure_future(pool.supervisor.failed.wait())
 
     def on_failure(waited: asyncio.Future[Any]) -> None:

@@ -6,15 +6,17 @@
       game      the game (echo) server, linked to a login server or --standalone
       chat      the chat server (sector grid), linked to a login server or --standalone
       login     the login (auth) server
+      web       the account web API (sign-up, sign-in for session keys)
       monitor   the monitoring server (dashboard, history, /metrics) | history
       dummy     the load-testing client
       db        the account database
-      demo      login + game server + dummy client, live dashboard, summary
+      demo      monitor + login + game + chat + web, dummy clients, live dashboard, summary
       config    example | show COMMAND [ARGS]
+      up        the servers of a deployment file, supervised together
 
-One module a command (``game``, ``login``, ``dummy``, ``db``, ``demo``,
-``config_cmd``); ``options`` declares the options they share and the servers'
-settings, each reading its default from the config dataclass it sets
+One module a command (``game``, ``chat``, ``login``, ``monitor``, ``web``,
+``dummy``, ``db``, ``demo``, ``config_cmd``, ``up``); ``options`` declares the
+options they share and the servers' settings, each reading its default from the config dataclass it sets
 (``defaults``); ``settings`` checks config files and names the environment
 variables, ``example`` writes the example file. Every option is also a setting
 of the config file and an environment variable: defaults < file < environment <
@@ -56,6 +58,7 @@ from serverlink.cli.settings import (
     explain_bad_parameter,
     load_config,
 )
+from serverlink.cli.up import up_command
 from serverlink.cli.web import web_command
 
 __all__ = ["main", "main_group"]
@@ -116,6 +119,7 @@ for _command in (
     login_command,
     monitor_group,
     web_command,
+    up_command,
 ):
     main_group.add_command(_command)
 # Every setting's environment variable: SERVERLINK_<COMMAND>_<SETTING>.

@@ -106,7 +106,9 @@ def settings_of(cmd: click.Command) -> dict[str, click.Option]:
     }
 
 
-def _lookup(options: Mapping[str, click.Option], key: str) -> tuple[str, click.Option] | None:
+def lookup_setting(
+    options: Mapping[str, click.Option], key: str
+) -> tuple[str, click.Option] | None:
     """Find a setting by its name or its parameter name (``-`` or ``_``)."""
     name = key.replace("-", "_")
     if name in options:
@@ -159,20 +161,25 @@ def load_config(path: str | None, root: click.Command) -> dict[str, Any]:
     """
     if path is None:
         return build_default_map({}, root, source="environment")
+    return build_default_map(read_toml(path, "config file"), root, source=path)
+
+
+def read_toml(path: str, what: str, missing_hint: str = "") -> dict[str, Any]:
+    """A TOML file's tables; ConfigError (one line) when it cannot be read or
+    parsed. ``what``: the kind of file, ``missing_hint``: how to make one."""
     try:
         with open(path, "rb") as f:
-            data = tomllib.load(f)
+            return tomllib.load(f)
     except FileNotFoundError:
-        raise ConfigError(f"{path}: file not found") from None
+        raise ConfigError(f"{path}: file not found{missing_hint}") from None
     except IsADirectoryError:
-        raise ConfigError(f"{path}: is a directory, not a config file") from None
+        raise ConfigError(f"{path}: is a directory, not a {what}") from None
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read: {exc.strerror or exc}") from None
     except UnicodeDecodeError as exc:
         raise ConfigError(f"{path}: not UTF-8 text ({exc.reason})") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: invalid TOML: {exc}") from None
-    return build_default_map(data, root, source=path)
 
 
 def build_default_map(
@@ -219,25 +226,25 @@ def _section(
             if sub_name is not None:
                 tables[sub_name] = value
                 continue
-            if _lookup(own, key) or _lookup(below, key):
+            if lookup_setting(own, key) or lookup_setting(below, key):
                 _fail(source, path, key, "expected a value, got a table")
             label = f"[{'.'.join((*path, key))}]"
-            hint = _suggest(key, list(subs), lambda n: f"[{'.'.join((*path, n))}]")
+            hint = suggest(key, list(subs), lambda n: f"[{'.'.join((*path, n))}]")
             raise ConfigError(f"{source}: unknown section {label}{hint}")
-        found = _lookup(own, key)
+        found = lookup_setting(own, key)
         if found is not None:
             name, option = found
             _check_value(source, path, name, option, cmd, value)
-        elif (found := _lookup(below, key)) is not None:
+        elif (found := lookup_setting(below, key)) is not None:
             name = found[0]
             for sub_path, sub in iter_commands(cmd, path):
-                match = _lookup(settings_of(sub), name) if sub is not cmd else None
+                match = lookup_setting(settings_of(sub), name) if sub is not cmd else None
                 if match is not None:
                     _check_value(source, path, name, match[1], sub, value, sub_path)
         else:
             where = section_label(path)
             where = f"in {where}" if path else where
-            hint = _suggest(key.replace("-", "_"), [*own, *below], lambda n: f"'{n}'")
+            hint = suggest(key.replace("-", "_"), [*own, *below], lambda n: f"'{n}'")
             raise ConfigError(f"{source}: unknown setting '{key}' {where}{hint}")
         scalars[name] = value
 
@@ -276,7 +283,7 @@ def shared_database(table: Any, source: str) -> dict[str, Any]:
             raise ConfigError(f"{source}: '{DATABASE_TABLE}' must be a table: [database] url = ...")
         for key, value in table.items():
             if key != "url":
-                hint = _suggest(key, ["url"], lambda n: f"'{n}'")
+                hint = suggest(key, ["url"], lambda n: f"'{n}'")
                 raise ConfigError(f"{source}: unknown setting '{key}' in [database]{hint}")
             if not isinstance(value, str):
                 _fail(source, (DATABASE_TABLE,), "url", "expected a database URL (a string)")
@@ -321,7 +328,7 @@ def check_environment(root: click.Command, environ: Mapping[str, str]) -> None:
             and not var.startswith(TEST_PREFIX)
             and var not in known
         ):
-            hint = _suggest(var, sorted(known), lambda n: n)
+            hint = suggest(var, sorted(known), lambda n: n)
             raise ConfigError(
                 f"environment variable {var}: unknown setting{hint} "
                 "(the rule: SERVERLINK_<COMMAND>_<SETTING>; 'serverlink config example' "
@@ -329,7 +336,7 @@ def check_environment(root: click.Command, environ: Mapping[str, str]) -> None:
             )
 
 
-def _suggest(word: str, candidates: list[str], show: Any) -> str:
+def suggest(word: str, candidates: list[str], show: Any) -> str:
     close = difflib.get_close_matches(word, candidates, n=1, cutoff=0.6)
     return f" (did you mean {show(close[0])}?)" if close else ""
 
@@ -350,28 +357,38 @@ def _check_value(
 ) -> None:
     """Convert ``value`` with the option's own type; raise ConfigError if it
     would not accept it."""
+    problem = value_problem(option, cmd, value, cmd_path if cmd_path is not None else path)
+    if problem is not None:
+        _fail(source, path, name, problem)
+
+
+def value_problem(
+    option: click.Option, cmd: click.Command, value: Any, cmd_path: tuple[str, ...]
+) -> str | None:
+    """What is wrong with ``value`` (from a TOML file) as the value of
+    ``option`` of ``cmd`` (converted with the option's own type); None: nothing."""
     many = option.multiple or option.nargs != 1
     if many:
         items = value if isinstance(value, list) else [value]
     elif isinstance(value, list):
-        _fail(source, path, name, "expected a single value, got a list")
-        return
+        return "expected a single value, got a list"
     else:
         items = [value]
     is_bool = isinstance(option.type, click.types.BoolParamType)
     is_int = isinstance(option.type, click.types.IntParamType)
-    ctx = make_context(cmd, cmd_path if cmd_path is not None else path)
+    ctx = make_context(cmd, cmd_path)
     for item in items:
         if isinstance(item, dict | list):
-            _fail(source, path, name, f"expected a single value, got {type(item).__name__}")
+            return f"expected a single value, got {type(item).__name__}"
         if isinstance(item, bool) and not is_bool:
-            _fail(source, path, name, f"{str(item).lower()} is not a valid {option.type.name}")
+            return f"{str(item).lower()} is not a valid {option.type.name}"
         if is_int and isinstance(item, float):
-            _fail(source, path, name, f"{item!r} is not a valid integer")
+            return f"{item!r} is not a valid integer"
         try:
             option.type.convert(item, option, ctx)
         except click.BadParameter as exc:
-            _fail(source, path, name, problem_text(exc))
+            return problem_text(exc)
+    return None
 
 
 def problem_text(exc: click.BadParameter) -> str:

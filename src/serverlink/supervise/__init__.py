@@ -30,10 +30,23 @@ Signals: workers ignore SIGINT (Ctrl-C reaches the whole process group; the
 parent decides what it means); SIGTERM sent to a worker stops it like ``Stop``.
 A worker whose parent vanishes (its pipe closes) stops by itself.
 
+Restarts wait at least ``restart_interval``; with ``Policy.backoff`` (a
+``retry.Retry``) the backoff's delay after the deaths in a row, and a process
+that served once and fails to start again is restarted too, not fatal.
+
+The processes come from a ``Launcher``: ``SpawnLauncher`` (``Supervisor``: the
+workers above), or ``command.CommandLauncher`` (``ProcessSupervisor``): ordinary
+commands, ``python -m serverlink game ...``, which say they are ready with
+sd_notify, are stopped with SIGTERM and die with their parent; ``group``
+runs a set of them as one service (``serverlink up``).
+
 Modules: ``messages`` (the dataclasses, ``Policy``), ``worker`` (a worker
-process's side), ``parent`` (``Supervisor``).
+process's side), ``launch`` (``Launcher``, ``SpawnLauncher``), ``parent``
+(``ProcessSupervisor``, ``Supervisor``), ``command`` and ``group`` (commands
+as children).
 """
 
+from serverlink.supervise.launch import Launcher, SpawnLauncher
 from serverlink.supervise.messages import (
     Command,
     Drain,
@@ -50,7 +63,7 @@ from serverlink.supervise.messages import (
     Stopped,
     SuperviseError,
 )
-from serverlink.supervise.parent import MessageHandler, Supervisor, WorkerState
+from serverlink.supervise.parent import MessageHandler, ProcessSupervisor, Supervisor, WorkerState
 from serverlink.supervise.worker import WorkerLink, WorkerTarget
 
 __all__ = [
@@ -60,12 +73,15 @@ __all__ = [
     "Exited",
     "Fatal",
     "Go",
+    "Launcher",
     "Log",
     "Message",
     "MessageHandler",
     "Policy",
+    "ProcessSupervisor",
     "Ready",
     "Snapshot",
+    "SpawnLauncher",
     "Stop",
     "Stopped",
     "SuperviseError",

@@ -7,6 +7,8 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
+from serverlink.retry import Retry
+
 
 class SuperviseError(Exception):
     """A worker failed in a way the user can fix, or would fail again: one line."""
@@ -100,3 +102,9 @@ class Policy:
     restart_interval: float = 1.0
     #: Seconds for every worker to be ready before the start counts as failed.
     start_timeout: float = 30.0
+    #: Restarts wait this backoff's delay after the deaths in a row (None: only
+    #: ``restart_interval``). With it, a worker that served once and fails to
+    #: start again is restarted too (a database or port briefly away), not fatal.
+    backoff: Retry | None = None
+    #: A process that ran this long before it died starts the count of deaths again.
+    stable_after: float = 10.0

@@ -1,21 +1,20 @@
-"""The parent's side of the supervisor: ``Supervisor`` (see ``serverlink.supervise``)."""
+"""The parent's side of the supervisor: ``ProcessSupervisor`` and ``Supervisor`` (see
+``serverlink.supervise``)."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import logging
-import multiprocessing
 import os
 import signal
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from multiprocessing.connection import Connection
-from multiprocessing.process import BaseProcess
 from typing import Generic, TypeVar
 
 from serverlink import logs
+from serverlink.supervise.launch import Channel, Launcher, ProcessHandle, SpawnLauncher
 from serverlink.supervise.messages import (
     Command,
     Exited,
@@ -28,7 +27,7 @@ from serverlink.supervise.messages import (
     Stopped,
     SuperviseError,
 )
-from serverlink.supervise.worker import WorkerBoot, WorkerTarget, worker_main
+from serverlink.supervise.worker import WorkerTarget
 
 log = logging.getLogger("serverlink.supervise")
 
@@ -40,8 +39,8 @@ class WorkerState:
     """The parent's view of one worker (of its current process)."""
 
     index: int
-    process: BaseProcess | None = None
-    conn: Connection | None = None
+    process: ProcessHandle | None = None
+    conn: Channel | None = None
     pid: int = 0
     #: From its Ready message.
     port: int = 0
@@ -55,13 +54,17 @@ class WorkerState:
     fatal: str = ""
     started_at: float = 0.0
     restart: asyncio.TimerHandle | None = None
+    #: It was ready at least once (a process before this one, or this one).
+    served: bool = False
+    #: Deaths in a row, each less than ``Policy.stable_after`` after its start.
+    failures: int = 0
 
 
 MessageHandler = Callable[[int, Message], None]
 
 
-class Supervisor(Generic[A]):
-    """N worker processes running ``target(link, args(index))``, index 1..N.
+class ProcessSupervisor:
+    """N child processes started by ``launcher``, index 1..N.
 
     ``on_message(index, message)`` gets every message but ``Log`` (emitted
     here), and ``Exited``; it runs on the event loop and must not block.
@@ -70,29 +73,24 @@ class Supervisor(Generic[A]):
     def __init__(
         self,
         name: str,
-        target: WorkerTarget[A],
-        args: Callable[[int], A],
+        launcher: Launcher,
         count: int,
         *,
         policy: Policy | None = None,
         on_message: MessageHandler | None = None,
-        log_level: int = logging.INFO,
     ) -> None:
         if count < 1:
             raise ValueError("a supervisor needs at least one worker")
         self.name = name
-        self.target = target
-        self.args = args
+        self.launcher = launcher
         self.policy = policy or Policy()
         self.on_message = on_message
-        self.log_level = log_level
         self.workers = [WorkerState(i) for i in range(1, count + 1)]
         #: Workers restarted after they died.
         self.restarts = 0
         #: The one-line reason of a fatal failure (set with ``failed``).
         self.failure: str | None = None
         self.failed = asyncio.Event()
-        self._mp = multiprocessing.get_context("spawn")
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stopping = False
         self._change = asyncio.Event()
@@ -163,8 +161,8 @@ class Supervisor(Generic[A]):
             return
         for worker, process in self._alive():
             log.warning(
-                "worker %d (pid %d) did not stop within %.0f s: terminated",
-                worker.index,
+                "%s (pid %d) did not stop within %.0f s: terminated",
+                self.label(worker),
                 worker.pid,
                 grace,
             )
@@ -175,11 +173,11 @@ class Supervisor(Generic[A]):
             process.kill()
         if not await self._exited_within(2.0):
             for worker, _ in self._alive():
-                log.error("worker %d (pid %d) does not exit; left behind", worker.index, worker.pid)
+                log.error("%s (pid %d) does not exit; left behind", self.label(worker), worker.pid)
                 self._forget(worker)
 
     # --- internals --------------------------------------------------------------------------
-    def _alive(self) -> list[tuple[WorkerState, BaseProcess]]:
+    def _alive(self) -> list[tuple[WorkerState, ProcessHandle]]:
         return [(w, w.process) for w in self.workers if w.alive and w.process is not None]
 
     async def _exited_within(self, seconds: float) -> bool:
@@ -200,25 +198,12 @@ class Supervisor(Generic[A]):
             self.failed.set()
         self._notify()
 
+    def label(self, worker: WorkerState) -> str:
+        return self.launcher.label(worker.index)
+
     def _spawn(self, worker: WorkerState) -> None:
         assert self._loop is not None
-        parent_end, child_end = self._mp.Pipe(duplex=True)
-        boot = WorkerBoot(
-            self.name, worker.index, self.target, self.args(worker.index), self.log_level
-        )
-        process = self._mp.Process(
-            target=worker_main,
-            args=(boot, child_end),
-            name=f"serverlink-{self.name}-{worker.index}",
-            daemon=True,
-        )
-        try:
-            process.start()
-        except BaseException:
-            parent_end.close()
-            raise
-        finally:
-            child_end.close()
+        process, parent_end = self.launcher.launch(worker.index)
         worker.process, worker.conn, worker.pid = process, parent_end, process.pid or 0
         worker.ready = worker.stopped = False
         worker.alive = True
@@ -235,12 +220,12 @@ class Supervisor(Generic[A]):
         worker.restart = None
         if self._stopping:
             return
-        log.info("restarting worker %d", worker.index)
+        log.debug("restarting %s", self.label(worker))
         try:
             self._spawn(worker)
         except Exception as exc:  # e.g. out of processes: a failure, in one line
             reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
-            self._fail(f"{self.name}: cannot restart worker {worker.index}: {reason}")
+            self._fail(f"{self.name}: cannot restart {self.label(worker)}: {reason}")
 
     def _drain(self, worker: WorkerState) -> None:
         conn = worker.conn
@@ -253,7 +238,7 @@ class Supervisor(Generic[A]):
             self._unwatch_conn(worker)  # the worker closed its end: it is exiting
         except Exception as exc:  # an unreadable message: the stream is lost
             log.error(
-                "worker %d: unreadable message (%s: %s)", worker.index, type(exc).__name__, exc
+                "%s: unreadable message (%s: %s)", self.label(worker), type(exc).__name__, exc
             )
             self._unwatch_conn(worker)
 
@@ -262,14 +247,14 @@ class Supervisor(Generic[A]):
             logs.emit_forwarded(message.record)
             return
         if isinstance(message, Ready):
-            worker.ready = True
+            worker.ready = worker.served = True
             worker.pid, worker.port, worker.about = message.pid, message.port, message.about
         elif isinstance(message, Stopped):
             worker.stopped = True
         elif isinstance(message, Fatal):
             worker.fatal = message.message
             if worker.ready:
-                log.error("worker %d: %s", worker.index, message.message)
+                log.error("%s: %s", self.label(worker), message.message)
         self._deliver(worker, message)
 
     def _deliver(self, worker: WorkerState, message: Message) -> None:
@@ -295,28 +280,43 @@ class Supervisor(Generic[A]):
         self._forget(worker)
         worker.exitcode = code
         restart = False
+        name, pid = self.label(worker), worker.pid
         if self._stopping:
             if code not in (0, None):
-                log.warning(
-                    "worker %d (pid %d) exited with %s", worker.index, worker.pid, _exit(code)
-                )
-        elif not worker.ready:
-            self._fail(
-                worker.fatal
-                or f"{self.name}: worker {worker.index} failed to start ({_exit(code)})"
-            )
+                log.warning("%s (pid %d) exited with %s", name, pid, _exit(code))
+        elif not worker.ready and not (worker.served and self.policy.backoff is not None):
+            self._fail(worker.fatal or f"{self.name}: {name} failed to start ({_exit(code)})")
         elif self.policy.restart:
             restart = True
-            worker.ready = False  # until its new process says so
+            served, worker.ready = worker.ready, False  # until its new process says so
             self.restarts += 1
+            delay = self._restart_delay(worker)
             log.error(
-                "worker %d (pid %d) died (%s); restarting it", worker.index, worker.pid, _exit(code)
+                "%s (pid %d) %s (%s); restarting it in %.1f s (restart %d)",
+                name,
+                pid,
+                "died" if served else "failed to start again",
+                worker.fatal or _exit(code),
+                delay,
+                self.restarts,
             )
-            delay = worker.started_at + self.policy.restart_interval - time.monotonic()
-            worker.restart = self._loop.call_later(max(0.0, delay), self._respawn, worker)
+            worker.restart = self._loop.call_later(delay, self._respawn, worker)
         else:
-            log.error("worker %d (pid %d) died (%s)", worker.index, worker.pid, _exit(code))
+            log.error("%s (pid %d) died (%s)", name, pid, _exit(code))
         self._deliver(worker, Exited(code, restart))
+
+    def _restart_delay(self, worker: WorkerState) -> float:
+        """At most one start per ``restart_interval``; with a ``backoff``, its
+        delay after the deaths in a row (a process that ran ``stable_after``
+        seconds starts the count again)."""
+        now = time.monotonic()
+        delay = max(0.0, worker.started_at + self.policy.restart_interval - now)
+        if self.policy.backoff is None:
+            return delay
+        if now - worker.started_at >= self.policy.stable_after:
+            worker.failures = 0
+        worker.failures += 1
+        return max(delay, self.policy.backoff.delay(worker.failures))
 
     def _unwatch_conn(self, worker: WorkerState) -> None:
         if worker.conn is not None and self._loop is not None:
@@ -344,3 +344,22 @@ def _exit(code: int | None) -> str:
         except ValueError:
             return f"killed by signal {-code}"
     return f"exit status {code}"
+
+
+class Supervisor(ProcessSupervisor, Generic[A]):
+    """N worker processes running ``target(link, args(index))``, index 1..N
+    (``SpawnLauncher``)."""
+
+    def __init__(
+        self,
+        name: str,
+        target: WorkerTarget[A],
+        args: Callable[[int], A],
+        count: int,
+        *,
+        policy: Policy | None = None,
+        on_message: MessageHandler | None = None,
+        log_level: int = logging.INFO,
+    ) -> None:
+        launcher = SpawnLauncher(name, target, args, log_level)
+        super().__init__(name, launcher, count, policy=policy, on_message=on_message)
