@@ -17,7 +17,8 @@
 One module a command (``game``, ``chat``, ``login``, ``monitor``, ``web``,
 ``dummy``, ``db``, ``demo``, ``config_cmd``, ``up``); ``options`` declares the
 options they share and the servers' settings, each reading its default from
-the config dataclass it sets (``defaults``); ``settings`` checks config files and names the environment
+the config dataclass it sets (``defaults``); ``configs`` builds the configs of
+a command's parts; ``settings`` checks config files and names the environment
 variables, ``example`` writes the example file. Every option is also a setting
 of the config file and an environment variable: defaults < file < environment <
 flags.
