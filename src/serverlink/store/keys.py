@@ -233,6 +233,7 @@ class RedisKeys:
         self.takes: TurnBatcher[str, bytes, bool] = TurnBatcher(
             self._take_batch, missing=False, ordered=True, superseded=False, max_in_flight=2
         )
+        self._idle: list[Any] = []
         self.taken = 0
         self.failures = 0
 
@@ -255,19 +256,29 @@ class RedisKeys:
             raise KeyStoreUnavailable(f"{what}: Redis at {self.shown}: {exc}") from None
 
     async def _send(self, commands: list[tuple[Any, ...]]) -> list[Any]:
-        pool = self.client.connection_pool
-        connection = await pool.get_connection()  # type: ignore[no-untyped-call]
+        # The connections of the batches in flight are kept here between batches:
+        # the pool's get and release (a lock, a readiness probe, its bookkeeping)
+        # cost more CPU than a small batch's commands.
+        idle = self._idle
+        connection = idle.pop() if idle else await self.client.connection_pool.get_connection()  # type: ignore[no-untyped-call]
         try:
             await connection.send_packed_command(
                 connection.pack_commands(commands), check_health=False
             )
-            return [await connection.read_response() for _ in commands]
+            replies = [await connection.read_response() for _ in commands]
         except BaseException:
             # Replies may be left unread: the connection is not reused.
             await connection.disconnect()
+            await self.client.connection_pool.release(connection)
             raise
-        finally:
-            await pool.release(connection)
+        idle.append(connection)
+        return replies
+
+    async def close(self) -> None:
+        for connection in self._idle:
+            await self.client.connection_pool.release(connection)
+        self._idle.clear()
+        await self.client.aclose()
 
     async def _put_batch(self, batch: dict[str, tuple[bytes, int]]) -> Mapping[str, bool]:
         await self.call(
@@ -343,4 +354,4 @@ class RedisKeyStore(KeyStore):
         return {"keys_taken": self.keys.taken, "key_store_failures": self.keys.failures}
 
     async def close(self) -> None:
-        await self.keys.client.aclose()
+        await self.keys.close()
