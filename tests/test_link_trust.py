@@ -14,7 +14,7 @@ import pytest
 import trustme
 
 from conftest import Logins, until
-from lan_peer import TcpProxy, fake_link, non_loopback_ip
+from lan_peer import LAN, TcpProxy, fake_link, non_loopback_ip
 from linked_system import (
     game_config,
     linked_games,
@@ -24,6 +24,9 @@ from linked_system import (
     start_login,
     start_system,
 )
+from serverlink.net.client import FrameClient
+from serverlink.net.session import SessionDeps
+from serverlink.net.stats import NetStats
 from serverlink.net.tls import TlsConfig
 from serverlink.protocol import packets as pk
 from serverlink.protocol.status import LoginStatus
@@ -141,6 +144,32 @@ async def test_a_connection_that_never_registers_is_closed_at_the_deadline(
             assert await loop.sock_recv(sock, 1) == b""  # closed by the server
         sock.close()
     assert login.lan.listener.stats.errors["login_deadline"] == 3
+
+
+async def test_a_key_store_proof_before_registering_drops_only_that_peer(
+    login: LoginServer,
+) -> None:
+    linked = await fake_link(login.lan_port, "game@127.0.0.1:7000")
+    await until(lambda: len(login.lan.links) == 1)
+    loop = asyncio.get_running_loop()
+    _, rogue = await loop.create_connection(
+        lambda: FrameClient(SessionDeps(LAN, NetStats())), "127.0.0.1", login.lan_port
+    )
+    rogue.send(pk.SS_KEY_STORE_PROOF.build(b"x" * 32))
+    await rogue.wait_closed()
+    assert login.lan.listener.stats.errors["not_registered"] == 1
+    assert len(login.lan.links) == 1 and not linked.closed
+
+
+async def test_a_forged_key_store_proof_gets_no_keys_from_the_store(
+    logins: Logins, sqlite_url: str, redis_url: str
+) -> None:
+    login = await logins(sqlite_url, key_store=redis_url)
+    link = await fake_link(login.lan_port, "game@127.0.0.1:7000", status_id=5)
+    await until(lambda: len(login.lan.links) == 1)
+    link.send(pk.SS_KEY_STORE_PROOF.build(bytes(range(200, 232))))  # nobody wrote it
+    await until(lambda: login.lan.handoffs.foreign_stores == 1)
+    assert login.lan.links[0].keys is None and not link.closed  # its keys go by hand-off
 
 
 async def test_a_linked_server_that_goes_silent_is_dropped(login: LoginServer) -> None:

@@ -4,6 +4,7 @@ server and game server over sockets, on SQLite and MariaDB."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -43,6 +44,32 @@ async def test_sign_up_sign_in_then_login_and_game_with_the_key(web: WebSystem) 
     assert (reply.Status, reply.ID, reply.Nickname) == (LoginStatus.OK, "alice", "Alice A")
     game, _ = await game_login(reply.GameServerPort, account_no, key)
     assert game.Status == GameLoginStatus.OK
+
+
+async def test_silent_and_trickling_connections_are_closed_and_others_served(
+    db_url: str, tmp_path: Path
+) -> None:
+    async with web_system(db_url, tmp_path, idle_timeout=1.0) as web:
+        silent, silent_out = await asyncio.open_connection("127.0.0.1", web.api.port)
+        trickling, trickling_out = await asyncio.open_connection("127.0.0.1", web.api.port)
+        trickling_out.write(b"POST /v1/sessions HTTP/1.1\r\n")
+
+        async def drip() -> None:  # a header line every 0.2 s: never a whole request
+            with contextlib.suppress(OSError):
+                while True:
+                    trickling_out.write(b"X-Slow: 1\r\n")
+                    await asyncio.sleep(0.2)  # the hostile peer's pace, not synchronisation
+
+        dripping = asyncio.get_running_loop().create_task(drip())
+        try:
+            assert await web.sign_up("dave")  # served while both hold their connections
+            async with asyncio.timeout(5):
+                assert await silent.read() == b""  # closed by the server
+                assert await trickling.read() == b""
+        finally:
+            dripping.cancel()
+            silent_out.close()
+            trickling_out.close()
 
 
 async def test_a_taken_userid_is_409(web: WebSystem) -> None:

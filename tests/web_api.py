@@ -49,9 +49,12 @@ class WebSystem:
 
 
 @asynccontextmanager
-async def web_system(db_url: str, tmp_path: Path, **web: Any) -> AsyncIterator[WebSystem]:
+async def web_system(
+    db_url: str, tmp_path: Path, idle_timeout: float | None = None, **web: Any
+) -> AsyncIterator[WebSystem]:
     """A seeded login and game server (one account), and the web API on the same
-    database answering with the login server's address; ``web`` overrides WebConfig."""
+    database answering with the login server's address; ``web`` overrides WebConfig,
+    ``idle_timeout`` the seconds a connection has to send a whole request."""
     system = await start_system(db_url, tmp_path / "keys.txt", 1)
     config = WebConfig(
         **{
@@ -62,6 +65,8 @@ async def web_system(db_url: str, tmp_path: Path, **web: Any) -> AsyncIterator[W
         }
     )
     api = AccountApi(config)
+    if idle_timeout is not None:
+        api.idle_timeout = idle_timeout
     await api.start()
     try:
         async with aiohttp.ClientSession() as http:

@@ -1,6 +1,8 @@
 """One aiohttp site on the server's own event loop, hardened for hostile
 clients: no request body accepted, every handler error answered 500 with a
-one-line body (the traceback goes to the log, never to the client), no access log."""
+one-line body (the traceback goes to the log, never to the client), no access
+log, and a connection that sends no complete request within ``idle_timeout``
+(silent, or trickling its headers) closed."""
 
 from __future__ import annotations
 
@@ -12,6 +14,12 @@ from aiohttp import web
 log = logging.getLogger("serverlink.web")
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+#: Seconds a connection may stay without a complete request (aiohttp's
+#: keep-alive timer: it runs from the connection or the last answer until a
+#: whole request has arrived, and does not cut a handler that takes longer).
+#: aiohttp's own default, an hour, lets silent sockets hold the server's.
+HTTP_IDLE_TIMEOUT = 10.0
 
 
 @web.middleware
@@ -40,11 +48,16 @@ class HttpServer:
         self.host = host
         self.port = port
         self.reuse_port = reuse_port
+        self.idle_timeout = HTTP_IDLE_TIMEOUT
         self._runner: web.AppRunner | None = None
 
     async def start(self) -> None:
         runner = web.AppRunner(
-            self.app, access_log=None, handle_signals=False, shutdown_timeout=1.0
+            self.app,
+            access_log=None,
+            handle_signals=False,
+            shutdown_timeout=1.0,
+            keepalive_timeout=self.idle_timeout,
         )
         await runner.setup()
         try:
