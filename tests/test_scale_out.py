@@ -29,7 +29,9 @@ from private_mariadb import free_port
 from private_redis import PrivateRedis
 from serverlink.dummy import run_dummy_async
 from serverlink.dummy.config import DummyConfig
+from serverlink.net.server import ServerLimits
 from serverlink.protocol.status import ChatLoginStatus, GameLoginStatus, LoginStatus, ServerType
+from serverlink.servers import placement
 from serverlink.servers.game import GameServer
 from serverlink.servers.lan import LinkedServer
 from serverlink.servers.link import LinkConfig
@@ -353,3 +355,21 @@ async def test_a_burst_of_logins_is_spread_over_the_game_servers(system: System)
     )
     ports = [reply.GameServerPort for reply, _ in replies]
     assert sorted(ports.count(g.port) for g in games) == [5, 5]
+
+
+async def test_fast_relogins_do_not_fill_a_server_between_its_reports(
+    system: System, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Placements count toward a server's load only until their clients can have
+    arrived: players that come and go between two reports (here none comes, the
+    heartbeat being a minute) must not make the server look full."""
+    monkeypatch.setattr(placement, "PLACED_FOR", 0.2)
+    link = link_to(system.login, heartbeat=60.0)
+    game = await system.start_game(link=link, limits=ServerLimits(max_sessions=10))
+    for _ in range(3):  # 24 flows in all, on a capacity of 10
+        for account_no in range(1, 9):
+            server, connection = await play(system, account_no)
+            assert server is game
+            connection.close("done")
+            await until(lambda: not game.in_game)
+        await asyncio.sleep(0.5)  # past two periods of PLACED_FOR: the rule's time, not a wait
