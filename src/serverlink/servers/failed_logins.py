@@ -8,8 +8,12 @@ from __future__ import annotations
 import logging
 
 from serverlink.protocol.status import LoginStatus
+from serverlink.windows import FixedWindows
 
 log = logging.getLogger("serverlink.login")
+
+#: Addresses counted at most (past it, those whose window or cooling ended go).
+MAX_ADDRESSES = 10_000
 
 #: Statuses that count as a failed login attempt for the per-address limit.
 FAILED_LOGIN = frozenset(
@@ -25,33 +29,27 @@ class FailedLogins:
         self.limit = limit
         self.window = window
         self.cooldown = cooldown
-        self._by_ip: dict[str, list[float]] = {}  # ip -> [window start, count, cool until]
+        self._failures = FixedWindows(window, max_keys=MAX_ADDRESSES)
+        self._cool_until: dict[str, float] = {}
         self.cooling_refusals = 0
 
     def cooling(self, ip: str, now: float) -> bool:
-        entry = self._by_ip.get(ip)
-        return entry is not None and entry[2] > now
+        until = self._cool_until.get(ip)
+        return until is not None and until > now
 
     def failed(self, ip: str, now: float) -> None:
         if not self.limit:
             return
-        entry = self._by_ip.get(ip)
-        if entry is None or now - entry[0] > self.window:
-            if len(self._by_ip) > 10_000:
-                self._prune(now)
-            entry = self._by_ip[ip] = [now, 0.0, 0.0]
-        entry[1] += 1
-        if entry[1] >= self.limit and entry[2] <= now:
-            entry[2] = now + self.cooldown
+        count, _ = self._failures.add(ip, now)
+        if count >= self.limit and not self.cooling(ip, now):
+            if len(self._cool_until) >= MAX_ADDRESSES:
+                for cooled in [a for a, until in self._cool_until.items() if until <= now]:
+                    del self._cool_until[cooled]
+            self._cool_until[ip] = now + self.cooldown
             log.warning(
                 "%s: %d failed logins within %g s: its logins are refused for %g s",
                 ip,
-                int(entry[1]),
+                count,
                 self.window,
                 self.cooldown,
             )
-
-    def _prune(self, now: float) -> None:
-        for ip, (start, _, until) in list(self._by_ip.items()):
-            if now - start > self.window and until <= now:
-                del self._by_ip[ip]

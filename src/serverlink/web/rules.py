@@ -14,6 +14,8 @@ import re
 import unicodedata
 from typing import Any
 
+from serverlink.windows import FixedWindows
+
 #: UTF-16 code units of a userid or a nickname at most (WCHAR[20], NUL included).
 NAME_UNITS = 19
 PASSWORD_MIN = 8
@@ -81,14 +83,11 @@ def check_password(value: str) -> str:
 
 class RateLimit:
     """At most ``limit`` requests per key (an address, a userid) in a fixed window
-    of ``window`` seconds; 0: no limit. Memory stays bounded: past ``max_keys``
-    keys, those whose window ended are dropped."""
+    of ``window`` seconds; 0: no limit. Memory stays bounded (``FixedWindows``)."""
 
     def __init__(self, limit: int, window: float, max_keys: int = 100_000) -> None:
         self.limit = limit
-        self.window = window
-        self.max_keys = max_keys
-        self._windows: dict[str, list[float]] = {}  # key -> [window start, count]
+        self.requests = FixedWindows(window, max_keys)
         self.refused = 0
 
     def retry_after(self, key: str, now: float) -> int:
@@ -96,18 +95,8 @@ class RateLimit:
         until its window ends (the 429's Retry-After)."""
         if not self.limit:
             return 0
-        entry = self._windows.get(key)
-        if entry is None or now - entry[0] >= self.window:
-            if len(self._windows) >= self.max_keys:
-                self._prune(now)
-            entry = self._windows[key] = [now, 0.0]
-        entry[1] += 1
-        if entry[1] <= self.limit:
+        count, window_end = self.requests.add(key, now)
+        if count <= self.limit:
             return 0
         self.refused += 1
-        return max(1, math.ceil(entry[0] + self.window - now))
-
-    def _prune(self, now: float) -> None:
-        for key, (start, _) in list(self._windows.items()):
-            if now - start >= self.window:
-                del self._windows[key]
+        return max(1, math.ceil(window_end - now))
