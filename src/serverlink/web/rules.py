@@ -12,12 +12,14 @@ from __future__ import annotations
 import math
 import re
 import unicodedata
-from typing import Any
+from typing import Any, get_args
 
+from serverlink.protocol.packets import WStr20
 from serverlink.windows import FixedWindows
 
-#: UTF-16 code units of a userid or a nickname at most (WCHAR[20], NUL included).
-NAME_UNITS = 19
+#: UTF-16 code units of a userid or a nickname at most: the protocol's ID and
+#: Nickname fields (WCHAR[20]), less the unit ``encode_wstr`` keeps for the NUL.
+NAME_UNITS: int = get_args(WStr20)[1].units - 1
 PASSWORD_MIN = 8
 PASSWORD_MAX = 128  # characters; scrypt's cost does not depend on it, the body limit does
 
