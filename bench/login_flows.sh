@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
 # Login throughput of the linked system on MariaDB: login server -> the key to
 # the game server -> reply -> game login, repeated back to back by the dummy
-# client (--relogin). One run measures it twice on the same machine and
-# database: with the LAN hand-off (--key-store memory, the default) and with the
+# client (--relogin). One invocation measures it on the same machine and
+# database with the LAN hand-off (--key-store memory, the default) and with the
 # Redis key store shared by the login and game servers (no hand-off round trip),
-# then prints both figures side by side. Acceptance (issue 3), for each: >= 1,000
-# login flows/s with 200 clients and 4,000 accounts, errors_total 0, and no
-# account left with a non-zero status once the dummy has exited.
+# as often and in the order STORES says. Acceptance (issue 3), for each run:
+# >= 1,000 login flows/s with 200 clients and 4,000 accounts, errors_total 0,
+# and no account left with a non-zero status once the dummy has exited.
 #
 #   bench/login_flows.sh [CLIENTS] [ACCOUNTS] [SECONDS] [DUMMY_PROCESSES]
 #
@@ -15,12 +15,14 @@
 # each run's is kept beside it as login-<store>.json), LOGIN_PORT (8091),
 # LAN_PORT (8090), GAME_PORT (12211), SERVERLINK (the command), REDIS (default
 # redis://127.0.0.1:6379/0?namespace=slbench), STORES (default "memory redis":
-# the key stores to measure, in that order).
+# the key stores to measure, in that order; "memory redis redis memory"
+# balances the VM's drift between them).
 # Prints, for each run, the dummy's figures as JSON, the CPU seconds each part
-# used during the run (login server, game server, mariadbd, redis-server, dummy), a CPU speed
-# calibration (seconds for a fixed Python loop, before and after; lower is
-# faster) and the status check; then one line with the login flows/s of each
-# key store. Exit status 0 only when every acceptance condition holds.
+# used during the run (login server, game server, mariadbd, redis-server,
+# dummy), a CPU speed calibration (seconds for a fixed Python loop, before and
+# after; lower is faster) and the status check; then the login flows/s of
+# every run, each key store's mean and the ratio of the means. Exit status 0
+# only when every acceptance condition holds.
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
 # The project venv of the README commands when there is one, else python3 on PATH.
@@ -93,8 +95,8 @@ for _ in range(3):
     best = min(best, time.perf_counter() - t)
 print(f"{best:.3f}")'
 }
-run_once() {  # run_once memory|redis: one measured run, its figures to $logs/<store>.figures
-local store=$1 key_store=memory
+run_once() {  # run_once memory|redis N: the Nth measured run, its figures to $logs/N-<store>.figures
+local store=$1 n=$2 key_store=memory
 [ "$store" = redis ] && key_store=$redis_url
 report=${final_report%.json}-$store.json
 drain_time_wait
@@ -145,7 +147,7 @@ calibration_after=$(calibrate)
 
 # The dummy has exited; the game server writes the logouts of the last
 # connections within moments. Poll the status table for up to 10 s.
-"$py" - "$db" "$report" "$status" "$hz" "$logs/$store.figures" "$store" \
+"$py" - "$db" "$report" "$status" "$hz" "$logs/$n-$store.figures" "$store" \
     "$((after_login - before_login))" "$((after_game - before_game))" \
     "$((after_db - before_db))" "$(cat "$dummy_cpu")" "$calibration_before" \
     "$calibration_after" "$machine_before" "$machine_after" \
@@ -242,21 +244,29 @@ return "$status"
 }
 
 status=0
+run=0
 for store in $stores; do
-    run_once "$store" || status=1
+    run=$((run + 1))
+    run_once "$store" "$run" || status=1
 done
-"$py" - "$logs" $stores <<'PY'
+"$py" - "$logs" <<'PY'
 import json, sys
 from pathlib import Path
+from statistics import mean
 
-logs, stores = Path(sys.argv[1]), sys.argv[2:]
-runs = {s: json.loads((logs / f"{s}.figures").read_text()) for s in stores if (logs / f"{s}.figures").exists()}
-print(
-    "login flows/s, same machine and database, one after the other: "
-    + "; ".join(f"{r['key_store']} {r['login_flows_per_s']:,.1f}" for r in runs.values())
-)
-if {"memory", "redis"} <= runs.keys():
-    ratio = runs["redis"]["login_flows_per_s"] / max(runs["memory"]["login_flows_per_s"], 0.1)
-    print(f"redis / LAN hand-off: {ratio:.2f}")
+# Every run, in order, and the mean of each key store over its runs: this VM's
+# speed drifts by 10-20 % within minutes, so one run of each proves little;
+# alternate the stores (STORES="memory redis redis memory") and compare means.
+runs = [json.loads(p.read_text()) for p in sorted(Path(sys.argv[1]).glob("*.figures"), key=lambda p: int(p.stem.split("-")[0]))]
+print("login flows/s, same machine and database, one run after the other:")
+for r in runs:
+    print(f"  {r['key_store']:<22} {r['login_flows_per_s']:>9,.1f}  (CPU {r['cpu_ms_per_flow']:.3f} ms/flow)")
+by_store: dict[str, list[float]] = {}
+for r in runs:
+    by_store.setdefault(r["key_store"].split()[0], []).append(r["login_flows_per_s"])
+means = {store: mean(flows) for store, flows in by_store.items()}
+print("mean: " + "; ".join(f"{store} {m:,.1f} ({len(by_store[store])} runs)" for store, m in means.items()))
+if {"memory", "redis"} <= means.keys():
+    print(f"redis / LAN hand-off: {means['redis'] / max(means['memory'], 0.1):.2f}")
 PY
 exit "$status"

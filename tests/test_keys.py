@@ -109,6 +109,30 @@ async def test_redis_down_is_a_clear_error() -> None:
         await store.close()
 
 
+async def test_a_silent_redis_is_unavailable_within_the_timeout() -> None:
+    # A peer that accepts and reads but never answers, from its first byte
+    # (redis-py's hello on connecting) on: the store's one deadline covers both.
+    heard = asyncio.Event()
+
+    async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while await reader.read(4096):
+            heard.set()
+        writer.close()
+
+    server = await asyncio.start_server(silent, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    store = open_key_store(f"redis://127.0.0.1:{port}/0", timeout=0.3).scoped("game@a:1")
+    try:
+        async with asyncio.timeout(5):  # the store's own deadline is under test
+            with pytest.raises(KeyStoreUnavailable, match="take key"):
+                await store.take(1, KEY)
+        assert heard.is_set()
+    finally:
+        await store.close()
+        server.close()
+        await server.wait_closed()
+
+
 @pytest.mark.parametrize(
     ("url", "message"),
     [

@@ -11,6 +11,7 @@ login server puts the key there, no LAN round trip).
 from __future__ import annotations
 
 import abc
+import asyncio
 import hashlib
 import hmac
 import secrets
@@ -135,16 +136,41 @@ class KeyStoreUrlError(ValueError):
     """A ``--key-store`` value that cannot be used; the message says what to fix."""
 
 
-#: Compare-and-delete in one round trip: the key is taken only by its owner, and a
-#: wrong key leaves the right one in place.
-_TAKE = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then
-  redis.call('DEL', KEYS[1])
-  return 1
+#: A batch's puts in one command: ``SET key value PX ttl`` for each key
+#: (ARGV holds value and ttl in turn), one short reply for the batch.
+_PUT = """
+for i = 1, #KEYS do
+  redis.call('SET', KEYS[i], ARGV[2 * i - 1], 'PX', ARGV[2 * i])
 end
-return 0
+return #KEYS
 """
-_TAKE_SHA = hashlib.sha1(_TAKE.encode()).hexdigest()
+#: A batch's takes in one command, each a compare-and-delete: a key is taken
+#: only by its owner, and a wrong key leaves the right one in place. The reply
+#: is one string, a character per key ("1" taken, "0" not): one bulk string is
+#: the cheapest reply to read, where an array costs a parse per element.
+_TAKE = """
+local taken = {}
+for i = 1, #KEYS do
+  if redis.call('GET', KEYS[i]) == ARGV[i] then
+    redis.call('DEL', KEYS[i])
+    taken[i] = '1'
+  else
+    taken[i] = '0'
+  end
+end
+return table.concat(taken)
+"""
+_SCRIPTS = (_PUT.encode(), _TAKE.encode())
+_PUT_SHA, _TAKE_SHA = (hashlib.sha1(script).hexdigest().encode() for script in _SCRIPTS)
+
+
+def pack_command(*args: bytes) -> bytes:
+    """One command in RESP, Redis's wire format. Written here, not redis-py's
+    ``pack_command``: that one encodes and type-checks argument by argument in
+    Python, and cost more than the rest of a batch's work; these are bytes."""
+    return b"*%d\r\n%b" % (len(args), b"".join([b"$%d\r\n%b\r\n" % (len(a), a) for a in args]))
+
+
 #: Seconds a proof of a server's store stays readable (it is written again each
 #: time the server links to a login server).
 PROOF_TTL = 600
@@ -195,9 +221,11 @@ def open_key_store(url: str | None, *, timeout: float = 2.0) -> KeyStore:
 
 class RedisKeys:
     """The connection pool and the batching shared by every scope of one Redis
-    key store. The commands issued in one event-loop turn go out together
-    (one round trip): at a thousand logins a second, a round trip per key
-    costs more than the commands."""
+    key store. The puts (and the takes) asked for in one event-loop turn go out
+    as one script call with one reply: at a thousand logins a second, a
+    command and a reply per key cost redis-py's Python more than the round trip.
+    (The keys of a batch are many keys in one script, so a Redis Cluster, which
+    wants them in one slot, is not supported; one Redis, replicated, is.)"""
 
     def __init__(self, url: str, namespace: str, timeout: float, shown: str) -> None:
         import redis.asyncio as aioredis
@@ -216,10 +244,13 @@ class RedisKeys:
         self.shown = shown
         self.namespace = namespace
         # Retries are ``call``'s (the one policy of serverlink.retry), none of redis-py's
-        # (its default waits seconds between attempts to connect).
+        # (its default waits seconds between attempts to connect). The batch has one
+        # deadline (``_send``): redis-py's socket timeout would run every send in a
+        # task of its own (asyncio.wait_for) and every reply under a timer.
+        self.timeout = timeout
         self.client: Redis = aioredis.Redis.from_url(
             url,
-            socket_timeout=timeout,
+            socket_timeout=None,
             socket_connect_timeout=timeout,
             retry=RedisRetry(NoBackoff(), 0),
         )
@@ -227,17 +258,17 @@ class RedisKeys:
         # same turn supersedes the older one (a put replaces; a take loses). Two
         # batches in flight at most: what comes meanwhile goes out together next,
         # so batches grow with the load (a round trip per key costs the most).
-        self.puts: TurnBatcher[str, tuple[bytes, int], bool] = TurnBatcher(
+        self.puts: TurnBatcher[bytes, tuple[bytes, bytes], bool] = TurnBatcher(
             self._put_batch, missing=False, ordered=True, superseded=True, max_in_flight=2
         )
-        self.takes: TurnBatcher[str, bytes, bool] = TurnBatcher(
+        self.takes: TurnBatcher[bytes, bytes, bool] = TurnBatcher(
             self._take_batch, missing=False, ordered=True, superseded=False, max_in_flight=2
         )
         self._idle: list[Any] = []
         self.taken = 0
         self.failures = 0
 
-    async def call(self, what: str, commands: list[tuple[Any, ...]]) -> list[Any]:
+    async def call(self, what: str, commands: list[tuple[bytes, ...]]) -> list[Any]:
         """Send ``commands`` at once and read their replies: one round trip.
         Straight on a pooled connection (redis-py's pipeline object costs more
         than the round trip at one command); a connection error is retried once
@@ -249,27 +280,34 @@ class RedisKeys:
                     lambda: self._send(commands), self._retryable
                 )
             except self._no_script:
-                await self._send([("SCRIPT", "LOAD", _TAKE)])
+                await self._send([(b"SCRIPT", b"LOAD", script) for script in _SCRIPTS])
                 return await self._send(commands)
         except self._failures as exc:
             self.failures += 1
             raise KeyStoreUnavailable(f"{what}: Redis at {self.shown}: {exc}") from None
 
-    async def _send(self, commands: list[tuple[Any, ...]]) -> list[Any]:
+    async def _send(self, commands: list[tuple[bytes, ...]]) -> list[Any]:
         # The connections of the batches in flight are kept here between batches:
         # the pool's get and release (a lock, a readiness probe, its bookkeeping)
         # cost more CPU than a small batch's commands.
         idle = self._idle
-        connection = idle.pop() if idle else await self.client.connection_pool.get_connection()  # type: ignore[no-untyped-call]
+        connection = idle.pop() if idle else None
         try:
-            await connection.send_packed_command(
-                connection.pack_commands(commands), check_health=False
-            )
-            replies = [await connection.read_response() for _ in commands]
+            # One deadline for connecting (redis-py's hello on a new connection
+            # reads without one) and the batch. TimeoutError is an OSError: retried.
+            async with asyncio.timeout(self.timeout):
+                if connection is None:
+                    connection = await self.client.connection_pool.get_connection()  # type: ignore[no-untyped-call]
+                await connection.send_packed_command(
+                    b"".join([pack_command(*command) for command in commands]),
+                    check_health=False,
+                )
+                replies = [await connection.read_response() for _ in commands]
         except BaseException:
             # Replies may be left unread: the connection is not reused.
-            await connection.disconnect()
-            await self.client.connection_pool.release(connection)
+            if connection is not None:
+                await connection.disconnect()
+                await self.client.connection_pool.release(connection)
             raise
         idle.append(connection)
         return replies
@@ -280,29 +318,32 @@ class RedisKeys:
         self._idle.clear()
         await self.client.aclose()
 
-    async def _put_batch(self, batch: dict[str, tuple[bytes, int]]) -> Mapping[str, bool]:
-        await self.call(
-            "put key", [("SET", name, key, "PX", ttl_ms) for name, (key, ttl_ms) in batch.items()]
-        )
+    async def _put_batch(self, batch: dict[bytes, tuple[bytes, bytes]]) -> Mapping[bytes, bool]:
+        values: list[bytes] = []
+        for key_and_ttl in batch.values():
+            values += key_and_ttl
+        count = b"%d" % len(batch)
+        await self.call("put key", [(b"EVALSHA", _PUT_SHA, count, *batch, *values)])
         return dict.fromkeys(batch, True)
 
-    async def _take_batch(self, batch: dict[str, bytes]) -> Mapping[str, bool]:
-        results = await self.call(
-            "take key", [("EVALSHA", _TAKE_SHA, 1, name, key) for name, key in batch.items()]
+    async def _take_batch(self, batch: dict[bytes, bytes]) -> Mapping[bytes, bool]:
+        count = b"%d" % len(batch)
+        (taken,) = await self.call(
+            "take key", [(b"EVALSHA", _TAKE_SHA, count, *batch, *batch.values())]
         )
-        taken = {name: result == 1 for name, result in zip(batch, results, strict=True)}
-        self.taken += sum(taken.values())
-        return taken
+        results = {name: flag == 49 for name, flag in zip(batch, taken, strict=True)}  # b"1"
+        self.taken += taken.count(b"1")
+        return results
 
 
 class RedisKeyStore(KeyStore):
     """Keys in Redis, shared by every login server, server and worker that uses
     the same Redis and namespace. Each key lives under the name of the server
     the client was placed on (``scoped``): it works once, and only there.
-    ``put`` is a ``SET … PX`` (Redis keeps the time-to-live), ``take`` a Lua
+    ``put`` is a ``SET … PX`` (Redis keeps the time-to-live), ``take`` a
     compare-and-delete (atomic: a key works once whichever process sees it
-    first, and a wrong key does not remove the right one); both batched per
-    event-loop turn into one pipeline."""
+    first, and a wrong key does not remove the right one); each batched per
+    event-loop turn into one Lua script call."""
 
     shared = True
 
@@ -320,7 +361,7 @@ class RedisKeyStore(KeyStore):
         self.keys = shared_keys or RedisKeys(url, namespace, timeout, self.url)
         self.namespace = namespace
         self.server = server
-        self.prefix = f"{namespace}:key:{server}:"
+        self.prefix = f"{namespace}:key:{server}:".encode()
 
     @property
     def client(self) -> Redis:
@@ -330,24 +371,27 @@ class RedisKeyStore(KeyStore):
         return RedisKeyStore(self.url, self.namespace, server, shared_keys=self.keys)
 
     async def put(self, account_no: int, key: bytes, ttl: float) -> None:
-        await self.keys.puts.submit(self.prefix + str(account_no), (key, max(1, int(ttl * 1000))))
+        ttl_ms = b"%d" % max(1, int(ttl * 1000))
+        await self.keys.puts.submit(self.prefix + b"%d" % account_no, (bytes(key), ttl_ms))
 
     async def take(self, account_no: int, key: bytes) -> bool:
-        return await self.keys.takes.submit(self.prefix + str(account_no), bytes(key))
+        return await self.keys.takes.submit(self.prefix + b"%d" % account_no, bytes(key))
 
-    def _proof_name(self, server: str, proof: str) -> str:
+    def _proof_name(self, server: str, proof: str) -> bytes:
         # One name per proof: the links to several login servers prove at once.
-        return f"{self.namespace}:proof:{server}:{proof}"
+        return f"{self.namespace}:proof:{server}:{proof}".encode()
 
     async def prove(self) -> str:
         proof = secrets.token_hex(16)
         name = self._proof_name(self.server, proof)
-        await self.keys.call("write proof", [("SET", name, proof, "EX", PROOF_TTL)])
+        await self.keys.call(
+            "write proof", [(b"SET", name, proof.encode(), b"EX", b"%d" % PROOF_TTL)]
+        )
         return proof
 
     async def verify(self, server: str, proof: str) -> bool:
         name = self._proof_name(server, proof)
-        (found,) = await self.keys.call("read proof", [("GET", name)])
+        (found,) = await self.keys.call("read proof", [(b"GET", name)])
         return isinstance(found, bytes) and hmac.compare_digest(found, proof.encode())
 
     def snapshot(self) -> dict[str, int]:
