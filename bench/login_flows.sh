@@ -257,15 +257,36 @@ from statistics import mean
 # Every run, in order, and the mean of each key store over its runs: this VM's
 # speed drifts by 10-20 % within minutes, so one run of each proves little;
 # alternate the stores (STORES="memory redis redis memory") and compare means.
+# "servers/dummy": the servers' CPU per flow (login, game, mariadbd,
+# redis-server) over the dummy's, which does the same work whichever the store:
+# a yardstick that drifts with the VM as the servers do, so it compares the
+# stores' cost with less noise than flows/s.
 runs = [json.loads(p.read_text()) for p in sorted(Path(sys.argv[1]).glob("*.figures"), key=lambda p: int(p.stem.split("-")[0]))]
+
+
+def servers_per_dummy(run: dict) -> float:
+    cpu = run["cpu_seconds"]
+    return sum(v for k, v in cpu.items() if k != "dummy") / max(cpu["dummy"], 0.01)
+
+
 print("login flows/s, same machine and database, one run after the other:")
 for r in runs:
-    print(f"  {r['key_store']:<22} {r['login_flows_per_s']:>9,.1f}  (CPU {r['cpu_ms_per_flow']:.3f} ms/flow)")
-by_store: dict[str, list[float]] = {}
+    print(
+        f"  {r['key_store']:<22} {r['login_flows_per_s']:>9,.1f}  (CPU {r['cpu_ms_per_flow']:.3f}"
+        f" ms/flow, servers/dummy {servers_per_dummy(r):.3f})"
+    )
+by_store: dict[str, list[dict]] = {}
 for r in runs:
-    by_store.setdefault(r["key_store"].split()[0], []).append(r["login_flows_per_s"])
-means = {store: mean(flows) for store, flows in by_store.items()}
-print("mean: " + "; ".join(f"{store} {m:,.1f} ({len(by_store[store])} runs)" for store, m in means.items()))
+    by_store.setdefault(r["key_store"].split()[0], []).append(r)
+means = {store: mean(r["login_flows_per_s"] for r in rs) for store, rs in by_store.items()}
+print(
+    "mean: "
+    + "; ".join(
+        f"{store} {means[store]:,.1f} flows/s, servers/dummy"
+        f" {mean(servers_per_dummy(r) for r in rs):.3f} ({len(rs)} runs)"
+        for store, rs in by_store.items()
+    )
+)
 if {"memory", "redis"} <= means.keys():
     print(f"redis / LAN hand-off: {means['redis'] / max(means['memory'], 0.1):.2f}")
 PY

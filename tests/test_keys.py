@@ -80,6 +80,7 @@ async def test_redis_commands_of_one_turn_share_one_round_trip(redis_url: str) -
         # Wrong keys left the right ones in place.
         assert all(await asyncio.gather(*(scoped.take(n, KEY) for n in range(0, 50, 2))))
         assert (store.keys.puts.batches, store.keys.takes.batches) == (1, 2)
+        assert scoped.snapshot()["key_store_batches"] == 3  # what operators see
     finally:
         await store.close()
 

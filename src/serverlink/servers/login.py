@@ -416,6 +416,7 @@ class LoginServer:
             stale_answers=self.lan.handoffs.stale_answers,
             handoff_timeouts=self.lan.handoffs.handoff_timeouts,
             keys_put=self.lan.handoffs.keys_put,
+            key_store_batches=self.lan.handoffs.keys.snapshot().get("key_store_batches", 0),
             key_store_outages=self.key_store_log.outages,
             silent_links=self.lan.silent_links,
             accounts_released=self.releases.released,
