@@ -14,9 +14,9 @@
 # by the seed), KEYS (/tmp/keys.txt), REPORT (/tmp/login.json: the last run's;
 # each run's is kept beside it as login-<store>.json), LOGIN_PORT (8091),
 # LAN_PORT (8090), GAME_PORT (12211), SERVERLINK (the command), REDIS (default
-# redis://127.0.0.1:6379/0?namespace=slbench), STORES (default "memory redis":
-# the key stores to measure, in that order; "memory redis redis memory"
-# balances the VM's drift between them).
+# redis://127.0.0.1:6379/0?namespace=slbench), STORES (the key stores to
+# measure, in that order; default "memory redis redis memory", which balances
+# the VM's drift between them).
 # Prints, for each run, the dummy's figures as JSON, the CPU seconds each part
 # used during the run (login server, game server, mariadbd, redis-server,
 # dummy), a CPU speed calibration (seconds for a fixed Python loop, before and
@@ -32,7 +32,7 @@ clients=${1:-200} accounts=${2:-4000} seconds=${3:-20} procs=${4:-0}
 db=${DB:-mysql://root@127.0.0.1:3306/serverlink_bench}
 keys=${KEYS:-/tmp/keys.txt} final_report=${REPORT:-/tmp/login.json}
 redis_url=${REDIS:-redis://127.0.0.1:6379/0?namespace=slbench}
-stores=${STORES:-memory redis}
+stores=${STORES:-memory redis redis memory}
 login_port=${LOGIN_PORT:-8091} lan_port=${LAN_PORT:-8090} game_port=${GAME_PORT:-12211}
 logs=$(mktemp -d)
 . "$here/bench/servers.sh"
