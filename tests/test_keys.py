@@ -134,6 +134,57 @@ async def test_a_silent_redis_is_unavailable_within_the_timeout() -> None:
         await server.wait_closed()
 
 
+async def commands_answered(answer: bytes) -> asyncio.Server:
+    """A peer on a port that answers every RESP command it reads with ``answer``:
+    "+OK" to redis-py's hello, and then to the key store's scripts too."""
+
+    async def peer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while header := await reader.readline():  # *<n>, then n times $<len> and data
+                for _ in range(int(header[1:])):
+                    length = int((await reader.readline())[1:])
+                    await reader.readexactly(length + 2)
+                writer.write(answer)
+        except (ValueError, asyncio.IncompleteReadError, ConnectionError):
+            pass
+        writer.close()
+
+    return await asyncio.start_server(peer, "127.0.0.1", 0)
+
+
+@pytest.mark.parametrize("answer", [b"+OK\r\n", b":7\r\n", b"$3\r\n101\r\n"])
+async def test_a_reply_the_scripts_cannot_give_is_unavailable_not_a_crash(answer: bytes) -> None:
+    # A wrong server on the key store's address (or a proxy in the way) must not
+    # make logins fail with an exception nobody catches: one clear error per batch.
+    server = await commands_answered(answer)
+    port = server.sockets[0].getsockname()[1]
+    store = open_key_store(f"redis://127.0.0.1:{port}/0", timeout=2).scoped("game@a:1")
+    assert isinstance(store, RedisKeyStore)
+    try:
+        with pytest.raises(KeyStoreUnavailable, match=r"take key.*unexpected reply"):
+            await store.take(1, KEY)
+        with pytest.raises(KeyStoreUnavailable, match=r"put key.*unexpected reply"):
+            await store.put(1, KEY, 60)
+        assert store.snapshot()["key_store_failures"] == 2
+    finally:
+        await store.close()
+        server.close()
+        await server.wait_closed()
+
+
+async def test_a_peer_that_does_not_speak_redis_is_unavailable() -> None:
+    server = await commands_answered(b"HTTP/1.1 400 Bad Request\r\n\r\n")
+    port = server.sockets[0].getsockname()[1]
+    store = open_key_store(f"redis://127.0.0.1:{port}/0", timeout=2).scoped("game@a:1")
+    try:
+        with pytest.raises(KeyStoreUnavailable, match="take key"):
+            await store.take(1, KEY)
+    finally:
+        await store.close()
+        server.close()
+        await server.wait_closed()
+
+
 @pytest.mark.parametrize(
     ("url", "message"),
     [

@@ -320,12 +320,20 @@ class RedisKeys:
         self._idle.clear()
         await self.client.aclose()
 
+    def _unexpected(self, what: str, reply: object) -> KeyStoreUnavailable:
+        """A reply the scripts cannot give (not Redis, or not these scripts): the
+        store is unusable, as when it does not answer."""
+        self.failures += 1
+        return KeyStoreUnavailable(f"{what}: Redis at {self.shown}: unexpected reply {reply!r:.40}")
+
     async def _put_batch(self, batch: dict[bytes, tuple[bytes, bytes]]) -> Mapping[bytes, bool]:
         values: list[bytes] = []
         for key_and_ttl in batch.values():
             values += key_and_ttl
         count = b"%d" % len(batch)
-        await self.call("put key", [(b"EVALSHA", _PUT_SHA, count, *batch, *values)])
+        (stored,) = await self.call("put key", [(b"EVALSHA", _PUT_SHA, count, *batch, *values)])
+        if stored != len(batch):
+            raise self._unexpected("put key", stored)
         return dict.fromkeys(batch, True)
 
     async def _take_batch(self, batch: dict[bytes, bytes]) -> Mapping[bytes, bool]:
@@ -333,6 +341,8 @@ class RedisKeys:
         (taken,) = await self.call(
             "take key", [(b"EVALSHA", _TAKE_SHA, count, *batch, *batch.values())]
         )
+        if not isinstance(taken, bytes) or len(taken) != len(batch):
+            raise self._unexpected("take key", taken)
         results = {name: flag == 49 for name, flag in zip(batch, taken, strict=True)}  # b"1"
         self.taken += taken.count(b"1")
         return results
